@@ -1,0 +1,50 @@
+"""Compatibility patches applied on ``import mg_llava``. Each one is small, idempotent and tested.
+
+1. XTuner 0.2.0 picks the LLM dtype with ``get_torch_device().is_bf16_supported()``; on a machine without CUDA that
+   is ``torch.cpu``, which has no such function, so building ``LLaVAModel`` from a config crashes. We give
+   ``torch.cpu`` the missing query (answering False, which makes XTuner keep its float16 fallback for flash
+   attention only; on CPU it does not select flash attention at all).
+2. Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``. mmengine's resume loads checkpoints whose
+   ``meta`` holds a ``MessageHub`` state (``HistoryBuffer`` objects and numpy scalars/arrays), which the safe
+   unpickler refuses. We allow-list exactly those globals, so ``--resume`` works without weakening ``torch.load``
+   for anything else. ``HistoryBuffer`` also pickled its statistics functions (``getattr(HistoryBuffer, 'mean')``),
+   and allowing ``getattr`` would let a file reach arbitrary callables; those functions are class-level and
+   restored by ``__setstate__`` anyway, so we stop writing them. Checkpoints written by other mmengine programs
+   still need ``weights_only=False`` (only for files you trust).
+"""
+import numpy as np
+import torch
+
+
+def _patch_cpu_bf16_query():
+    if not hasattr(torch.cpu, "is_bf16_supported"):
+        torch.cpu.is_bf16_supported = lambda *args, **kwargs: False
+
+
+def mmengine_resume_safe_globals():
+    """The globals an mmengine/XTuner training checkpoint needs beyond tensors and plain containers."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    dtype_classes = [type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")]
+    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes]
+
+
+def _history_buffer_getstate(self) -> dict:
+    state = dict(self.__dict__)
+    state.pop("statistics_methods", None)  # class-level; HistoryBuffer.__setstate__ restores them
+    return state
+
+
+def _allow_mmengine_checkpoints():
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is not None:  # torch < 2.4 loads everything anyway
+        add_safe_globals(mmengine_resume_safe_globals())
+
+
+def apply():
+    _patch_cpu_bf16_query()
+    _allow_mmengine_checkpoints()

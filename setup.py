@@ -1,0 +1,4 @@
+from setuptools import setup
+
+# All metadata lives in setup.cfg.
+setup()

@@ -1,0 +1,16 @@
+import os
+
+# Tests never touch the network: every checkpoint is built offline by mg_llava.testing.tiny_models.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Paths of the tiny checkpoints (built once per test session): clip, convnext, owlv2, llm_<family>."""
+    from mg_llava.testing.tiny_models import build_all
+
+    return build_all(str(tmp_path_factory.mktemp("tiny_models")))

@@ -1,0 +1,60 @@
+"""The two patches applied by ``import mg_llava``: XTuner on a machine without CUDA, and mmengine resume."""
+import pickle
+
+import pytest
+import torch
+
+import mg_llava  # noqa: F401
+
+
+def test_xtuner_llm_dispatch_works_without_cuda(tiny_models):
+    from mmengine.config import ConfigDict
+    from transformers import AutoModelForCausalLM
+    from xtuner.model.llava import LLaVAModel
+
+    cfg = ConfigDict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=tiny_models["llm_vicuna"])
+    # This is the call that crashed with "module 'torch.cpu' has no attribute 'is_bf16_supported'".
+    out = LLaVAModel._dispatch_lm_model_cfg(LLaVAModel, cfg)
+    assert out.pretrained_model_name_or_path == tiny_models["llm_vicuna"]
+
+
+def test_xtuner_llava_model_builds_on_cpu(tiny_models):
+    from mmengine.config import ConfigDict
+    from transformers import AutoModelForCausalLM, CLIPVisionModel
+    from xtuner.model import LLaVAModel
+
+    model = LLaVAModel(
+        llm=ConfigDict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=tiny_models["llm_vicuna"]),
+        visual_encoder=ConfigDict(type=CLIPVisionModel.from_pretrained, pretrained_model_name_or_path=tiny_models["clip"]),
+        freeze_llm=True,
+        freeze_visual_encoder=True,
+    )
+    assert model.projector.model[0].in_features == 32
+
+
+def test_runner_checkpoint_loads_with_weights_only(tmp_path):
+    """A checkpoint shaped like mmengine's (MessageHub with HistoryBuffer, numpy values) loads under weights_only."""
+    import numpy as np
+    from mmengine.logging import MessageHub
+
+    hub = MessageHub.get_instance("mg_llava_compat_test")
+    for i in range(3):
+        hub.update_scalar("train/loss", np.float64(1.0 / (i + 1)))
+    hub.update_info("iter", 3)
+    path = tmp_path / "iter_3.pth"
+    torch.save({"meta": {"message_hub": hub.state_dict(), "seed": np.int64(7)}, "state_dict": {"w": torch.ones(2)},
+                "extra": np.arange(3, dtype=np.float32)}, path)
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    restored = MessageHub.get_instance("mg_llava_compat_test_restored")
+    restored.load_state_dict(ckpt["meta"]["message_hub"])
+    assert restored.get_scalar("train/loss").data[0].tolist() == pytest.approx([1.0, 0.5, 1.0 / 3])
+    assert int(ckpt["meta"]["seed"]) == 7
+
+
+def test_unlisted_globals_still_refused(tmp_path):
+    """The allow-list is exact: arbitrary objects are still rejected by the safe loader."""
+    path = tmp_path / "evil.pth"
+    torch.save({"obj": pickle.PicklingError("x")}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
