@@ -3,7 +3,8 @@
 #
 # Everything is pinned by requirements/constraints.txt. mmcv 2.1.0 ships no wheel for recent torch, so its ops are
 # compiled from the sdist once and the (stripped) wheel is cached outside the repository, in
-# ${MG_LLAVA_CACHE:-~/.cache/mg_llava}/wheels; later runs reuse it. A stamp file makes a re-run a no-op when
+# ${MG_LLAVA_CACHE:-~/.cache/mg_llava}/wheels/{cpu,cuda}; later runs reuse it. The CUDA ops are built when torch sees
+# a GPU (or FORCE_CUDA=1 with nvcc on the PATH); otherwise the CPU ops only. A stamp file makes a re-run a no-op when
 # nothing that affects the environment changed.
 set -euo pipefail
 
@@ -12,7 +13,6 @@ cd "$root"
 venv=${VENV:-.venv}
 python=${PYTHON:-python3.11}
 cache=${MG_LLAVA_CACHE:-$HOME/.cache/mg_llava}
-wheels="$cache/wheels"
 constraints=requirements/constraints.txt
 mmcv_version=$(sed -n 's/^mmcv==//p' "$constraints")
 
@@ -25,15 +25,24 @@ fi
 
 start=$(date +%s)
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --constraint "$constraints" --find-links "$wheels")
-mkdir -p "$wheels"
+pip=("$venv/bin/python" -m pip install --quiet --constraint "$constraints")
 
 # mmcv's setup.py imports pkg_resources (removed in setuptools 82) and builds against the torch in the venv.
 "${pip[@]}" --upgrade pip setuptools wheel ninja
 "${pip[@]}" torch torchvision
+if [ "${FORCE_CUDA:-0}" = 1 ] || "$venv/bin/python" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+    variant=cuda
+    export FORCE_CUDA=1
+else
+    variant=cpu
+    export FORCE_CUDA=0
+fi
+wheels="$cache/wheels/$variant"
+mkdir -p "$wheels"
+pip+=(--find-links "$wheels")
 
 if ! ls "$wheels"/mmcv-"$mmcv_version"-*.whl >/dev/null 2>&1; then
-    echo "[setup] building mmcv $mmcv_version with compiled ops (once; 12-25 min on 2 cores)"
+    echo "[setup] building mmcv $mmcv_version with compiled $variant ops (once; 12-25 min on 2 cores)"
     build=$(mktemp -d)
     "$venv/bin/python" -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
         -d "$build" "mmcv==$mmcv_version"
@@ -41,7 +50,7 @@ if ! ls "$wheels"/mmcv-"$mmcv_version"-*.whl >/dev/null 2>&1; then
     # torch >= 2.14 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17.
     sed -i 's/-std=c++17/-std=c++20/g' "$build/mmcv-$mmcv_version/setup.py"
     "${pip[@]}" addict mmengine opencv-python packaging Pillow pyyaml yapf
-    (cd "$build/mmcv-$mmcv_version" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} FORCE_CUDA=0 \
+    (cd "$build/mmcv-$mmcv_version" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} \
         "$root/$venv/bin/python" -m pip wheel --no-deps --no-build-isolation -w "$build/dist" .)
     # The extension carries ~80 MB of debug info; stripping it leaves a ~2 MB library.
     "$venv/bin/python" -m wheel unpack -d "$build/unpacked" "$build"/dist/mmcv-*.whl
