@@ -1,1 +1,37 @@
-"""Placeholder: filled by the dataset work."""
+"""Training data: LLaVA conversations + box files -> batches for both visual branches.
+
+Public API (all registered in :data:`mg_llava.registry.MODELS`):
+
+- :class:`ImageViews`, :class:`ViewGeometry`, :func:`load_image`: the two image views and their geometry.
+- :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules.
+- :class:`LLaVABoxDataset`, :func:`llava_box_collate_fn`: the dataset and the batch of docs/interfaces.md.
+- :data:`PROMPT_TEMPLATE`: XTuner's prompt templates plus ``chatml`` (Yi-1.5).
+"""
+from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxEntry, BoxTable, PreparedBoxes, load_box_file, prepare_boxes
+from .collate import llava_box_collate_fn
+from .conversations import BadSample, BadSampleError, check_sample, read_llava_file
+from .image_views import ImageViews, ViewGeometry, Views, load_image
+from .llava_box_dataset import LLaVABoxDataset
+from .templates import CHATML_TEMPLATE, PROMPT_TEMPLATE
+
+__all__ = [
+    "BadSample",
+    "BadSampleError",
+    "BoxEntry",
+    "BoxTable",
+    "CHATML_TEMPLATE",
+    "ImageViews",
+    "LLaVABoxDataset",
+    "MAX_BOXES",
+    "NMS_IOU_THRESHOLD",
+    "PROMPT_TEMPLATE",
+    "PreparedBoxes",
+    "ViewGeometry",
+    "Views",
+    "check_sample",
+    "llava_box_collate_fn",
+    "load_box_file",
+    "load_image",
+    "prepare_boxes",
+    "read_llava_file",
+]

@@ -1,0 +1,245 @@
+"""Object boxes: the released box-file format and the load-time rules of SPEC 2.
+
+Shape shorthand: N = boxes of one image. Coordinate spaces (docs/interfaces.md):
+original image pixels -> (+ pad offset) padded-square pixels -> (x scale = S_high / side) high-res input pixels.
+
+Box file (released format): a JSON list of ``{"id": str, "boxes": [[x1, y1, x2, y2], ...], "scores": [...],
+"labels": [str, ...]}``, boxes xyxy in original-image pixels. Several samples may share an id (they share the image).
+"""
+import json
+import logging
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Tuple
+
+import numpy as np
+import torch
+from mmengine.logging import print_log
+
+from ..registry import MODELS
+from .image_views import ViewGeometry
+
+NMS_IOU_THRESHOLD = 0.2  # SPEC 2: class-aware NMS by label
+MAX_BOXES = 100  # SPEC 3: at most 100 boxes per image
+
+
+@dataclass(frozen=True)
+class BoxEntry:
+    """One image's boxes as stored in the box file."""
+
+    boxes: np.ndarray  # (N, 4) float32, xyxy in original-image pixels
+    scores: np.ndarray  # (N,) float32
+    labels: Tuple[str, ...]  # N tag names
+
+
+class BoxTable:
+    """Every entry of a box file, kept in a few flat numpy arrays.
+
+    Flat arrays (not one Python list per image) keep the memory of 1M+ entries small and let forked DataLoader
+    workers share it without copy-on-write churn. ``bad`` maps the ids of entries rejected by a non-strict read to
+    the reason.
+    """
+
+    def __init__(self, path: str, ids: List[str], offsets, boxes, scores, label_ids, label_names, bad=None):
+        self.path = path
+        self.ids = ids
+        self._row = {sample_id: row for row, sample_id in enumerate(ids)}
+        self.offsets = offsets  # (E + 1,) int64: entry e owns rows offsets[e]:offsets[e + 1]
+        self.boxes = boxes  # (total, 4) float32, original pixels
+        self.scores = scores  # (total,) float32
+        self.label_ids = label_ids  # (total,) int32 into label_names
+        self.label_names = label_names
+        self.bad: Dict[str, str] = dict(bad or {})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, sample_id) -> bool:
+        return str(sample_id) in self._row
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def row(self, sample_id) -> int:
+        """Row of ``sample_id``, or -1 when the file has no entry for it."""
+        return self._row.get(str(sample_id), -1)
+
+    def arrays(self, row: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes (N, 4) original pixels, scores (N,), label ids (N,)) of entry ``row``; views, do not modify."""
+        start, stop = self.offsets[row], self.offsets[row + 1]
+        return self.boxes[start:stop], self.scores[start:stop], self.label_ids[start:stop]
+
+    def __getitem__(self, sample_id) -> BoxEntry:
+        row = self.row(sample_id)
+        if row < 0:
+            raise KeyError(f"no box entry for id {sample_id!r} in {self.path}")
+        boxes, scores, label_ids = self.arrays(row)
+        return BoxEntry(boxes.copy(), scores.copy(), tuple(self.label_names[i] for i in label_ids))
+
+
+@MODELS.register_module()
+def load_box_file(path: str, strict: bool = True) -> BoxTable:
+    """Read a box file in the released format (see the module docstring).
+
+    Each entry is checked: the three lists have equal length, boxes are (N, 4) finite numbers with x2 >= x1 and
+    y2 >= y1, scores are finite, labels are strings. An id may repeat only with identical content. With
+    ``strict`` a bad entry raises ``ValueError`` naming the id and the file; otherwise it is left out and listed in
+    ``table.bad`` (the dataset then applies its bad-sample policy to the samples using it). Boxes that reach
+    outside the image or have zero area are valid here: the load-time rules clip and drop them (:func:`prepare_boxes`).
+    """
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"box file {path} is not valid JSON: {err}") from err
+    if not isinstance(raw, list):
+        raise ValueError(f"box file {path} must hold a JSON list of entries, got {type(raw).__name__}")
+
+    ids: List[str] = []
+    first_seen: Dict[str, Tuple[np.ndarray, np.ndarray, Tuple[str, ...]]] = {}
+    box_chunks, score_chunks, label_chunks = [], [], []
+    label_index: Dict[str, int] = {}
+    bad: Dict[str, str] = {}
+    for position, entry in enumerate(raw):
+        if isinstance(entry, dict) and "video" in entry:
+            raise ValueError(f"box file {path} entry #{position} is a video entry; video data is not supported yet")
+        if not isinstance(entry, dict) or "id" not in entry:
+            raise ValueError(f"box file {path} entry #{position} has no 'id' (got {str(entry)[:80]!r})")
+        sample_id = str(entry["id"])
+        try:
+            boxes, scores, labels = _check_entry(entry)
+        except ValueError as err:
+            if strict:
+                raise ValueError(f"box file {path}, id {sample_id!r}: {err}") from None
+            bad[sample_id] = str(err)
+            continue
+        if sample_id in first_seen:
+            previous = first_seen[sample_id]
+            same = (
+                np.array_equal(previous[0], boxes) and np.array_equal(previous[1], scores) and previous[2] == labels
+            )
+            if not same:
+                message = "appears more than once with different boxes"
+                if strict:
+                    raise ValueError(f"box file {path}, id {sample_id!r}: {message}")
+                bad[sample_id] = message
+            continue
+        first_seen[sample_id] = (boxes, scores, labels)
+        ids.append(sample_id)
+        box_chunks.append(boxes)
+        score_chunks.append(scores)
+        label_chunks.append(np.array([label_index.setdefault(name, len(label_index)) for name in labels], np.int32))
+
+    if bad:  # an id with one bad and one good copy is bad
+        keep = [i for i, sample_id in enumerate(ids) if sample_id not in bad]
+        ids = [ids[i] for i in keep]
+        box_chunks = [box_chunks[i] for i in keep]
+        score_chunks = [score_chunks[i] for i in keep]
+        label_chunks = [label_chunks[i] for i in keep]
+        print_log(
+            f"box file {path}: {len(bad)} bad entries left out, e.g. "
+            + "; ".join(f"{k!r}: {v}" for k, v in list(bad.items())[:3]),
+            logger="current",
+            level=logging.WARNING,
+        )
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum([len(s) for s in score_chunks], out=offsets[1:])
+    return BoxTable(
+        path,
+        ids,
+        offsets,
+        np.concatenate(box_chunks).astype(np.float32) if box_chunks else np.zeros((0, 4), np.float32),
+        np.concatenate(score_chunks).astype(np.float32) if score_chunks else np.zeros(0, np.float32),
+        np.concatenate(label_chunks) if label_chunks else np.zeros(0, np.int32),
+        list(label_index),
+        bad,
+    )
+
+
+def _check_entry(entry: dict) -> Tuple[np.ndarray, np.ndarray, Tuple[str, ...]]:
+    missing = [key for key in ("boxes", "scores", "labels") if key not in entry]
+    if missing:
+        raise ValueError(f"missing keys {missing}")
+    if not all(isinstance(entry[key], list) for key in ("boxes", "scores", "labels")):
+        raise ValueError("boxes, scores and labels must be lists")
+    raw_boxes, raw_scores, labels = entry["boxes"], entry["scores"], entry["labels"]
+    if not (len(raw_boxes) == len(raw_scores) == len(labels)):
+        raise ValueError(f"{len(raw_boxes)} boxes, {len(raw_scores)} scores and {len(labels)} labels")
+    try:
+        boxes = np.asarray(raw_boxes, dtype=np.float64)
+        scores = np.asarray(raw_scores, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"boxes/scores are not numbers ({err})") from None
+    if len(raw_boxes) == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.ndim != 1:
+        raise ValueError(f"boxes must be a list of [x1, y1, x2, y2], got shape {boxes.shape}")
+    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
+        bad_rows = np.flatnonzero(~(np.isfinite(boxes).all(1) & np.isfinite(scores)))
+        raise ValueError(f"non-finite box or score at index {bad_rows.tolist()[:5]}")
+    inverted = np.flatnonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
+    if len(inverted):
+        raise ValueError(f"x2 < x1 or y2 < y1 at index {inverted.tolist()[:5]}: {boxes[inverted[0]].tolist()}")
+    if not all(isinstance(name, str) for name in labels):
+        raise ValueError("labels must be strings")
+    return boxes.astype(np.float32), scores.astype(np.float32), tuple(labels)
+
+
+@dataclass(frozen=True)
+class PreparedBoxes:
+    """The boxes of one image after the load-time rules."""
+
+    boxes: torch.Tensor  # (N, 4) float32, xyxy in high-res input pixels, by descending score
+    index: torch.Tensor  # (N,) int64: row of each kept box in the input arrays (for its score and label)
+    num_degenerate: int  # boxes kept by NMS/limit but dropped because nothing was left after clipping
+
+
+@MODELS.register_module()
+def prepare_boxes(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    label_ids: np.ndarray,
+    geometry: ViewGeometry,
+    max_boxes: int = MAX_BOXES,
+    iou_threshold: float = NMS_IOU_THRESHOLD,
+) -> PreparedBoxes:
+    """Apply SPEC 2's load-time rules to one image's boxes.
+
+    Args:
+        boxes: (N, 4) xyxy in original-image pixels (may reach outside the image).
+        scores: (N,) detector scores.
+        label_ids: (N,) integer label of each box; NMS only compares boxes of the same label.
+        geometry: where the image sits in the high-res view (:class:`ViewGeometry`).
+
+    Steps: shift by the pad offset (padded-square pixels); class-aware NMS (mmcv ``batched_nms``) at
+    ``iou_threshold``; the limit rule: keep the ``max_boxes`` highest-scoring survivors, ties by file order;
+    rescale to high-res input pixels; clip to the image's rectangle in the view (inside [0, S_high]: a box part
+    over the padding has no image under it); drop boxes with zero width or height after clipping.
+    """
+    from mmcv.ops import batched_nms
+    from mmdet.structures.bbox import HorizontalBoxes
+
+    num = len(scores)
+    if num == 0:
+        return PreparedBoxes(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 0)
+    square = HorizontalBoxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(num, 4).clone())
+    square.translate_([geometry.pad_x, geometry.pad_y])
+    score_t = torch.as_tensor(scores, dtype=torch.float32)
+    # batched_nms separates labels by offsetting each label's boxes past the largest coordinate, which only holds
+    # for non-negative coordinates; NMS is translation invariant, so move the boxes there first.
+    nms_input = square.tensor - square.tensor.min().clamp(max=0)
+    _, keep = batched_nms(
+        nms_input, score_t, torch.as_tensor(label_ids, dtype=torch.long),
+        dict(type="nms", iou_threshold=iou_threshold),
+    )
+    keep = keep.numpy()
+    order = np.lexsort((keep, -scores[keep]))  # descending score, ties by file order
+    keep = torch.from_numpy(keep[order][:max_boxes].astype(np.int64))
+
+    high = square[keep]
+    high.rescale_([geometry.scale, geometry.scale])
+    x1, y1, x2, y2 = geometry.image_rect()
+    coords = high.tensor
+    coords[:, 0::2].clamp_(x1, x2)
+    coords[:, 1::2].clamp_(y1, y2)
+    valid = (high.widths > 0) & (high.heights > 0)
+    return PreparedBoxes(coords[valid].contiguous(), keep[valid], int((~valid).sum()))

@@ -1,0 +1,69 @@
+"""Collate samples of :class:`LLaVABoxDataset` into the batch of docs/interfaces.md.
+
+Shape shorthand: B samples, L = longest text, I = images in the batch, N_i = boxes of image i.
+"""
+from typing import Dict, Sequence
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import get_worker_info
+from xtuner.utils import DEFAULT_PAD_TOKEN_INDEX, IGNORE_INDEX, IMAGE_TOKEN_INDEX
+
+from ..registry import MODELS
+
+
+@MODELS.register_module()
+def llava_box_collate_fn(
+    instances: Sequence[Dict], pad_index: int = DEFAULT_PAD_TOKEN_INDEX, return_hf_format: bool = False
+) -> Dict:
+    """Batch ``instances`` (dicts from ``LLaVABoxDataset.__getitem__``).
+
+    Returns ``{'data': data, 'data_samples': None}`` (or ``data`` with ``return_hf_format``) where ``data`` has
+    ``input_ids`` (B, L) right-padded with ``pad_index``; ``attention_mask`` (B, L) bool, True on real tokens;
+    ``labels`` (B, L) with IGNORE_INDEX (-100) on padding; and, only when I > 0, ``pixel_values``
+    (I, 3, S_low, S_low) and ``pixel_values_aux`` (I, 3, S_high, S_high) in sample order, plus ``boxes``, a list of
+    I (N_i, 4) tensors in high-res input pixels. Text-only samples add no image row.
+    """
+    if not instances:
+        raise ValueError("cannot collate an empty batch")
+    input_ids = [torch.as_tensor(inst["input_ids"], dtype=torch.long) for inst in instances]
+    labels = [torch.as_tensor(inst["labels"], dtype=torch.long) for inst in instances]
+    lengths = torch.tensor([len(ids) for ids in input_ids])
+    for inst, ids, lab in zip(instances, input_ids, labels):
+        if ids.shape != lab.shape:
+            raise ValueError(f"sample {inst.get('id')!r}: {len(ids)} input_ids but {len(lab)} labels")
+
+    # The pad id may equal a real token (e.g. eos), so the mask comes from the lengths, not from the ids.
+    data = dict(
+        input_ids=pad_sequence(input_ids, batch_first=True, padding_value=pad_index),
+        attention_mask=torch.arange(int(lengths.max()))[None, :] < lengths[:, None],
+        labels=pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX),
+    )
+
+    per_sample = [len(inst.get("boxes", ())) for inst in instances]
+    num_images = sum(per_sample)
+    placeholders = int((data["input_ids"] == IMAGE_TOKEN_INDEX).sum())
+    if placeholders != num_images:
+        counts = {inst.get("id"): n for inst, n in zip(instances, per_sample)}
+        raise ValueError(f"{placeholders} image tokens ({IMAGE_TOKEN_INDEX}) but {num_images} images: {counts}")
+    if num_images:
+        data["pixel_values"] = _cat([inst["pixel_values"] for inst in instances if len(inst["boxes"])])
+        data["pixel_values_aux"] = _cat([inst["pixel_values_aux"] for inst in instances if len(inst["boxes"])])
+        data["boxes"] = [boxes for inst in instances for boxes in inst["boxes"]]
+        if len(data["pixel_values"]) != num_images or len(data["pixel_values_aux"]) != num_images:
+            raise ValueError(
+                f"{num_images} box lists but {len(data['pixel_values'])} low-res and "
+                f"{len(data['pixel_values_aux'])} high-res views"
+            )
+    return data if return_hf_format else {"data": data, "data_samples": None}
+
+
+def _cat(tensors):
+    """``torch.cat`` along dim 0; inside a DataLoader worker straight into shared memory (as torch's
+    ``default_collate`` does), which saves one copy of the views on their way to the main process."""
+    if get_worker_info() is None:
+        return torch.cat(tensors)
+    first = tensors[0]
+    storage = first._typed_storage()._new_shared(sum(t.numel() for t in tensors), device=first.device)
+    out = first.new(storage).resize_(sum(len(t) for t in tensors), *first.shape[1:])
+    return torch.cat(tensors, out=out)

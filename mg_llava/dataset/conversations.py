@@ -1,0 +1,153 @@
+"""Reading LLaVA conversation files and checking each sample before tokenisation.
+
+A LLaVA file is a JSON list (``.json``) or one JSON object per line (``.jsonl``) of
+``{"id", "image" (optional, relative to the image folder), "conversations": [{"from": "human"|"gpt", "value"}]}``.
+"""
+import json
+import logging
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from mmengine.logging import print_log
+from xtuner.utils import DEFAULT_IMAGE_TOKEN
+
+BAD_SAMPLE_POLICIES = ("raise", "skip")
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """A sample that cannot be trained on, and why."""
+
+    reason: str
+    sample_id: Optional[str]  # None when the record could not even be parsed
+    file: str
+    where: str  # "line 12" (JSONL), "item 12" (JSON list) or an image path
+
+    def describe(self) -> str:
+        sample = f"id {self.sample_id!r}" if self.sample_id is not None else "no id"
+        return f"{self.file} {self.where} ({sample}): {self.reason}"
+
+
+class BadSampleError(ValueError):
+    """Raised for bad samples under ``on_bad_sample='raise'``; ``.samples`` lists them."""
+
+    def __init__(self, samples: Sequence[BadSample], total: Optional[int] = None):
+        self.samples = list(samples)
+        shown = "\n  ".join(s.describe() for s in self.samples[:10])
+        more = f"\n  ... and {len(self.samples) - 10} more" if len(self.samples) > 10 else ""
+        of = f" of {total}" if total is not None else ""
+        super().__init__(
+            f"{len(self.samples)} bad sample(s){of}:\n  {shown}{more}\n"
+            "Fix the data, or set on_bad_sample='skip' to leave them out (they are counted and logged)."
+        )
+
+
+def apply_bad_sample_policy(bad: Sequence[BadSample], policy: str, total: int, what: str) -> None:
+    """Raise (policy 'raise') or log a counted summary (policy 'skip') of ``bad``; nothing when empty."""
+    if not bad:
+        return
+    if policy == "raise":
+        raise BadSampleError(bad, total)
+    reasons = {}
+    for sample in bad:
+        key = sample.reason.split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    summary = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    examples = "\n  ".join(s.describe() for s in bad[:5])
+    print_log(
+        f"{what}: skipped {len(bad)} of {total} samples (on_bad_sample='skip'): {summary}\n  {examples}",
+        logger="current",
+        level=logging.WARNING,
+    )
+
+
+def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
+    """Parse and check a LLaVA file.
+
+    Returns ``(records, bad)``: ``records`` are normalised dicts ``{"sample_index", "where", "id" (str), "image"
+    (str or None), "conversations"}`` of the good samples in file order (``sample_index``: position in the file,
+    ``where``: "line N" of a JSONL file or "item N" of a JSON list);
+    ``bad`` lists the rest with the reason. A ``.json`` file that is not valid JSON raises ``ValueError``
+    (nothing in it can be located); in a ``.jsonl`` file each malformed line is one bad sample.
+    """
+    if path.endswith(".jsonl"):
+        items = _read_jsonl(path)
+    elif path.endswith(".json"):
+        with open(path) as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not valid JSON ({err}); a .jsonl file is checked line by line") from err
+        if not isinstance(data, list):
+            raise ValueError(f"{path} must hold a JSON list of samples, got {type(data).__name__}")
+        items = [(f"item {i}", item, None) for i, item in enumerate(data)]
+    else:
+        raise ValueError(f"{path}: expected a .json or .jsonl LLaVA file")
+
+    records, bad = [], []
+    for position, (where, item, parse_error) in enumerate(items):
+        if parse_error is not None:
+            bad.append(BadSample(f"malformed JSON line: {parse_error}", None, path, where))
+            continue
+        sample_id = str(item["id"]) if isinstance(item, dict) and item.get("id") is not None else None
+        reason = check_sample(item)
+        if reason is not None:
+            bad.append(BadSample(reason, sample_id, path, where))
+            continue
+        records.append(
+            dict(
+                sample_index=position,
+                where=where,
+                id=sample_id,
+                image=item.get("image"),
+                conversations=item["conversations"],
+            )
+        )
+    return records, bad
+
+
+def _read_jsonl(path: str):
+    items = []
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue  # a blank line holds no sample
+            try:
+                items.append((f"line {number}", json.loads(line), None))
+            except json.JSONDecodeError as err:
+                items.append((f"line {number}", None, str(err)))
+    return items
+
+
+def check_sample(item) -> Optional[str]:
+    """Why ``item`` cannot be trained on, or None. Reasons start with a short category before ':'."""
+    if not isinstance(item, dict):
+        return f"not a JSON object: {type(item).__name__}"
+    if item.get("id") is None:
+        return "missing id: every sample needs an 'id'"
+    if "video" in item:
+        return "video sample: video data is not supported by this dataset yet"
+    image = item.get("image")
+    if image is not None and (not isinstance(image, str) or not image):
+        return f"bad image field: {image!r}"
+    turns = item.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        return "empty conversation: 'conversations' must be a non-empty list"
+    image_tokens = 0
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            return f"bad turn: turn {i} is not {{'from', 'value': str}}"
+        expected = "human" if i % 2 == 0 else "gpt"
+        if turn.get("from") != expected:
+            return f"bad turn order: turn {i} is from {turn.get('from')!r}, expected {expected!r} (human/gpt alternate)"
+        count = turn["value"].count(DEFAULT_IMAGE_TOKEN)
+        if count and expected == "gpt":
+            return f"image token in answer: turn {i} (an answer) contains {DEFAULT_IMAGE_TOKEN}"
+        image_tokens += count
+    if len(turns) % 2:
+        return "unanswered turn: the conversation ends with a human turn"
+    if image is None and image_tokens:
+        return f"image token without image: {image_tokens} {DEFAULT_IMAGE_TOKEN} but no 'image'"
+    if image is not None and image_tokens != 1:
+        return f"image token count: 'image' is set, so the text needs one {DEFAULT_IMAGE_TOKEN}, found {image_tokens}"
+    return None

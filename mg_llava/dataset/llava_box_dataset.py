@@ -1,0 +1,289 @@
+"""The training dataset: LLaVA conversations + images + a box file -> samples for both branches.
+
+Shape shorthand: L = text tokens of a sample, n = images of a sample (0 text-only, 1 image), N_i = boxes of image i.
+
+Per launch (``__init__``): the text is tokenised once through XTuner (``llava_map_fn`` -> ``template_map_fn`` ->
+``encode_fn``, via ``process_hf_dataset``), or loaded pre-tokenised (``offline_processed_text_folder``, written by
+``xtuner/tools/process_untokenized_llava_data.py`` from ``dataset.text_data``); the box file is read into flat arrays
+and each image sample is matched to its entry. Per sample (``__getitem__``): decode the image, build both views,
+apply the box rules. Nothing else is done in the hot path.
+
+Bad data (``on_bad_sample``): ``'raise'`` stops with a :class:`BadSampleError` naming every bad sample (id, file,
+line/image); ``'skip'`` leaves samples found bad at start-up out of the dataset and logs a counted summary. An image
+that turns out unreadable in ``__getitem__`` cannot leave the dataset (the sampler has already counted it), so under
+``'skip'`` the next index is returned in its place, counted in ``num_replaced`` and logged.
+"""
+import logging
+import os
+import os.path as osp
+from collections import Counter
+from typing import List, Optional
+
+import numpy as np
+import torch
+from datasets import Dataset as HFDataset
+from datasets import load_from_disk
+from mmengine.logging import print_log
+from torch.utils.data import Dataset
+from xtuner.dataset.huggingface import process_hf_dataset
+from xtuner.dataset.map_fns import llava_map_fn
+from xtuner.utils import IMAGE_TOKEN_INDEX
+
+from ..registry import MODELS, build
+from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file, prepare_boxes
+from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
+from .image_views import ImageViews
+
+TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "length")
+MAX_CONSECUTIVE_REPLACEMENTS = 16  # unreadable images in a row before '__getitem__' gives up
+LOG_FIRST_EVENTS = 10  # per kind of event; afterwards every LOG_EVERY_EVENTS-th is logged with its running count
+LOG_EVERY_EVENTS = 1000
+
+
+class UnreadableImage(Exception):
+    """An image that cannot be decoded (missing, truncated, not an image); the cause is chained."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.path = path
+
+
+@MODELS.register_module()
+class LLaVABoxDataset(Dataset):
+    """LLaVA-format conversations with images and object boxes.
+
+    Args:
+        image_folder: root that the samples' ``image`` paths are relative to.
+        image_views: an :class:`ImageViews` (or its config): the two views and their geometry.
+        data_path: LLaVA ``.json`` / ``.jsonl`` file; not needed with ``offline_processed_text_folder``.
+        tokenizer: tokenizer (or its config) for ``data_path``.
+        box_file: box file in the released format (:func:`load_box_file`); None means no entries.
+        offline_processed_text_folder: a folder saved from ``dataset.text_data`` (XTuner's offline mode).
+        dataset_map_fn, template_map_fn: XTuner map functions (``template_map_fn`` as
+            ``dict(type=template_map_fn_factory, template=...)``).
+        max_length: text tokens kept per sample (image and box tokens come on top).
+        max_boxes, iou_threshold: the box rules (:func:`prepare_boxes`).
+        on_bad_sample: ``'raise'`` or ``'skip'`` (see the module docstring).
+        allow_missing_boxes: an image sample without a box entry gets zero boxes (counted and logged) instead of
+            being a bad sample.
+        num_proc: worker processes for tokenisation (``datasets.map``).
+
+    A sample is a dict: ``id`` (str), ``input_ids`` / ``labels`` LongTensor (L,), ``pixel_values``
+    (n, 3, S_low, S_low), ``pixel_values_aux`` (n, 3, S_high, S_high), ``boxes`` list of n FloatTensor (N_i, 4)
+    xyxy in high-res input pixels. Video samples are not handled yet; a sample would carry one entry per frame.
+    """
+
+    def __init__(
+        self,
+        image_folder: str,
+        image_views,
+        data_path: Optional[str] = None,
+        tokenizer=None,
+        box_file: Optional[str] = None,
+        offline_processed_text_folder: Optional[str] = None,
+        dataset_map_fn=llava_map_fn,
+        template_map_fn=None,
+        max_length: Optional[int] = None,
+        max_boxes: int = MAX_BOXES,
+        iou_threshold: float = NMS_IOU_THRESHOLD,
+        on_bad_sample: str = "raise",
+        allow_missing_boxes: bool = False,
+        num_proc: Optional[int] = None,
+    ):
+        super().__init__()
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
+        self.image_folder = image_folder
+        self.image_views: ImageViews = build(image_views)
+        self.max_boxes = max_boxes
+        self.iou_threshold = iou_threshold
+        self.on_bad_sample = on_bad_sample
+        self.allow_missing_boxes = allow_missing_boxes
+        self.skipped: List[BadSample] = []  # samples left out at start-up (policy 'skip')
+        self.num_replaced = 0  # unreadable images replaced in __getitem__ (this process only)
+        self.events = Counter()  # per-process counts of logged data events
+
+        if offline_processed_text_folder is not None:
+            if data_path is not None:
+                print_log(
+                    f"both data_path and offline_processed_text_folder are set; using {offline_processed_text_folder}",
+                    logger="current",
+                    level=logging.WARNING,
+                )
+            text_data = load_from_disk(offline_processed_text_folder)
+            missing = [c for c in TEXT_COLUMNS if c not in text_data.column_names]
+            if missing:
+                raise ValueError(
+                    f"{offline_processed_text_folder} lacks columns {missing}; save it from this dataset's text_data"
+                )
+            self.source = offline_processed_text_folder
+        else:
+            if data_path is None or tokenizer is None or max_length is None:
+                raise ValueError("give data_path, tokenizer and max_length, or offline_processed_text_folder")
+            text_data = self._tokenize(data_path, tokenizer, dataset_map_fn, template_map_fn, max_length, num_proc)
+            self.source = data_path
+
+        self.box_table: Optional[BoxTable] = (
+            load_box_file(box_file, strict=on_bad_sample == "raise") if box_file is not None else None
+        )
+        self.text_data, self._box_rows = self._match_boxes(text_data, box_file)
+        self._modality_length: Optional[List[int]] = None
+
+    # ----------------------------------------------------------------------------------------- start-up work
+    def _tokenize(self, data_path, tokenizer, dataset_map_fn, template_map_fn, max_length, num_proc) -> HFDataset:
+        records, bad = read_llava_file(data_path)
+        total = len(records) + len(bad)
+        apply_bad_sample_policy(bad, self.on_bad_sample, total, data_path)
+        self.skipped.extend(bad)
+        if not records:
+            raise ValueError(f"{data_path}: no usable samples (of {total})")
+        text_data = process_hf_dataset(
+            dataset=HFDataset.from_list(records),
+            tokenizer=tokenizer,
+            max_length=max_length,
+            dataset_map_fn=dataset_map_fn,
+            template_map_fn=template_map_fn,
+            split=None,
+            remove_unused_columns=False,
+            pack_to_max_length=False,
+            with_image_token=True,
+            map_num_proc=num_proc or min(32, os.cpu_count() or 1),
+        )
+        text_data = text_data.remove_columns(["conversations", "conversation"])
+
+        # XTuner drops samples left without a trained token (e.g. all answers cut by max_length) without a word;
+        # truncation can also cut the image token off. Both are bad samples here, named and counted.
+        kept = set(text_data["sample_index"])
+        bad = [
+            BadSample(f"no answer tokens within max_length={max_length}", r["id"], data_path, r["where"])
+            for r in records
+            if r["sample_index"] not in kept
+        ]
+        image_tokens = text_data.map(
+            lambda batch: {"n": [ids.count(IMAGE_TOKEN_INDEX) for ids in batch["input_ids"]]},
+            batched=True,
+            remove_columns=text_data.column_names,
+        )["n"]
+        good = []
+        for row, (sample_id, where, image, count) in enumerate(
+            zip(text_data["id"], text_data["where"], text_data["image"], image_tokens)
+        ):
+            if count != (image is not None):
+                reason = f"image token truncated: max_length={max_length} cut the image token ({count} left)"
+                bad.append(BadSample(reason, sample_id, data_path, where))
+            else:
+                good.append(row)
+        apply_bad_sample_policy(bad, self.on_bad_sample, total, data_path)
+        self.skipped.extend(bad)
+        return text_data.select(good) if len(good) < len(text_data) else text_data
+
+    def _match_boxes(self, text_data: HFDataset, box_file: Optional[str]):
+        """Row of each image sample's box entry (-1: text-only or allowed-missing); applies the bad-sample policy."""
+        source = self.source
+        ids, wheres, images = text_data["id"], text_data["where"], text_data["image"]
+        table = self.box_table
+        rows = np.full(len(ids), -1, dtype=np.int64)
+        bad, missing = [], []
+        for i, (sample_id, where, image) in enumerate(zip(ids, wheres, images)):
+            if image is None:
+                continue
+            row = table.row(sample_id) if table is not None else -1
+            if row >= 0:
+                rows[i] = row
+            elif table is not None and sample_id in table.bad:
+                bad.append(BadSample(f"bad box entry in {box_file}: {table.bad[sample_id]}", sample_id, source, where))
+            elif self.allow_missing_boxes:
+                missing.append(sample_id)
+            else:
+                reason = f"missing box entry: no entry for this id in {box_file or 'the box file (none given)'}"
+                bad.append(BadSample(reason, sample_id, source, where))
+        if missing:
+            print_log(
+                f"{source}: {len(missing)} image samples have no box entry in {box_file} and get zero boxes "
+                f"(allow_missing_boxes=True), e.g. ids {missing[:5]}",
+                logger="current",
+                level=logging.WARNING,
+            )
+        apply_bad_sample_policy(bad, self.on_bad_sample, len(ids), source)
+        self.skipped.extend(bad)
+        if not bad:
+            return text_data, rows
+        bad_ids = {b.sample_id for b in bad}
+        good = [i for i, (sample_id, image) in enumerate(zip(ids, images)) if image is None or sample_id not in bad_ids]
+        return text_data.select(good), rows[good]
+
+    # ----------------------------------------------------------------------------------------- sampler support
+    @property
+    def modality_length(self) -> List[int]:
+        """Text length per sample, negative for text-only samples (XTuner's ``LengthGroupedSampler`` convention)."""
+        if self._modality_length is None:
+            lengths = np.asarray(self.text_data["length"], dtype=np.int64)
+            has_image = np.asarray([image is not None for image in self.text_data["image"]])
+            self._modality_length = np.where(has_image, lengths, -lengths).tolist()
+        return self._modality_length
+
+    def __len__(self) -> int:
+        return len(self.text_data)
+
+    # ----------------------------------------------------------------------------------------- hot path
+    def __getitem__(self, index: int) -> dict:
+        for attempt in range(MAX_CONSECUTIVE_REPLACEMENTS + 1):
+            current = (index + attempt) % len(self)
+            try:
+                return self._load(current)
+            except UnreadableImage as err:
+                row = self.text_data[current]
+                reason = f"unreadable image: {err.path}: {err.__cause__!r}"
+                bad = BadSample(reason, row["id"], self.source, row["where"])
+                if self.on_bad_sample == "raise":
+                    raise BadSampleError([bad]) from err.__cause__
+                self.num_replaced += 1
+                self._log_event("replaced", f"{bad.describe()}; index {current} served by index {current + 1}")
+        raise RuntimeError(
+            f"{MAX_CONSECUTIVE_REPLACEMENTS + 1} consecutive samples from index {index} have unreadable images; "
+            f"check {self.image_folder}"
+        )
+
+    def _load(self, index: int) -> dict:
+        row = self.text_data[index]
+        sample = dict(
+            id=row["id"],
+            input_ids=torch.tensor(row["input_ids"], dtype=torch.long),
+            labels=torch.tensor(row["labels"], dtype=torch.long),
+        )
+        views = self.image_views
+        if row["image"] is None:
+            sample["pixel_values"] = torch.zeros(0, 3, views.low_res, views.low_res)
+            sample["pixel_values_aux"] = torch.zeros(0, 3, views.high_res, views.high_res)
+            sample["boxes"] = []
+            return sample
+        path = osp.join(self.image_folder, row["image"])
+        try:
+            image = views.load(path)
+        except (OSError, ValueError) as err:
+            raise UnreadableImage(path) from err
+        sample["pixel_values"] = image.pixel_values[None]
+        sample["pixel_values_aux"] = image.pixel_values_aux[None]
+        sample["boxes"] = [self._boxes(index, image.geometry, row["id"])]
+        return sample
+
+    def _boxes(self, index: int, geometry, sample_id: str) -> torch.Tensor:
+        """(N, 4) boxes of sample ``index`` in high-res input pixels."""
+        row = self._box_rows[index]
+        if row < 0:
+            return torch.zeros(0, 4)
+        boxes, scores, label_ids = self.box_table.arrays(row)
+        prepared = prepare_boxes(boxes, scores, label_ids, geometry, self.max_boxes, self.iou_threshold)
+        if prepared.num_degenerate:
+            self._log_event(
+                "degenerate boxes",
+                f"id {sample_id!r}: {prepared.num_degenerate} kept box(es) lie outside the "
+                f"{geometry.width}x{geometry.height} image or have zero area; dropped",
+            )
+        return prepared.boxes
+
+    def _log_event(self, kind: str, message: str) -> None:
+        self.events[kind] += 1
+        count = self.events[kind]
+        if count <= LOG_FIRST_EVENTS or count % LOG_EVERY_EVENTS == 0:
+            print_log(f"[{kind} #{count} in pid {os.getpid()}] {message}", logger="current", level=logging.WARNING)
