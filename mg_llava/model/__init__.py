@@ -1,1 +1,22 @@
-"""Placeholder: filled by the model work."""
+"""The multi-granularity vision flow and the MG-LLaVA model (SPEC 1, 3, 4). Importing registers every module."""
+from .channel_concat_fusion import ChannelConcatFusion
+from .checkpoint import load_trainable_state_dict
+from .clip_encoder import CLIPVisionEncoder
+from .conv_gate_fusion import ConvGateFusion
+from .convnext_encoder import OpenCLIPConvNeXtEncoder
+from .mg_llava_model import MGLLaVAModel
+from .no_fusion import NoFusion
+from .object_features import MultiScaleRoIFeatures
+from .token_placement import place_visual_tokens
+
+__all__ = [
+    "CLIPVisionEncoder",
+    "ChannelConcatFusion",
+    "ConvGateFusion",
+    "MGLLaVAModel",
+    "MultiScaleRoIFeatures",
+    "NoFusion",
+    "OpenCLIPConvNeXtEncoder",
+    "load_trainable_state_dict",
+    "place_visual_tokens",
+]

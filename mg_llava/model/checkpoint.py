@@ -1,0 +1,110 @@
+"""Reading trainable-weight checkpoints: our own and the released MG-LLaVA files (SPEC 4).
+
+The released files hold only trainable weights under ``projector.*``, ``bbox_projector.*``, ``fuse_module.*`` and
+(stage 2) ``llm.*``. ``MGLLaVAModel`` uses the same module names, so the key map is the identity once the wrappers
+are removed: mmengine's ``{'state_dict': ...}``, DeepSpeed's ``{'module': ...}`` and DDP's ``module.`` prefix.
+"""
+import os
+import os.path as osp
+from collections import OrderedDict
+from typing import Dict
+
+import torch
+
+DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
+RELEASED_PREFIXES = ("projector.", "bbox_projector.", "fuse_module.", "llm.")
+
+
+def _deepspeed_model_file(folder: str) -> str:
+    """The model-states file of a DeepSpeed checkpoint folder: ``<folder>/<tag>/`` (tag in ``latest``, or the only
+    sub-folder that has one) or the folder itself (mmengine's ``iter_N.pth/`` folders)."""
+    if osp.isfile(osp.join(folder, DEEPSPEED_MODEL_FILE)):
+        return osp.join(folder, DEEPSPEED_MODEL_FILE)
+    latest = osp.join(folder, "latest")
+    if osp.isfile(latest):
+        with open(latest) as f:
+            tag = f.read().strip()
+        path = osp.join(folder, tag, DEEPSPEED_MODEL_FILE)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"{latest} names tag {tag!r} but {path} does not exist")
+        return path
+    candidates = sorted(osp.join(folder, d, DEEPSPEED_MODEL_FILE) for d in os.listdir(folder)
+                        if osp.isfile(osp.join(folder, d, DEEPSPEED_MODEL_FILE)))
+    if len(candidates) != 1:
+        raise FileNotFoundError(f"{folder} is not a DeepSpeed checkpoint: expected {DEEPSPEED_MODEL_FILE} in it, "
+                                f"in the tag named by 'latest', or in exactly one sub-folder; found {candidates}")
+    return candidates[0]
+
+
+def _unwrap(checkpoint, source: str) -> Dict[str, torch.Tensor]:
+    for key in ("state_dict", "module"):  # mmengine, DeepSpeed
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise ValueError(f"{source} holds no state dict of tensors (keys: {list(checkpoint)[:10]})")
+    empty = [k for k, v in checkpoint.items() if v.numel() == 0][:5]
+    if empty:
+        raise ValueError(f"{source} has empty tensors ({empty}...): a ZeRO-3 partitioned checkpoint; "
+                         f"consolidate it with DeepSpeed's zero_to_fp32.py first")
+    return checkpoint
+
+
+def load_trainable_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
+    """Read a plain state dict, an mmengine checkpoint or a DeepSpeed checkpoint folder into our key names.
+
+    Loads with ``weights_only=True``; strips the ``module.`` prefix that DDP-wrapped saves carry.
+    """
+    if osp.isdir(path):
+        source = _deepspeed_model_file(path)
+    elif osp.isfile(path):
+        source = path
+    else:
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state_dict = _unwrap(torch.load(source, map_location="cpu", weights_only=True), source)
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        while key.startswith("module."):
+            key = key[len("module."):]
+        out[key] = value
+    return out
+
+
+def describe_released(state_dict: Dict[str, torch.Tensor]) -> dict:
+    """Check a trainable state dict against the SPEC 4 layout and return its sizes.
+
+    Returns ``{'llm_hidden_size': H, 'visual_channels': C_F, 'box_channels': C_B or None, 'fusion': {...} or None,
+    'has_llm': bool, 'num_tensors': int}``; raises ``ValueError`` naming the keys and shapes that disagree.
+    """
+    unknown = [k for k in state_dict if not k.startswith(RELEASED_PREFIXES)]
+    if unknown:
+        raise ValueError(f"{len(unknown)} keys outside {RELEASED_PREFIXES}, e.g. {unknown[:5]}")
+
+    def shape(key):
+        if key not in state_dict:
+            raise ValueError(f"missing {key}")
+        return tuple(state_dict[key].shape)
+
+    hidden, visual = shape("projector.model.0.weight")
+    expect = {"projector.model.2.weight": (hidden, hidden)}
+    box = None
+    if any(k.startswith("bbox_projector.") for k in state_dict):
+        box = shape("bbox_projector.model.0.weight")[1]
+        expect.update({"bbox_projector.model.0.weight": (hidden, box), "bbox_projector.model.2.weight": (hidden, hidden)})
+    fusion = None
+    if any(k.startswith("fuse_module.") for k in state_dict):
+        high, gate = shape("fuse_module.slow_conv.weight")[0], shape("fuse_module.gate.0.weight")[0]
+        kernel = shape("fuse_module.fast_conv.weight")[-1]
+        fusion = dict(low_channels=visual, high_channels=high, gate_channels=gate, kernel_size=kernel)
+        expect.update({
+            "fuse_module.slow_conv.weight": (high, high, 1, 1), "fuse_module.slow_proj.weight": (visual, high, 1, 1),
+            "fuse_module.fast_conv.weight": (visual, 1, kernel, kernel),
+            "fuse_module.fast_proj.weight": (visual, visual, 1, 1),
+            "fuse_module.gate.0.weight": (gate, 2 * visual), "fuse_module.gate.2.weight": (1, gate),
+        })
+    wrong = {k: (shape(k), v) for k, v in expect.items() if shape(k) != v}
+    if wrong:
+        raise ValueError("shapes disagree with SPEC 4 (key: (found, expected)): "
+                         + ", ".join(f"{k}: {found} vs {want}" for k, (found, want) in wrong.items()))
+    return dict(llm_hidden_size=hidden, visual_channels=visual, box_channels=box, fusion=fusion,
+                has_llm=any(k.startswith("llm.") for k in state_dict), num_tensors=len(state_dict))

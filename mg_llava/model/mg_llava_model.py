@@ -1,0 +1,187 @@
+"""MG-LLaVA: XTuner's ``LLaVAModel`` with a high-res branch, a fusion and object tokens (SPEC 1).
+
+Shape shorthand: B samples, L tokens, I images in the batch, N_i boxes of image i, T low-res tokens per image
+(576), C low-res channels (1024), [C_k] high-res stage channels, H the LLM width.
+"""
+from collections import OrderedDict
+from typing import List, Optional, Sequence
+
+import torch
+from mmengine import print_log
+from mmengine.model import BaseModel
+from xtuner.model import LLaVAModel
+from xtuner.model.modules import ProjectorConfig, ProjectorModel
+from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_grad
+
+from mg_llava.registry import MODELS, build
+from .checkpoint import load_trainable_state_dict
+from .token_placement import place_visual_tokens
+
+
+def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> ProjectorModel:
+    """XTuner's projector, (..., in_channels) -> (..., H); keys ``model.0`` and ``model.2`` for depth 2."""
+    return ProjectorModel(ProjectorConfig(visual_hidden_size=in_channels, llm_hidden_size=llm_hidden_size,
+                                          depth=depth))
+
+
+@MODELS.register_module()
+class MGLLaVAModel(LLaVAModel):
+    """Each ``<image>`` becomes ``[p_F(fusion(E_L, S_3)) (T, H)][p_B(E_B) (N_i, H)]`` (SPEC 1.7).
+
+    Takes the batch of ``docs/interfaces.md``: ``input_ids``/``attention_mask``/``labels`` (B, L),
+    ``pixel_values`` (I, 3, s, s), ``pixel_values_aux`` (I, 3, S, S), ``boxes`` (I tensors (N_i, 4), xyxy pixels
+    of the high-res input). Text-only samples consume no image; N_i may be 0.
+
+    Args:
+        llm: the causal LM config or module (as for XTuner's ``LLaVAModel``).
+        visual_encoder: the low-res encoder, returning tokens (I, T, C): ``CLIPVisionEncoder``.
+        visual_encoder_aux: the high-res encoder, returning the stage maps: ``OpenCLIPConvNeXtEncoder``; None when
+            neither the fusion nor the object branch reads it.
+        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` config; its channels come from the
+            encoders.
+        object_features: ``MultiScaleRoIFeatures`` config, or None for no object tokens (ablation).
+        freeze_llm: True in stage 1, False in stage 2. The encoders are always frozen; the fusion and both
+            projectors always train.
+        pretrained_pth: trainable weights to load once every module exists (a stage-1 result or a released
+            checkpoint; see :func:`load_trainable_state_dict`).
+        projector_depth, llm_lora, use_activation_checkpointing, max_position_embeddings: as in ``LLaVAModel``.
+    """
+
+    def __init__(self, llm, visual_encoder, *, visual_encoder_aux, fusion, object_features, freeze_llm=False,
+                 pretrained_pth: Optional[str] = None, projector_depth: int = 2, llm_lora=None,
+                 use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None):
+        # XTuner builds the LLM and the low-res encoder (and a projector we replace below: its input width is the
+        # fusion's). Checkpointing, LoRA and weight loading must see our extra modules, so they run further down.
+        super().__init__(llm, visual_encoder, freeze_llm=freeze_llm, freeze_visual_encoder=True,
+                         projector_depth=projector_depth, use_activation_checkpointing=False,
+                         max_position_embeddings=max_position_embeddings)
+        if not hasattr(self.visual_encoder, "hidden_size"):
+            raise TypeError(f"visual_encoder must return tokens and expose hidden_size (CLIPVisionEncoder), "
+                            f"got {type(self.visual_encoder).__name__}")
+        channels = dict(low_channels=self.visual_encoder.hidden_size)
+        if visual_encoder_aux is None:
+            self.visual_encoder_aux = None
+        else:
+            self.visual_encoder_aux = self._build_from_cfg_or_module(visual_encoder_aux)
+            channels["high_channels"] = self.visual_encoder_aux.out_channels[-1]
+        self.fuse_module = build(fusion, **channels)
+
+        llm_hidden_size = self.llm.config.hidden_size
+        self.projector = mlp_projector(self.fuse_module.out_channels, llm_hidden_size, projector_depth)
+        if object_features is None:
+            self.object_features = self.bbox_projector = None
+        elif self.visual_encoder_aux is None:
+            raise ValueError("object tokens are read from the high-res encoder: visual_encoder_aux is required")
+        else:
+            self.object_features = build(object_features, in_channels=self.visual_encoder_aux.out_channels)
+            self.bbox_projector = mlp_projector(self.object_features.out_channels, llm_hidden_size,
+                                                projector_depth)
+        uses_high_res = self.fuse_module.uses_high_res or self.object_features is not None
+        if uses_high_res != (self.visual_encoder_aux is not None):
+            raise ValueError(f"{type(self.fuse_module).__name__} with object_features={object_features} "
+                             f"{'needs' if uses_high_res else 'does not use'} visual_encoder_aux")
+
+        if use_activation_checkpointing:
+            # With the LLM's reentrant checkpointing, a sample whose embeddings do not require grad (text only, or
+            # stage 1) would give its layers no gradient; XTuner marks the embedding output the same way.
+            if hasattr(self.llm, "enable_input_require_grads"):
+                self.llm.enable_input_require_grads()
+            else:
+                self.llm.get_input_embeddings().register_forward_hook(make_inputs_require_grad)
+            self.gradient_checkpointing_enable()
+        self.use_llm_lora = llm_lora is not None
+        if self.use_llm_lora:
+            self._prepare_llm_for_lora(llm_lora, use_activation_checkpointing)
+        if pretrained_pth is not None:
+            self.load_trainable(pretrained_pth)
+
+    # Checkpointing is for the LLM only: the encoders run without autograd, and XTuner's projector checkpointing
+    # would save little (two matmuls) while calling torch.utils.checkpoint in a form torch deprecates.
+    def activation_checkpointing_enable(self):
+        self.llm.gradient_checkpointing_enable()
+
+    def activation_checkpointing_disable(self):
+        self.llm.gradient_checkpointing_disable()
+
+    def trainable_prefixes(self) -> tuple:
+        """Top-level modules whose weights train and are saved (LoRA adds its adapters separately)."""
+        prefixes = ("fuse_module.", "projector.", "bbox_projector.")
+        return prefixes + (("llm.",) if not self.freeze_llm and not self.use_llm_lora else ())
+
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        """Only the weights that train (SPEC 4 key names): the fusion, both projectors, and the LLM (stage 2) or
+        its LoRA adapters."""
+        full = BaseModel.state_dict(self, *args, prefix=prefix, keep_vars=keep_vars)
+        keep = tuple(prefix + p for p in self.trainable_prefixes())
+        trainable = OrderedDict((k, v) for k, v in full.items() if k.startswith(keep))
+        if self.use_llm_lora:
+            trainable.update(get_peft_model_state_dict(self.llm, state_dict=full))
+        if destination is None:
+            return trainable
+        destination.update(trainable)
+        return destination
+
+    def load_trainable(self, path: str):
+        """Load a trainable-weight checkpoint (ours or a released one, any of the formats of
+        :func:`load_trainable_state_dict`). Keys the model does not have are an error; vision-side modules the
+        file lacks are reported."""
+        state_dict = load_trainable_state_dict(path)
+        model_keys = set(BaseModel.state_dict(self))
+        unexpected = sorted(set(state_dict) - model_keys)
+        if unexpected:
+            raise ValueError(f"{path}: {len(unexpected)} of {len(state_dict)} keys are not in this model, "
+                             f"e.g. {unexpected[:5]}")
+        missing = sorted(k for k in self.state_dict() if k not in state_dict and not k.startswith("llm."))
+        if missing:
+            print_log(f"{path} has no weights for {missing}; they keep their initial values", "current",
+                      level="WARNING")
+        self.load_state_dict(state_dict, strict=False)
+        print_log(f"Loaded {len(state_dict)} trainable tensors from {path}", "current")
+
+    def encode_images(self, pixel_values: torch.Tensor, pixel_values_aux: Optional[torch.Tensor],
+                      boxes: Optional[Sequence[torch.Tensor]]) -> List[torch.Tensor]:
+        """pixel_values (I, 3, s, s), pixel_values_aux (I, 3, S, S), boxes I x (N_i, 4) -> I x (T + N_i, H)."""
+        low = self.visual_encoder(pixel_values)
+        stage_maps = None
+        if self.visual_encoder_aux is not None:
+            if pixel_values_aux is None:
+                raise ValueError("this model reads the high-res view but the batch has no pixel_values_aux")
+            stage_maps = self.visual_encoder_aux(pixel_values_aux)
+        fused = self.fuse_module(low, stage_maps[-1] if stage_maps is not None else None)
+        image_tokens = self.projector(fused.to(self.projector.dtype))
+        if self.object_features is None:
+            return list(image_tokens)
+        if boxes is None or len(boxes) != len(image_tokens):
+            raise ValueError(f"{len(image_tokens)} images but {'no' if boxes is None else len(boxes)} box tensors")
+        box_features = self.object_features(stage_maps, boxes, pixel_values_aux.shape[-2:])
+        # One projector call for the whole batch; with zero boxes it still runs (on 0 rows), so the projector
+        # stays in the graph and gets a (zero) gradient every step.
+        box_tokens = self.bbox_projector(torch.cat(box_features).to(self.bbox_projector.dtype))
+        box_tokens = box_tokens.split([len(b) for b in box_features])
+        return [torch.cat([image, box]) for image, box in zip(image_tokens, box_tokens)]
+
+    def prepare_llm_inputs(self, data: dict) -> dict:
+        """The batch of docs/interfaces.md -> keyword arguments of the LLM (``inputs_embeds`` etc.)."""
+        input_ids = data["input_ids"]
+        attention_mask = data.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        visual_tokens = []
+        if "pixel_values" in data:
+            visual_tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"),
+                                               data.get("boxes"))
+        llm_inputs = place_visual_tokens(self.llm.get_input_embeddings(), input_ids, attention_mask,
+                                         data.get("labels"), visual_tokens)
+        if data.get("labels") is None:
+            llm_inputs["labels"] = None
+        return llm_inputs
+
+    def forward(self, data, data_samples=None, mode="loss"):
+        if self.is_first_iter:
+            self.to(data["input_ids"].device)  # as XTuner: puts QLoRA / ZeRO-3 buffers on the device once
+            self.is_first_iter = False
+        return super().forward(self.prepare_llm_inputs(data), data_samples, mode)
+
+    def to_hf(self, *args, **kwargs):
+        raise NotImplementedError("XTuner's LLaVA export would drop the fusion and the box projector; "
+                                  "save the trainable state dict (model.state_dict()) instead")
