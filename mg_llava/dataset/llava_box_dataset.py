@@ -66,7 +66,7 @@ class LLaVABoxDataset(Dataset):
         on_bad_sample: ``'raise'`` or ``'skip'`` (see the module docstring).
         allow_missing_boxes: an image sample without a box entry gets zero boxes (counted and logged) instead of
             being a bad sample.
-        num_proc: worker processes for tokenisation (``datasets.map``).
+        num_proc: processes for tokenisation (``datasets.map``); default min(32, CPUs), 1 works in-process.
 
     A sample is a dict: ``id`` (str), ``input_ids`` / ``labels`` LongTensor (L,), ``pixel_values``
     (n, 3, S_low, S_low), ``pixel_values_aux`` (n, 3, S_high, S_high), ``boxes`` list of n FloatTensor (N_i, 4)
@@ -131,6 +131,8 @@ class LLaVABoxDataset(Dataset):
 
     # ----------------------------------------------------------------------------------------- start-up work
     def _tokenize(self, data_path, tokenizer, dataset_map_fn, template_map_fn, max_length, num_proc) -> HFDataset:
+        num_proc = num_proc or min(32, os.cpu_count() or 1)
+        map_num_proc = num_proc if num_proc > 1 else None  # datasets forks a pool for any number given
         records, bad = read_llava_file(data_path)
         total = len(records) + len(bad)
         apply_bad_sample_policy(bad, self.on_bad_sample, total, data_path)
@@ -147,7 +149,7 @@ class LLaVABoxDataset(Dataset):
             remove_unused_columns=False,
             pack_to_max_length=False,
             with_image_token=True,
-            map_num_proc=num_proc or min(32, os.cpu_count() or 1),
+            map_num_proc=map_num_proc,
         )
         text_data = text_data.remove_columns(["conversations", "conversation"])
 
@@ -163,6 +165,7 @@ class LLaVABoxDataset(Dataset):
             lambda batch: {"n": [ids.count(IMAGE_TOKEN_INDEX) for ids in batch["input_ids"]]},
             batched=True,
             remove_columns=text_data.column_names,
+            num_proc=map_num_proc,
         )["n"]
         good = []
         for row, (sample_id, where, image, count) in enumerate(
