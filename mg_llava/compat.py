@@ -11,7 +11,13 @@
    and allowing ``getattr`` would let a file reach arbitrary callables; those functions are class-level and
    restored by ``__setstate__`` anyway, so we stop writing them. Checkpoints written by other mmengine programs
    still need ``weights_only=False`` (only for files you trust).
+3. mmengine's torchrun initialisation (``_init_dist_pytorch``) calls ``torch.cuda.set_device`` unconditionally, so
+   ``NPROC_PER_NODE=2 xtuner train`` dies on a machine without a GPU. Without CUDA (and only then) we initialise the
+   process group with gloo and skip the device selection. mmengine runs this before it builds the model, so a config
+   that must work multi-process on CPU names a runner from this package (``runner_type``), whose import applies it.
 """
+import os
+
 import numpy as np
 import torch
 
@@ -45,6 +51,33 @@ def _allow_mmengine_checkpoints():
         add_safe_globals(mmengine_resume_safe_globals())
 
 
+def _init_dist_pytorch_without_cuda(backend, init_backend="torch", **kwargs):
+    """torchrun initialisation for CPU-only machines: gloo, no ``torch.cuda.set_device``."""
+    if init_backend != "torch":
+        raise RuntimeError(f"init_backend={init_backend!r} needs a GPU; on CPU only 'torch' (gloo) is supported")
+    torch.distributed.init_process_group(
+        backend="gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]), **kwargs
+    )
+
+
+def _patch_mmengine_dist_for_cpu():
+    from mmengine.dist import utils as dist_utils
+
+    if torch.cuda.is_available() or getattr(dist_utils._init_dist_pytorch, "_mg_llava_cpu", False):
+        return
+    original = dist_utils._init_dist_pytorch
+
+    def init_dist_pytorch(backend, init_backend="torch", **kwargs):
+        accelerators = (dist_utils.is_npu_available, dist_utils.is_mlu_available, dist_utils.is_musa_available)
+        if torch.cuda.is_available() or any(available() for available in accelerators):
+            return original(backend, init_backend=init_backend, **kwargs)
+        return _init_dist_pytorch_without_cuda(backend, init_backend=init_backend, **kwargs)
+
+    init_dist_pytorch._mg_llava_cpu = True
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+
+
 def apply():
     _patch_cpu_bf16_query()
     _allow_mmengine_checkpoints()
+    _patch_mmengine_dist_for_cpu()

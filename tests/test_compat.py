@@ -58,3 +58,25 @@ def test_unlisted_globals_still_refused(tmp_path):
     torch.save({"obj": pickle.PicklingError("x")}, path)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
+
+
+def test_mmengine_torchrun_init_works_without_cuda(monkeypatch):
+    """mmengine's init_dist('pytorch') no longer calls torch.cuda.set_device on a CPU-only machine."""
+    import socket
+
+    import torch.distributed as dist
+    from mmengine.dist import init_dist
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only path")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    init_dist("pytorch", backend="nccl")  # the configs' GPU default; on CPU it must fall back to gloo
+    try:
+        assert dist.get_backend() == "gloo" and dist.get_world_size() == 1
+    finally:
+        dist.destroy_process_group()
