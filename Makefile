@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# `xtuner train` re-launches `python`/`torchrun` from PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup demo test clean
 

@@ -1,9 +1,12 @@
 import os
+import sys
 
 # Tests never touch the network: every checkpoint is built offline by mg_llava.testing.tiny_models.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `xtuner train` re-launches `python`/`torchrun` from PATH: make that the interpreter running the tests.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 import pytest  # noqa: E402
 
