@@ -71,8 +71,6 @@ class MultiScaleRoIFeatures(nn.Module):
 
     def _one_image(self, maps: List[torch.Tensor], boxes: torch.Tensor, scale: float) -> torch.Tensor:
         """maps [(C_k, h_k, w_k)], boxes (N, 4) input pixels -> (N, C) float32."""
-        from mmcv.ops import roi_align  # compiled op; only the object branch needs it
-
         if boxes.dim() != 2 or boxes.shape[1] != 4:
             raise ValueError(f"boxes must be (N, 4) xyxy, got {tuple(boxes.shape)}")
         device = maps[0].device
@@ -81,18 +79,28 @@ class MultiScaleRoIFeatures(nn.Module):
             return out
         # mmcv rois are (batch index, x1, y1, x2, y2); each call sees a single image, so the index is 0.
         rois = torch.cat([boxes.new_zeros(boxes.shape[0], 1), boxes], dim=1).to(device, torch.float32)
-        size = maps[0].shape[-2:]
         first = 0
         for fmap in maps:
             for start in range(0, fmap.shape[0], self.channel_chunk):
-                group = fmap[None, start:start + self.channel_chunk].float()  # (1, c, h_k, w_k)
-                if group.shape[-2:] != size:
-                    group = F.interpolate(group, size=size, mode="bilinear", align_corners=False)
-                group = group.contiguous()
-                cols = slice(first + start, first + start + group.shape[1])
-                for box_start in range(0, rois.shape[0], self.box_chunk):
-                    pooled = roi_align(group, rois[box_start:box_start + self.box_chunk],
-                                       self.output_size, scale, self.sampling_ratio, "avg", False)
-                    out[box_start:box_start + self.box_chunk, cols] = pooled.mean(dim=(2, 3))
+                channels = fmap[start:start + self.channel_chunk]
+                self._pool_channels(channels, maps[0].shape[-2:], rois, scale,
+                                    out[:, first + start:first + start + channels.shape[0]])
             first += fmap.shape[0]
         return out
+
+    def _pool_channels(self, channels: torch.Tensor, size, rois: torch.Tensor, scale: float, out: torch.Tensor):
+        """channels (c, h_k, w_k) of one stage -> the RoI means of those channels of F', written to out (N, c).
+
+        A function of its own so that each upsampled group and RoI output is freed as soon as it is used (a loop
+        variable would keep the previous one alive while the next is allocated, doubling the peak).
+        """
+        from mmcv.ops import roi_align  # compiled op; only the object branch needs it
+
+        group = channels[None].float()  # (1, c, h_k, w_k)
+        if group.shape[-2:] != size:
+            group = F.interpolate(group, size=size, mode="bilinear", align_corners=False)
+        group = group.contiguous()
+        for start in range(0, rois.shape[0], self.box_chunk):
+            stop = start + self.box_chunk
+            out[start:stop] = roi_align(group, rois[start:stop], self.output_size, scale, self.sampling_ratio,
+                                        "avg", False).mean(dim=(2, 3))
