@@ -1,6 +1,6 @@
 """OWLv2's input geometry and the way back to original pixels.
 
-Shape shorthand: H, W = original image height and width; side = max(H, W); S = detector input size (960 for
+Shape shorthand: H, W = original image height and width; side = max(H, W); S = detector input size (1008 for
 OWLv2-L/14, 64 for the tiny test model); N = boxes.
 
 Coordinate spaces:
@@ -31,8 +31,9 @@ def owlv2_pixel_values(image: torch.Tensor, size: int, mean: Sequence[float], st
         raise ValueError(f"expected a uint8 image of shape (3, H, W), got {image.dtype} {tuple(image.shape)}")
     _, height, width = image.shape
     side = max(height, width)
-    square = image.new_full((3, side, side), OWLV2_PAD_VALUE, dtype=torch.float32)
-    square[:, :height, :width] = image.float() / 255.0
+    square = image.new_full((3, side, side), OWLV2_PAD_VALUE * 255.0, dtype=torch.float32)
+    square[:, :height, :width] = image  # in 0..255 first: one float buffer instead of three
+    square.div_(255.0)
     resized = F.interpolate(square[None], size=(size, size), mode="bilinear", align_corners=False,
                             antialias=side > size)[0]
     mean_t = torch.tensor(mean, dtype=resized.dtype, device=resized.device)[:, None, None]

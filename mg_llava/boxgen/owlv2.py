@@ -1,6 +1,6 @@
 """OWLv2 open-vocabulary detector (transformers), batched, with a cache of tag embeddings.
 
-Shape shorthand: B = images in a batch, P = patches (h * w, 60 * 60 for OWLv2-L/14 at 960), Q = tags of the image
+Shape shorthand: B = images in a batch, P = patches (h * w, 72 * 72 for OWLv2-L/14 at 1008), Q = tags of the image
 with the most tags in the batch, D = vision width, E = text embedding width.
 
 Each image is scored only against its own tags (padding queries are masked out, not filled with blank prompts), so

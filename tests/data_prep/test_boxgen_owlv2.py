@@ -55,7 +55,7 @@ def test_torch_preprocessing_gives_nearly_the_same_boxes(tiny_models, wide_image
 
 def test_an_image_gets_the_same_boxes_alone_or_in_a_batch(tiny_models, wide_image):
     detector = OWLv2Detector(tiny_models["owlv2"])
-    images = [to_uint8_tensor(load_skimage("rocket")), to_uint8_tensor(wide_image), to_uint8_tensor(load_skimage("coins"))]
+    images = [to_uint8_tensor(img) for img in (load_skimage("rocket"), wide_image, load_skimage("coins"))]
     tags = [["rocket"], TAGS, ["coin", "table", "hand", "light", "coat", "tray"]]  # padded queries must not leak
     alone = detector.detect(images[1:2], tags[1:2])[0]
     batched = detector.detect(images, tags)[1]
@@ -86,7 +86,8 @@ def test_class_aware_nms_removes_same_label_overlaps_only(tiny_models):
     nms = OWLv2Detector(tiny_models["owlv2"], score_threshold=0.05, nms_iou_threshold=0.01).detect([image], [TAGS])[0]
     assert 0 < len(nms["boxes"]) < len(raw["boxes"])
     kept = list(zip(nms["boxes"], nms["labels"]))
-    assert set(map(lambda x: (tuple(x[0]), x[1]), kept)) <= set((tuple(b), l) for b, l in zip(raw["boxes"], raw["labels"]))
+    raw_pairs = {(tuple(box), label) for box, label in zip(raw["boxes"], raw["labels"])}
+    assert {(tuple(box), label) for box, label in kept} <= raw_pairs
     for i, (box_i, label_i) in enumerate(kept):
         for box_j, label_j in kept[i + 1:]:
             if label_i == label_j:
