@@ -126,7 +126,8 @@ class LLaVABoxDataset(Dataset):
         self.box_table: Optional[BoxTable] = (
             load_box_file(box_file, strict=on_bad_sample == "raise") if box_file is not None else None
         )
-        self.text_data, self._box_rows = self._match_boxes(text_data, box_file)
+        # box_rows: (len,) int64, the box-table row of each sample's entry; -1 for none (text-only, allowed missing)
+        self.text_data, self.box_rows = self._match_boxes(text_data, box_file)
         self._modality_length: Optional[List[int]] = None
 
     # ----------------------------------------------------------------------------------------- start-up work
@@ -272,7 +273,7 @@ class LLaVABoxDataset(Dataset):
 
     def _boxes(self, index: int, geometry, sample_id: str) -> torch.Tensor:
         """(N, 4) boxes of sample ``index`` in high-res input pixels."""
-        row = self._box_rows[index]
+        row = self.box_rows[index]
         if row < 0:
             return torch.zeros(0, 4)
         boxes, scores, label_ids = self.box_table.arrays(row)
