@@ -132,6 +132,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches first")
     parser.add_argument("--image-size", default="640x480", help="WxH of the test photos")
     parser.add_argument("--top-k", type=int, default=10, help="tags per image (RAM++ gives about this many)")
+    parser.add_argument("--vocabulary", default="lvis", help="the CLIP tagger's vocabulary")
     parser.add_argument("--num-workers", type=int, default=2, help="decoding workers in the pipeline stage")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the whole-pipeline stage")
     parser.add_argument("--out", default="work_dirs/benchmark_boxgen.json")
@@ -159,13 +160,13 @@ def run(args, workdir):
         print(f"OWLv2-L/14: {num_params(owl) / 1e6:.1f} M parameters, CLIP-L/14: {num_params(clip) / 1e6:.1f} M")
         if args.device == "meta":
             return result
-        tagger = CLIPTagger(clip, processor=clip_processor, vocabulary="lvis", top_k=args.top_k, min_prob=0.0,
+        tagger = CLIPTagger(clip, processor=clip_processor, vocabulary=args.vocabulary, top_k=args.top_k, min_prob=0.0,
                             device=args.device, dtype=args.dtype)
         detector = OWLv2Detector(owl, processor=owl_processor, device=args.device, dtype=args.dtype)
     else:
         if args.device == "meta":
             raise SystemExit("--device meta is for --real-size")
-        tagger = CLIPTagger(tiny["clip"], vocabulary="lvis", top_k=args.top_k, min_prob=0.0, device=args.device,
+        tagger = CLIPTagger(tiny["clip"], vocabulary=args.vocabulary, top_k=args.top_k, min_prob=0.0, device=args.device,
                             dtype=args.dtype)
         detector = OWLv2Detector(tiny["owlv2"], device=args.device, dtype=args.dtype)
     generator = BoxGenerator(tagger, detector)

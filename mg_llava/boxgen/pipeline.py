@@ -4,6 +4,7 @@ Sharding: sample ``pos`` (its place among the input's distinct ids) goes to shar
 comes from ``shard``/``num_shards`` (e.g. a slurm array's task id) or, when neither is given, from torchrun's
 ``RANK``/``WORLD_SIZE``. Images are decoded in DataLoader workers; tagging and detection run batched on the device.
 """
+import hashlib
 import logging
 import os
 import os.path as osp
@@ -53,6 +54,15 @@ class _ImageLoader(Dataset):
         return dict(pos=pos, sample=sample, image=to_uint8_tensor(image), mode=mode)
 
 
+def _fingerprint(samples) -> str:
+    """Hash of the ids and image sources in order: an edited input file cannot be resumed as if unchanged."""
+    digest = hashlib.sha1()
+    for sample in samples:
+        image = sample.path if sample.path is not None else sample.b64
+        digest.update(f"{sample.id}\t{image}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
 def _one_thread(_):
     torch.set_num_threads(1)  # decoding workers must not fight the main process for cores
 
@@ -74,7 +84,7 @@ def run_shard(generator, annotation: str, out_dir: str, image_folder: Optional[s
     check_run(out_dir, dict(
         input=osp.abspath(annotation), image_folder=osp.abspath(image_folder) if image_folder else None,
         id_key=id_key, max_pixels=max_pixels, num_shards=num_shards, num_samples=len(samples),
-        input_counts=input_counts, generator=generator.describe(),
+        samples_sha1=_fingerprint(samples), input_counts=input_counts, generator=generator.describe(),
     ))
     mine = [(pos, samples[pos]) for pos in range(shard, len(samples), num_shards)]
     writer = ShardWriter(part_dir(out_dir, shard, num_shards), chunks_per_segment=chunks_per_segment)

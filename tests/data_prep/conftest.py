@@ -27,12 +27,12 @@ def llava_file(photo_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def make_generator(tiny_models):
-    """``make_generator(**detector_kwargs)``: a BoxGenerator with the tiny CLIP tagger (5 LVIS tags per image) and
-    the tiny OWLv2 at the released score threshold."""
+    """``make_generator(**detector_kwargs)``: a BoxGenerator with the tiny CLIP tagger (5 COCO tags per image; the
+    short vocabulary keeps the tests fast) and the tiny OWLv2 at the released score threshold."""
     from mg_llava.registry import MODELS
 
     def make(tagger=None, **detector):
-        tagger = tagger or dict(type="CLIPTagger", model=tiny_models["clip"], vocabulary="lvis", top_k=5,
+        tagger = tagger or dict(type="CLIPTagger", model=tiny_models["clip"], vocabulary="coco80", top_k=5,
                                 min_prob=0.0)
         detector = dict(dict(type="OWLv2Detector", model=tiny_models["owlv2"], score_threshold=0.2), **detector)
         return MODELS.build(dict(type="BoxGenerator", tagger=tagger, detector=detector))

@@ -20,7 +20,8 @@ def script(name, *args, monkeypatch):
 def test_generate_merge_and_draw_from_the_command_line(tiny_models, llava_file, photo_dir, tmp_path, monkeypatch,
                                                        capsys):
     out = tmp_path / "out"
-    models = ["--tagger", "clip", "--clip-model", tiny_models["clip"], "--min-prob", "0", "--top-k", "3",
+    models = ["--tagger", "clip", "--clip-model", tiny_models["clip"], "--vocabulary", "coco80", "--min-prob", "0",
+              "--top-k", "3",
               "--detector", tiny_models["owlv2"], "--device", "cpu"]
     script("generate_boxes.py", "--data", llava_file, "--image-folder", photo_dir, "--out-dir", out,
            "--batch-size", 4, "--num-workers", 1, "--no-progress", *models, monkeypatch=monkeypatch)

@@ -1,4 +1,5 @@
 """The whole pipeline on real photos: format, resume after a kill, sharding + merge, bad input, summary."""
+import base64
 import json
 import os
 import os.path as osp
@@ -122,6 +123,30 @@ def test_resuming_with_other_settings_is_refused(make_generator, generator, llav
         run(generator, llava_file, unsharded["out_dir"], photo_dir, shard=0, num_shards=2)
     with pytest.raises(RunMismatchError, match="generator"):
         run(make_generator(score_threshold=0.3), llava_file, unsharded["out_dir"], photo_dir)
+
+
+def test_an_edited_input_file_is_not_resumed_as_if_unchanged(generator, photo_dir, tmp_path):
+    first = write_llava(tmp_path / "data.json", ["coffee.jpg", "rocket.jpg"])
+    run(generator, first, tmp_path / "out", photo_dir)
+    write_llava(tmp_path / "data.json", ["coffee.jpg", "coins.jpg"])  # same ids and count, other image
+    with pytest.raises(RunMismatchError, match="samples_sha1"):
+        run(generator, first, tmp_path / "out", photo_dir)
+
+
+def test_mmbench_tsv_with_base64_images_end_to_end(generator, photo_dir, tmp_path):
+    def b64(name):
+        return base64.b64encode(open(osp.join(photo_dir, name), "rb").read()).decode()
+
+    rows = ["index\tquestion\tA\tB\timage", f"10\tq\ta\tb\t{b64('coffee.jpg')}", "11\tq\ta\tb\t10",
+            "12\tq\ta\tb\tbm90IGFuIGltYWdl", f"13\tq\ta\tb\t{b64('gray.png')}"]
+    (tmp_path / "mmbench.tsv").write_text("\n".join(rows) + "\n")
+    run(generator, str(tmp_path / "mmbench.tsv"), tmp_path / "out", None)
+    summary = merge_shards(str(tmp_path / "out"))
+    with open(summary["box_file"]) as f:
+        entries = json.load(f)
+    assert [e["id"] for e in entries] == ["10", "11", "13"]
+    assert entries[0]["boxes"] == entries[1]["boxes"]  # row 11 reuses row 10's image
+    assert summary["skipped"] == {"unreadable": 1} and summary["skipped_samples"][0]["id"] == "12"
 
 
 def test_bad_inputs_are_counted_skips_and_nothing_is_lost(generator, photo_dir, tmp_path):
