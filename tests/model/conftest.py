@@ -27,28 +27,29 @@ def llm_config(path):
 @pytest.fixture(scope="session")
 def make_model(tiny_models):
     """``make_model(**overrides)`` -> a fresh tiny MGLLaVAModel (Conv-Gate, object tokens, stage 2 unless
-    overridden). Each configuration is built once and deep-copied, which is much faster than loading it again."""
+    overridden). Loading is the slow part, so the encoders are loaded once and each configuration is built once;
+    callers get deep copies. Pass ``visual_encoder``/``visual_encoder_aux`` configs to build those from config."""
+    encoders = dict(
+        visual_encoder=CLIPVisionEncoder(tiny_models["clip"]),
+        visual_encoder_aux=OpenCLIPConvNeXtEncoder("local-dir:" + tiny_models["convnext"]),
+    )
     built = {}
 
     def make(llm="llm_vicuna", **overrides):
         key = repr((llm, sorted(overrides.items())))
         if key not in built:
-            built[key] = build(llm, **overrides)
+            kwargs = dict(
+                llm=llm_config(tiny_models[llm]),
+                **{name: copy.deepcopy(encoder) for name, encoder in encoders.items()},
+                fusion=dict(type=ConvGateFusion),
+                object_features=dict(type=MultiScaleRoIFeatures, channel_chunk=64, box_chunk=4),
+                freeze_llm=False,
+                use_activation_checkpointing=False,
+            )
+            kwargs.update(overrides)
+            torch.manual_seed(0)
+            built[key] = MGLLaVAModel(**kwargs)
         return copy.deepcopy(built[key])
-
-    def build(llm, **overrides):
-        kwargs = dict(
-            llm=llm_config(tiny_models[llm]),
-            visual_encoder=dict(type=CLIPVisionEncoder, pretrained_model_name_or_path=tiny_models["clip"]),
-            visual_encoder_aux=dict(type=OpenCLIPConvNeXtEncoder, model_name="local-dir:" + tiny_models["convnext"]),
-            fusion=dict(type=ConvGateFusion),
-            object_features=dict(type=MultiScaleRoIFeatures, channel_chunk=64, box_chunk=4),
-            freeze_llm=False,
-            use_activation_checkpointing=False,
-        )
-        kwargs.update(overrides)
-        torch.manual_seed(0)
-        return MGLLaVAModel(**kwargs)
 
     return make
 

@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM, CLIPVisionModel
 from xtuner.model import LLaVAModel
 from xtuner.utils import IMAGE_TOKEN_INDEX as IMG
 
-from mg_llava.model import ChannelConcatFusion, NoFusion
+from mg_llava.model import ChannelConcatFusion, CLIPVisionEncoder, NoFusion
 
 T = 16  # low-res tokens per tiny image (4x4 grid)
 VISION_SIDE = ("fuse_module.", "projector.", "bbox_projector.")
@@ -25,7 +25,11 @@ def grads_reached(model):
 
 
 def test_loss_equals_xtuner_llava_at_init_with_zero_boxes(tiny_models, make_model, make_batch):
-    model = make_model()
+    model = make_model(  # everything from config dicts, as in a config file
+        visual_encoder=dict(type=CLIPVisionEncoder, pretrained_model_name_or_path=tiny_models["clip"]),
+        visual_encoder_aux=dict(type="mg_llava.OpenCLIPConvNeXtEncoder",
+                                model_name="local-dir:" + tiny_models["convnext"]),
+        fusion=dict(type="mg_llava.ConvGateFusion"), object_features=dict(type="mg_llava.MultiScaleRoIFeatures"))
     llava = LLaVAModel(
         llm=ConfigDict(type=AutoModelForCausalLM.from_pretrained,
                        pretrained_model_name_or_path=tiny_models["llm_vicuna"]),

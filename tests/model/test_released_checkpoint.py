@@ -14,7 +14,8 @@ def test_every_layout_loads_into_the_model(make_model, released, tmp_path, layou
     path = getattr(released, "save_" + layout)(state_dict, str(tmp_path))
     loaded = load_trainable_state_dict(path)
     assert {k: v.dtype for k, v in loaded.items()} == {k: v.dtype for k, v in state_dict.items()}
-    model = make_model(freeze_llm=True, pretrained_pth=path)
+    model = make_model(freeze_llm=True)
+    model.load_trainable(path)
     ours = model.state_dict()
     assert set(ours) == set(state_dict)
     for key, value in state_dict.items():
@@ -24,13 +25,16 @@ def test_every_layout_loads_into_the_model(make_model, released, tmp_path, layou
 def test_stage2_file_with_llm_weights(make_model, released, tmp_path):
     llm_weights = {"llm." + k: v + 1 for k, v in make_model().llm.state_dict().items()}
     state_dict = {**released.state_dict(), **llm_weights}
-    loaded = make_model(pretrained_pth=released.save_plain(state_dict, str(tmp_path))).state_dict()
+    model = make_model()
+    model.load_trainable(released.save_plain(state_dict, str(tmp_path)))
+    loaded = model.state_dict()
     assert set(loaded) == set(state_dict)
     for key in ("llm.lm_head.weight", "llm.model.layers.1.mlp.down_proj.weight", "fuse_module.gate.0.weight"):
         torch.testing.assert_close(loaded[key], state_dict[key].float(), rtol=0, atol=0)
 
 
-def test_own_state_dict_round_trips(make_model, tmp_path):
+def test_pretrained_pth_loads_after_every_module_exists(make_model, tmp_path):
+    """Stage 2 starts from the stage-1 result through ``pretrained_pth``; ours must round-trip exactly."""
     source = make_model(freeze_llm=True)
     with torch.no_grad():
         for p in source.fuse_module.parameters():
@@ -45,7 +49,7 @@ def test_own_state_dict_round_trips(make_model, tmp_path):
 def test_foreign_keys_and_zero3_partitions_are_refused(make_model, released, tmp_path):
     bad = dict(released.state_dict(), **{"vision_tower.proj.weight": torch.zeros(2, 2)})
     with pytest.raises(ValueError, match=r"1 of 21 keys are not in this model, e\.g\. \['vision_tower\.proj"):
-        make_model(freeze_llm=True, pretrained_pth=released.save_plain(bad, str(tmp_path)))
+        make_model(freeze_llm=True).load_trainable(released.save_plain(bad, str(tmp_path)))
     partitioned = {k: torch.empty(0) for k in released.shapes}
     with pytest.raises(ValueError, match="ZeRO-3"):
         load_trainable_state_dict(released.save_deepspeed(partitioned, str(tmp_path)))
