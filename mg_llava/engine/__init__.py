@@ -1,0 +1,3 @@
+from .runner import MGLLaVARunner
+
+__all__ = ["MGLLaVARunner"]
