@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-# PIL's own decompression-bomb limit (it warns above this and refuses above twice this).
-DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# PIL's default decompression-bomb limit, 1024 ** 3 // 4 // 3 (it warns above this and refuses above twice this).
+DEFAULT_MAX_PIXELS = 89_478_485
 
 SKIP_REASONS = ("missing", "unreadable", "too_large")
 
@@ -58,13 +58,16 @@ def open_rgb(source, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, where: str 
         image.close()
         raise ImageSkip("too_large", f"{where}: {width}x{height} = {width * height} pixels > limit {max_pixels}")
     if width == 0 or height == 0:
+        image.close()
         raise ImageSkip("unreadable", f"{where}: empty image ({width}x{height})")
     mode = image.mode
     try:
         image.load()
-        rgb = image.convert("RGB")
+        rgb = image.convert("RGB")  # always a new image, so the file can be closed
     except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt pixel data
         raise ImageSkip("unreadable", f"{where}: cannot decode image ({err})") from err
+    finally:
+        image.close()
     return rgb, mode
 
 

@@ -126,11 +126,12 @@ def read_part_records(directory: str) -> Dict[str, dict]:
     return records
 
 
-def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: int = 1000) -> dict:
+def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: int = 100) -> dict:
     """Check every shard finished, then write the box file (input order) and the summary; return the summary.
 
     The box file is the released format: a JSON list of ``{"id", "boxes", "scores", "labels"}``, one sample per
-    line. Skipped samples are not in it; the summary counts them by reason and lists them (id, reason, error).
+    line. Skipped samples are not in it: ``skipped.json`` beside it lists every one (id, reason, error) and the
+    summary counts them by reason and shows the first ``max_listed_skips``.
     """
     run_path = osp.join(out_dir, RUN_FILE)
     if not osp.exists(run_path):
@@ -160,8 +161,7 @@ def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: i
                 raise IncompleteRunError(f"sample {record['id']!r} at position {record['pos']} appears twice")
             if "skipped" in record:
                 skipped[record["skipped"]] += 1
-                if len(skipped_samples) < max_listed_skips:
-                    skipped_samples.append({k: record[k] for k in ("id", "skipped", "error")})
+                skipped_samples.append({k: record[k] for k in ("pos", "id", "skipped", "error")})
                 by_pos[record["pos"]] = None
                 continue
             by_pos[record["pos"]] = json.dumps({k: record[k] for k in RELEASED_KEYS}, separators=(",", ":"))
@@ -177,6 +177,11 @@ def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: i
     output = output or osp.join(out_dir, "boxes.json")
     lines = [by_pos[p] for p in range(num_samples) if by_pos[p] is not None]
     atomic_write(output, "[\n" + ",\n".join(lines) + ("\n" if lines else "") + "]\n")
+    skipped_samples.sort(key=lambda s: s["pos"])
+    for sample in skipped_samples:
+        del sample["pos"]
+    skipped_path = osp.join(osp.dirname(osp.abspath(output)), "skipped.json")
+    atomic_write(skipped_path, json.dumps(skipped_samples, indent=1))
 
     summary = dict(
         box_file=osp.abspath(output),
@@ -189,7 +194,8 @@ def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: i
         converted_image_modes=dict(sorted(modes.items())),
         skipped=dict(sorted(skipped.items())),
         skipped_total=sum(skipped.values()),
-        skipped_samples=skipped_samples,
+        skipped_file=skipped_path,
+        skipped_samples=skipped_samples[:max_listed_skips],
         input=run["input_counts"],
         num_shards=num_shards,
         generator=run["generator"],

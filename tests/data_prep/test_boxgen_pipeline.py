@@ -173,6 +173,8 @@ def test_bad_inputs_are_counted_skips_and_nothing_is_lost(generator, photo_dir, 
         boxed = [e["id"] for e in json.load(f)]
     assert boxed == ["img0", "img3"]
     assert sorted(boxed + list(skipped)) == [f"img{k}" for k in range(len(images))]  # every image accounted for
+    with open(summary["skipped_file"]) as f:
+        assert [s["id"] for s in json.load(f)] == ["img1", "img2", "img4", "img5"]
     assert summary["converted_image_modes"] == {"L": 1}
 
 
