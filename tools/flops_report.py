@@ -1,0 +1,162 @@
+"""FLOPs and parameters of MG-LLaVA against LLaVA-1.5, per component, for each LLM backbone (paper Table 4).
+
+    python tools/flops_report.py [--text-tokens 256] [--boxes 10] [--json flops.json]
+
+Nothing is downloaded and no weights are allocated: every module is built from its known config on the meta device
+and its forward is counted with ``torch.utils.flop_counter``. The LLMs are built under ``FakeTensorMode`` instead
+(tensors with meta storage that report device cpu), because HF's rotary embedding opens ``torch.autocast`` on the
+tensor's device, which refuses ``meta``. One image:
+CLIP ViT-L/14 at 336, ConvNeXt-L trunk at 768, ``--boxes`` object tokens, ``--text-tokens`` text tokens.
+Multiply-adds (MACs) are what the paper's "#TFLOPS" column reports; FLOPs = 2 x MACs. Upsampling and RoIAlign
+are not matmuls, so the object branch's MACs are counted analytically (4 per bilinear sample, one sample per bin,
+i.e. boxes up to 224 px at 768; the box projector is counted like the rest).
+"""
+import argparse
+import json
+import math
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
+
+LOW_RES, HIGH_RES, PATCH, ROI_SIZE = 336, 768, 14, 56
+CLIP_VIT_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                      image_size=LOW_RES, patch_size=PATCH, projection_dim=768)
+# Published configs of the backbones (config.json of each hub model), so nothing needs to be fetched.
+LLMS = {
+    "Phi-3-mini-4k": ("phi3", dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                                   num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+                                   original_max_position_embeddings=4096)),
+    "Vicuna-7B": ("llama", dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                                num_attention_heads=32, num_key_value_heads=32)),
+    "Llama-3-8B": ("llama", dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                 num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0)),
+    "Vicuna-13B": ("llama", dict(vocab_size=32000, hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
+                                 num_attention_heads=40, num_key_value_heads=40)),
+    "Yi-1.5-34B": ("llama", dict(vocab_size=64000, hidden_size=7168, intermediate_size=20480, num_hidden_layers=60,
+                                 num_attention_heads=56, num_key_value_heads=8, rope_theta=5000000.0)),
+}
+# Paper, Table 4 (TMACs, LLaVA-1.5 -> MG-LLaVA; params) and the Param. column of its main tables (MG-LLaVA).
+PAPER = {
+    "Phi-3-mini-4k": dict(tmacs=(3.3, 3.73), params_b=(4.0, 4.2)),
+    "Vicuna-7B": dict(tmacs=(5.76, 6.21), params_b=(7.2, 7.4)),
+    "Llama-3-8B": dict(params_b=(None, 8.4)),
+    "Vicuna-13B": dict(params_b=(None, 13.6)),
+    "Yi-1.5-34B": dict(params_b=(None, 34.4)),
+}
+
+
+def count(build, inputs, fake=False):
+    """(parameters, forward MACs) of ``build()`` applied to ``inputs()``, without allocating anything."""
+    with FakeTensorMode() if fake else torch.device("meta"):
+        module = build()
+        params = sum(p.numel() for p in module.parameters())
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(*inputs())
+    return params, counter.get_total_flops() // 2
+
+
+def build_llm(family, config):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Phi3Config
+
+    config = (Phi3Config if family == "phi3" else LlamaConfig)(tie_word_embeddings=False, **config)
+    return AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+
+
+def vision_components(boxes):
+    """{component: (params, MACs)} of everything before the LLM except the projectors (which depend on H)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+    import timm
+
+    from mg_llava.model import ConvGateFusion
+
+    tokens = (LOW_RES // PATCH) ** 2
+    clip = count(lambda: CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_L_336)),
+                 lambda: (torch.zeros(1, 3, LOW_RES, LOW_RES),))
+
+    def convnext_trunk():  # open_clip's convnext_large_d_320 image trunk is timm's convnext_large
+        trunk = timm.create_model("convnext_large", pretrained=False)
+        return torch.nn.Sequential(trunk.stem, trunk.stages)
+
+    convnext = count(convnext_trunk, lambda: (torch.zeros(1, 3, HIGH_RES, HIGH_RES),))
+    stage_channels = [192, 384, 768, 1536]
+    fusion = count(lambda: ConvGateFusion(1024, stage_channels[-1]),
+                   lambda: (torch.zeros(1, tokens, 1024), torch.zeros(1, stage_channels[-1], 24, 24)))
+    side = HIGH_RES // 4
+    upsample = sum(stage_channels[1:]) * side * side * 4
+    roi = boxes * sum(stage_channels) * ROI_SIZE ** 2 * (4 + 1)  # one bilinear sample per bin, then the mean
+    return dict(clip=clip, convnext=convnext, fusion=fusion, roi_align=(0, upsample + roi if boxes else 0)), tokens
+
+
+def projector(in_channels, hidden, rows):
+    from mg_llava.model.mg_llava_model import mlp_projector
+
+    return count(lambda: mlp_projector(in_channels, hidden, 2), lambda: (torch.zeros(1, rows, in_channels),))
+
+
+def report(name, text_tokens, boxes, vision, tokens):
+    family, config = LLMS[name]
+    hidden = config["hidden_size"]
+    llava_llm = count(lambda: build_llm(family, config),
+                      lambda: (torch.zeros(1, text_tokens + tokens, dtype=torch.long),), fake=True)
+    mg_llm = count(lambda: build_llm(family, config),
+                   lambda: (torch.zeros(1, text_tokens + tokens + boxes, dtype=torch.long),), fake=True)
+    p_f = projector(1024, hidden, tokens)
+    p_b = projector(2880, hidden, boxes) if boxes else (projector(2880, hidden, 1)[0], 0)
+    llava = dict(clip=vision["clip"], projector=p_f, llm=llava_llm)
+    mg = dict(clip=vision["clip"], convnext=vision["convnext"], fusion=vision["fusion"],
+              roi_align=vision["roi_align"], bbox_projector=p_b, projector=p_f, llm=mg_llm)
+    total = lambda parts, i: sum(v[i] for v in parts.values())  # noqa: E731
+    return dict(
+        llm=name, text_tokens=text_tokens, boxes=boxes,
+        llava_1_5={k: dict(params=v[0], macs=v[1]) for k, v in llava.items()},
+        mg_llava={k: dict(params=v[0], macs=v[1]) for k, v in mg.items()},
+        llava_1_5_total=dict(params=total(llava, 0), macs=total(llava, 1), flops=2 * total(llava, 1)),
+        mg_llava_total=dict(params=total(mg, 0), macs=total(mg, 1), flops=2 * total(mg, 1)),
+        macs_ratio=total(mg, 1) / total(llava, 1),
+        llm_macs_per_token=(mg_llm[1] - llava_llm[1]) / boxes if boxes else None,
+        paper=PAPER.get(name),
+    )
+
+
+def print_table(rows):
+    components = ["clip", "convnext", "fusion", "roi_align", "bbox_projector", "projector", "llm"]
+    print(f"One image: {rows[0]['text_tokens']} text tokens, {rows[0]['boxes']} boxes. GMACs of one forward pass; "
+          "the paper's '#TFLOPS' are multiply-adds (TMACs).")
+    for row in rows:
+        llava, mg = row["llava_1_5"], row["mg_llava"]
+        print(f"\n{row['llm']:<16}{'params':>12}{'LLaVA-1.5':>14}{'MG-LLaVA':>14}")
+        for c in components:
+            part = mg.get(c) or llava[c]
+            base = f"{llava[c]['macs'] / 1e9:.1f}" if c in llava else "-"
+            print(f"  {c:<14}{part['params'] / 1e6:>11.1f}M{base:>14}{mg[c]['macs'] / 1e9:>14.1f}")
+        paper = row["paper"] or {}
+        for label, key, scale, unit in (("total", "macs", 1e12, "TMACs"), ("", "flops", 1e12, "TFLOPs"),
+                                        ("", "params", 1e9, "B params")):
+            print(f"  {label:<14}{unit:>12}{row['llava_1_5_total'][key] / scale:>14.2f}"
+                  f"{row['mg_llava_total'][key] / scale:>14.2f}")
+        for i, key in enumerate(k for k in ("tmacs", "params_b") if k in paper):
+            values = [f"{v:.2f}" if v else "-" for v in paper[key]]
+            label = "paper" if i == 0 else ""
+            print(f"  {label:<14}{'TMACs' if key == 'tmacs' else 'B params':>12}{values[0]:>14}{values[1]:>14}")
+        print(f"  MG-LLaVA / LLaVA-1.5 MACs: {row['macs_ratio']:.3f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--text-tokens", type=int, default=256, help="text tokens besides the image's")
+    parser.add_argument("--boxes", type=int, default=10, help="object tokens of the image (at most 100)")
+    parser.add_argument("--llm", nargs="*", default=list(LLMS), choices=list(LLMS))
+    parser.add_argument("--json", help="write the numbers here")
+    args = parser.parse_args(argv)
+    vision, tokens = vision_components(args.boxes)
+    rows = [report(name, args.text_tokens, args.boxes, vision, tokens) for name in args.llm]
+    print_table(rows)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
