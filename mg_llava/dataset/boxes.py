@@ -9,7 +9,8 @@ Box file (released format): a JSON list of ``{"id": str, "boxes": [[x1, y1, x2, 
 import json
 import logging
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Tuple
+from itertools import chain
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -94,94 +95,116 @@ def load_box_file(path: str, strict: bool = True) -> BoxTable:
     if not isinstance(raw, list):
         raise ValueError(f"box file {path} must hold a JSON list of entries, got {type(raw).__name__}")
 
-    ids: List[str] = []
-    first_seen: Dict[str, Tuple[np.ndarray, np.ndarray, Tuple[str, ...]]] = {}
-    box_chunks, score_chunks, label_chunks = [], [], []
-    label_index: Dict[str, int] = {}
-    bad: Dict[str, str] = {}
+    # Per entry in Python: structure and repeated ids; then all numbers at once in numpy (_build_table).
+    bad: Dict[str, Tuple[int, str]] = {}  # id -> (position in the file, reason)
+    first: Dict[str, int] = {}  # id -> position of its first entry
     for position, entry in enumerate(raw):
         if isinstance(entry, dict) and "video" in entry:
             raise ValueError(f"box file {path} entry #{position} is a video entry; video data is not supported yet")
         if not isinstance(entry, dict) or "id" not in entry:
             raise ValueError(f"box file {path} entry #{position} has no 'id' (got {str(entry)[:80]!r})")
         sample_id = str(entry["id"])
-        try:
-            boxes, scores, labels = _check_entry(entry)
-        except ValueError as err:
-            if strict:
-                raise ValueError(f"box file {path}, id {sample_id!r}: {err}") from None
-            bad[sample_id] = str(err)
-            continue
-        if sample_id in first_seen:
-            previous = first_seen[sample_id]
-            same = (
-                np.array_equal(previous[0], boxes) and np.array_equal(previous[1], scores) and previous[2] == labels
-            )
-            if not same:
-                message = "appears more than once with different boxes"
-                if strict:
-                    raise ValueError(f"box file {path}, id {sample_id!r}: {message}")
-                bad[sample_id] = message
-            continue
-        first_seen[sample_id] = (boxes, scores, labels)
-        ids.append(sample_id)
-        box_chunks.append(boxes)
-        score_chunks.append(scores)
-        label_chunks.append(np.array([label_index.setdefault(name, len(label_index)) for name in labels], np.int32))
+        reason = _structure_problem(entry)
+        if reason is None and sample_id in first:
+            earlier = raw[first[sample_id]]
+            if any(entry[key] != earlier[key] for key in ("boxes", "scores", "labels")):
+                reason = "appears more than once with different boxes"
+        if reason is not None:
+            bad.setdefault(sample_id, (position, reason))
+        first.setdefault(sample_id, position)
 
-    if bad:  # an id with one bad and one good copy is bad
-        keep = [i for i, sample_id in enumerate(ids) if sample_id not in bad]
-        ids = [ids[i] for i in keep]
-        box_chunks = [box_chunks[i] for i in keep]
-        score_chunks = [score_chunks[i] for i in keep]
-        label_chunks = [label_chunks[i] for i in keep]
-        print_log(
-            f"box file {path}: {len(bad)} bad entries left out, e.g. "
-            + "; ".join(f"{k!r}: {v}" for k, v in list(bad.items())[:3]),
-            logger="current",
-            level=logging.WARNING,
-        )
-    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.cumsum([len(s) for s in score_chunks], out=offsets[1:])
-    return BoxTable(
-        path,
-        ids,
-        offsets,
-        np.concatenate(box_chunks).astype(np.float32) if box_chunks else np.zeros((0, 4), np.float32),
-        np.concatenate(score_chunks).astype(np.float32) if score_chunks else np.zeros(0, np.float32),
-        np.concatenate(label_chunks) if label_chunks else np.zeros(0, np.int32),
-        list(label_index),
-        bad,
+    ids = [sample_id for sample_id in first if sample_id not in bad]
+    try:
+        table = _build_table(path, ids, [raw[first[sample_id]] for sample_id in ids])
+    except _BadNumbers as err:
+        bad.update({sample_id: (first[sample_id], reason) for sample_id, reason in err.reasons.items()})
+    if not bad:
+        return table
+    if strict:
+        sample_id, (_, reason) = min(bad.items(), key=lambda item: item[1][0])
+        raise ValueError(f"box file {path}, id {sample_id!r}: {reason}")
+    print_log(
+        f"box file {path}: {len(bad)} bad entries left out, e.g. "
+        + "; ".join(f"{sample_id!r}: {reason}" for sample_id, (_, reason) in list(bad.items())[:3]),
+        logger="current",
+        level=logging.WARNING,
     )
+    ids = [sample_id for sample_id in ids if sample_id not in bad]
+    table = _build_table(path, ids, [raw[first[sample_id]] for sample_id in ids])
+    table.bad = {sample_id: reason for sample_id, (_, reason) in bad.items()}
+    return table
 
 
-def _check_entry(entry: dict) -> Tuple[np.ndarray, np.ndarray, Tuple[str, ...]]:
+class _BadNumbers(Exception):
+    def __init__(self, reasons: Dict[str, str]):
+        super().__init__(reasons)
+        self.reasons = reasons
+
+
+def _build_table(path: str, ids: List[str], entries: List[dict]) -> BoxTable:
+    """The table of structurally checked ``entries``; raises ``_BadNumbers`` naming entries with bad values.
+
+    The values of all entries are checked together (C-level iteration, numpy), which keeps a 1M-entry file fast;
+    only when something is wrong are the entries looked at one by one to name the culprits.
+    """
+    counts = np.fromiter(map(len, (entry["scores"] for entry in entries)), dtype=np.int64, count=len(entries))
+    total = int(counts.sum())
+    flat_boxes = list(chain.from_iterable(entry["boxes"] for entry in entries))
+    flat_scores = list(chain.from_iterable(entry["scores"] for entry in entries))
+    flat_labels = list(chain.from_iterable(entry["labels"] for entry in entries))
+    if (
+        set(map(type, flat_labels)) - {str}
+        or set(map(type, flat_boxes)) - {list}
+        or set(map(len, flat_boxes)) - {4}
+        or set(map(type, chain(flat_scores, chain.from_iterable(flat_boxes)))) - {int, float}
+    ):  # something is off: find which entries, one by one
+        reasons = {sample_id: _values_problem(entry) for sample_id, entry in zip(ids, entries)}
+        raise _BadNumbers({sample_id: r for sample_id, r in reasons.items() if r is not None})
+    boxes = np.fromiter(chain.from_iterable(flat_boxes), dtype=np.float64, count=4 * total).reshape(total, 4)
+    scores = np.fromiter(flat_scores, dtype=np.float64, count=total)
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    owner = np.repeat(np.arange(len(ids)), counts)  # entry of each box
+    reasons = {}
+    non_finite = ~(np.isfinite(boxes).all(1) & np.isfinite(scores))
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    for mask, reason in ((non_finite, "non-finite box or score"), (inverted, "x2 < x1 or y2 < y1")):
+        for row in np.flatnonzero(mask):
+            entry_index = owner[row]
+            where = f"at index {row - offsets[entry_index]}: box {boxes[row].tolist()}, score {scores[row]}"
+            reasons.setdefault(ids[entry_index], f"{reason} {where}")
+    if reasons:
+        raise _BadNumbers(reasons)
+    label_names = list(dict.fromkeys(flat_labels))
+    vocabulary = {name: index for index, name in enumerate(label_names)}
+    label_ids = np.fromiter(map(vocabulary.__getitem__, flat_labels), dtype=np.int32, count=total)
+    return BoxTable(path, ids, offsets, boxes.astype(np.float32), scores.astype(np.float32), label_ids, label_names)
+
+
+def _structure_problem(entry: dict) -> Optional[str]:
     missing = [key for key in ("boxes", "scores", "labels") if key not in entry]
     if missing:
-        raise ValueError(f"missing keys {missing}")
+        return f"missing keys {missing}"
     if not all(isinstance(entry[key], list) for key in ("boxes", "scores", "labels")):
-        raise ValueError("boxes, scores and labels must be lists")
-    raw_boxes, raw_scores, labels = entry["boxes"], entry["scores"], entry["labels"]
-    if not (len(raw_boxes) == len(raw_scores) == len(labels)):
-        raise ValueError(f"{len(raw_boxes)} boxes, {len(raw_scores)} scores and {len(labels)} labels")
-    try:
-        boxes = np.asarray(raw_boxes, dtype=np.float64)
-        scores = np.asarray(raw_scores, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"boxes/scores are not numbers ({err})") from None
-    if len(raw_boxes) == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.ndim != 1:
-        raise ValueError(f"boxes must be a list of [x1, y1, x2, y2], got shape {boxes.shape}")
-    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
-        bad_rows = np.flatnonzero(~(np.isfinite(boxes).all(1) & np.isfinite(scores)))
-        raise ValueError(f"non-finite box or score at index {bad_rows.tolist()[:5]}")
-    inverted = np.flatnonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
-    if len(inverted):
-        raise ValueError(f"x2 < x1 or y2 < y1 at index {inverted.tolist()[:5]}: {boxes[inverted[0]].tolist()}")
-    if not all(isinstance(name, str) for name in labels):
-        raise ValueError("labels must be strings")
-    return boxes.astype(np.float32), scores.astype(np.float32), tuple(labels)
+        return "boxes, scores and labels must be lists"
+    boxes, scores, labels = entry["boxes"], entry["scores"], entry["labels"]
+    if not (len(boxes) == len(scores) == len(labels)):
+        return f"{len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels"
+    return None
+
+
+def _values_problem(entry: dict) -> Optional[str]:
+    """What is wrong with the values of a structurally valid entry (the same rules as :func:`_build_table`)."""
+    if not all(isinstance(name, str) for name in entry["labels"]):
+        return "labels must be strings"
+    for box in entry["boxes"]:
+        if not isinstance(box, list) or len(box) != 4:
+            return f"boxes must be a list of [x1, y1, x2, y2], got {box!r}"
+    values = chain(entry["scores"], chain.from_iterable(entry["boxes"]))
+    wrong = [value for value in values if type(value) not in (int, float)]
+    if wrong:
+        return f"boxes/scores are not numbers: {wrong[:3]!r}"
+    return None
 
 
 @dataclass(frozen=True)

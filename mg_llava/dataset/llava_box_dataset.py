@@ -156,7 +156,7 @@ class LLaVABoxDataset(Dataset):
 
         # XTuner drops samples left without a trained token (e.g. all answers cut by max_length) without a word;
         # truncation can also cut the image token off. Both are bad samples here, named and counted.
-        kept = set(text_data["sample_index"])
+        kept = set(_column(text_data, "sample_index"))
         bad = [
             BadSample(f"no answer tokens within max_length={max_length}", r["id"], data_path, r["where"])
             for r in records
@@ -167,10 +167,11 @@ class LLaVABoxDataset(Dataset):
             batched=True,
             remove_columns=text_data.column_names,
             num_proc=map_num_proc,
-        )["n"]
+        )
+        image_tokens = _column(image_tokens, "n")
         good = []
         for row, (sample_id, where, image, count) in enumerate(
-            zip(text_data["id"], text_data["where"], text_data["image"], image_tokens)
+            zip(_column(text_data, "id"), _column(text_data, "where"), _column(text_data, "image"), image_tokens)
         ):
             if count != (image is not None):
                 reason = f"image token truncated: max_length={max_length} cut the image token ({count} left)"
@@ -184,7 +185,7 @@ class LLaVABoxDataset(Dataset):
     def _match_boxes(self, text_data: HFDataset, box_file: Optional[str]):
         """Row of each image sample's box entry (-1: text-only or allowed-missing); applies the bad-sample policy."""
         source = self.source
-        ids, wheres, images = text_data["id"], text_data["where"], text_data["image"]
+        ids, wheres, images = (_column(text_data, name) for name in ("id", "where", "image"))
         table = self.box_table
         rows = np.full(len(ids), -1, dtype=np.int64)
         bad, missing = [], []
@@ -221,8 +222,8 @@ class LLaVABoxDataset(Dataset):
     def modality_length(self) -> List[int]:
         """Text length per sample, negative for text-only samples (XTuner's ``LengthGroupedSampler`` convention)."""
         if self._modality_length is None:
-            lengths = np.asarray(self.text_data["length"], dtype=np.int64)
-            has_image = np.asarray([image is not None for image in self.text_data["image"]])
+            lengths = np.asarray(_column(self.text_data, "length"), dtype=np.int64)
+            has_image = np.asarray([image is not None for image in _column(self.text_data, "image")])
             self._modality_length = np.where(has_image, lengths, -lengths).tolist()
         return self._modality_length
 
@@ -291,3 +292,8 @@ class LLaVABoxDataset(Dataset):
         count = self.events[kind]
         if count <= LOG_FIRST_EVENTS or count % LOG_EVERY_EVENTS == 0:
             print_log(f"[{kind} #{count} in pid {os.getpid()}] {message}", logger="current", level=logging.WARNING)
+
+
+def _column(dataset: HFDataset, name: str) -> list:
+    """A whole column as a list (``datasets`` >= 4 returns a lazy column that is slow to iterate row by row)."""
+    return dataset[name][:]

@@ -47,12 +47,14 @@ def test_shared_id_with_identical_entries_is_one_entry(tmp_path):
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (entry("a", [[0, 0, math.nan, 5]]), "non-finite box or score at index \\[0\\]"),
+        (entry("a", [[0, 0, math.nan, 5]]), "non-finite box or score at index 0: box \\[0.0, 0.0, nan, 5.0\\]"),
         (entry("a", [[0, 0, 5, 5]], scores=[math.inf]), "non-finite"),
         (entry("a", [[0, 0, 5, 5]], scores=[0.1, 0.2]), "1 boxes, 2 scores and 1 labels"),
-        (entry("a", [[0, 0, 5]]), "boxes must be a list of \\[x1, y1, x2, y2\\]"),
-        (entry("a", [[0, 0, "five", 5]]), "boxes/scores are not numbers"),
-        (entry("a", [[10, 0, 5, 5]]), "x2 < x1 or y2 < y1 at index \\[0\\]"),
+        (entry("a", [[0, 0, 5]]), "boxes must be a list of \\[x1, y1, x2, y2\\], got \\[0, 0, 5\\]"),
+        (entry("a", [[0, 0, "five", 5]]), "boxes/scores are not numbers: \\['five'\\]"),
+        (entry("a", [[0, 0, None, 5]]), "boxes/scores are not numbers: \\[None\\]"),
+        (entry("a", [[10, 0, 5, 5]]), "x2 < x1 or y2 < y1 at index 0: box \\[10.0, 0.0, 5.0, 5.0\\]"),
+        (entry("a", [[0, 0, 5, 5]], scores=[[0.5]]), "boxes/scores are not numbers: \\[\\[0.5\\]\\]"),
         (entry("a", [[0, 0, 5, 5]], labels=[3]), "labels must be strings"),
         ({"id": "a", "boxes": []}, "missing keys \\['scores', 'labels'\\]"),
         ([entry("a", [[0, 0, 5, 5]]), entry("a", [[0, 0, 6, 6]])], "appears more than once with different boxes"),
