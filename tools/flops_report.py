@@ -13,7 +13,6 @@ i.e. boxes up to 224 px at 768; the box projector is counted like the rest).
 """
 import argparse
 import json
-import math
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode

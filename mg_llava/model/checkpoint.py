@@ -90,7 +90,8 @@ def describe_released(state_dict: Dict[str, torch.Tensor]) -> dict:
     box = None
     if any(k.startswith("bbox_projector.") for k in state_dict):
         box = shape("bbox_projector.model.0.weight")[1]
-        expect.update({"bbox_projector.model.0.weight": (hidden, box), "bbox_projector.model.2.weight": (hidden, hidden)})
+        expect.update({"bbox_projector.model.0.weight": (hidden, box),
+                       "bbox_projector.model.2.weight": (hidden, hidden)})
     fusion = None
     if any(k.startswith("fuse_module.") for k in state_dict):
         high, gate = shape("fuse_module.slow_conv.weight")[0], shape("fuse_module.gate.0.weight")[0]

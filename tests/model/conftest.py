@@ -67,7 +67,8 @@ def make_boxes():
 def build_batch(texts, box_counts, seed=0, pad_id=0):
     """A batch in the docs/interfaces.md contract.
 
-    ``texts``: one list of token ids per sample, ``IMAGE_TOKEN_INDEX`` marking images; ``box_counts``: N_i per image, in order.
+    ``texts``: one list of token ids per sample, ``IMAGE_TOKEN_INDEX`` marking images; ``box_counts``: N_i per
+    image, in order.
     Labels are the ids themselves (-100 on images and padding).
     """
     generator = torch.Generator().manual_seed(seed)
