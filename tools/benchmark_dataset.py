@@ -145,18 +145,18 @@ def build_dataset(args, data_path=None, box_path=None, offline=None, num_proc=1)
     from mg_llava.dataset import PROMPT_TEMPLATE, ImageViews, LLaVABoxDataset
 
     views = ImageViews(clip_processor(args.low_res), high_res=args.high_res)
-    tokenised = dict(
-        data_path=data_path,
-        tokenizer=tokenizer(args.work_dir),
-        template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE.vicuna),
-        max_length=2048 - (args.low_res // 14) ** 2,
-        num_proc=num_proc,
-    )
+    if offline:
+        text = dict(offline_processed_text_folder=offline)
+    else:
+        text = dict(
+            data_path=data_path,
+            tokenizer=tokenizer(args.work_dir),
+            template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE.vicuna),
+            max_length=2048 - (args.low_res // 14) ** 2,  # SPEC 1.7: 2048 minus the 576 image tokens
+            num_proc=num_proc,
+        )
     return LLaVABoxDataset(
-        image_folder=osp.join(args.work_dir, "images"),
-        image_views=views,
-        box_file=box_path,
-        **(dict(offline_processed_text_folder=offline) if offline else tokenised),
+        image_folder=osp.join(args.work_dir, "images"), image_views=views, box_file=box_path, **text
     )
 
 
