@@ -204,7 +204,7 @@ def run(args, workdir):
     print(f"\nbox generation, {title}, {args.device} {args.dtype}, batch {args.batch_size}, {args.image_size} photos")
     print(f"{'stage':<44}{'images/s':>10}{'ms/image':>10}")
     for name, value in stages.items():
-        print(f"{name:<44}{value:>10.2f}{1000 / value:>10.1f}")
+        print(f"{name:<44}{value:>10.3f}{1000 / value:>10.1f}")
     return result
 
 

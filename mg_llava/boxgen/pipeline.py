@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from .images import DEFAULT_MAX_PIXELS, ImageSkip, decode_base64, open_rgb, to_uint8_tensor
 from .samples import read_samples
@@ -95,8 +96,6 @@ def run_shard(generator, annotation: str, out_dir: str, image_folder: Optional[s
 
     loader = DataLoader(_ImageLoader(pending, max_pixels), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=list, worker_init_fn=_one_thread if num_workers else None)
-    from tqdm import tqdm
-
     bar = tqdm(total=len(mine), initial=len(mine) - len(pending), unit="img", dynamic_ncols=True,
                desc=f"boxes shard {shard}/{num_shards}", disable=not progress)
     num_boxes = num_images = num_skipped = 0
