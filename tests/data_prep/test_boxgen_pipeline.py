@@ -59,8 +59,9 @@ def test_box_file_is_the_released_format_in_original_pixels(unsharded, photo_dir
 
 
 def test_box_file_loads_through_the_training_dataset_reader(unsharded):
-    boxes_module = pytest.importorskip("mg_llava.dataset.boxes", reason="the dataset's box reader is not in yet")
-    table = boxes_module.load_box_file(unsharded["summary"]["box_file"])
+    from mg_llava.dataset.boxes import load_box_file
+
+    table = load_box_file(unsharded["summary"]["box_file"])
     entries = json.loads(unsharded["data"])
     assert len(table) == len(entries)
     for entry in entries:
