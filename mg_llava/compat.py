@@ -15,6 +15,11 @@
    ``NPROC_PER_NODE=2 xtuner train`` dies on a machine without a GPU. Without CUDA (and only then) we initialise the
    process group with gloo and skip the device selection. mmengine runs this before it builds the model, so a config
    that must work multi-process on CPU names a runner from this package (``runner_type``), whose import applies it.
+4. XTuner 0.2.0 pins bitsandbytes 0.45.0, whose import fails with triton >= 3.2 (which torch >= 2.6 brings):
+   its optional int8 triton kernels import ``triton.ops.matmul_perf_model``, a module triton removed. peft imports
+   bitsandbytes for LoRA/QLoRA, so both break. When (and only when) that module is missing we register a stand-in
+   whose two functions raise if called: bitsandbytes imports, its CUDA 4-bit/8-bit paths (QLoRA) are unaffected,
+   and only its triton int8 research kernels stay unusable, with a clear error.
 """
 import os
 
@@ -77,7 +82,30 @@ def _patch_mmengine_dist_for_cpu():
     dist_utils._init_dist_pytorch = init_dist_pytorch
 
 
+def _triton_ops_stand_in():
+    import importlib.util
+    import sys
+    import types
+
+    try:
+        if importlib.util.find_spec("triton") is None or importlib.util.find_spec("triton.ops") is not None:
+            return
+    except (ImportError, ValueError):
+        return
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("bitsandbytes' triton int8 kernels need triton < 3.2 (triton.ops was removed)")
+
+    ops = types.ModuleType("triton.ops")
+    perf_model = types.ModuleType("triton.ops.matmul_perf_model")
+    perf_model.early_config_prune = perf_model.estimate_matmul_time = unavailable
+    ops.matmul_perf_model = perf_model
+    sys.modules.setdefault("triton.ops", ops)
+    sys.modules.setdefault("triton.ops.matmul_perf_model", perf_model)
+
+
 def apply():
+    _triton_ops_stand_in()
     _patch_cpu_bf16_query()
     _allow_mmengine_checkpoints()
     _patch_mmengine_dist_for_cpu()

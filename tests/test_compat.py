@@ -80,3 +80,14 @@ def test_mmengine_torchrun_init_works_without_cuda(monkeypatch):
         assert dist.get_backend() == "gloo" and dist.get_world_size() == 1
     finally:
         dist.destroy_process_group()
+
+
+def test_bitsandbytes_and_peft_lora_import():
+    """bitsandbytes 0.45.0 (pinned by XTuner) imports next to a triton without triton.ops, so peft's LoRA works."""
+    import bitsandbytes
+    import peft
+    import torch.nn as nn
+
+    assert bitsandbytes.__version__
+    model = peft.get_peft_model(nn.Sequential(nn.Linear(4, 4)), peft.LoraConfig(r=2, target_modules=["0"]))
+    assert any("lora_A" in name for name, _ in model.named_parameters())

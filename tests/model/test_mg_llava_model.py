@@ -169,13 +169,8 @@ def test_other_llm_families(make_model, make_batch, family):
     assert model.projector.model[0].weight.grad.abs().sum() > 0
 
 
-def test_lora_trains_adapters_and_vision_side(make_model, make_batch, monkeypatch):
-    # A plain LoRA never needs bitsandbytes, but peft imports it when installed, and bitsandbytes 0.45.0 cannot be
-    # imported next to triton >= 3.2 (no triton.ops); keep peft away from it.
-    import peft.tuners.lora.model as lora_model
-
-    monkeypatch.setattr(lora_model, "is_bnb_available", lambda: False)
-    monkeypatch.setattr(lora_model, "is_bnb_4bit_available", lambda: False)
+def test_lora_trains_adapters_and_vision_side(make_model, make_batch):
+    # peft imports bitsandbytes here; mg_llava.compat makes bitsandbytes 0.45.0 importable next to triton >= 3.2.
     model = make_model(freeze_llm=True, llm_lora=dict(type=LoraConfig, r=4, lora_alpha=8, lora_dropout=0.0,
                                                       bias="none", task_type="CAUSAL_LM"))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
