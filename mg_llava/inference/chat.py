@@ -1,0 +1,51 @@
+"""A multi-turn conversation about one image (or none) with a loaded MG-LLaVA."""
+from typing import List, Optional, Tuple
+
+from .generation import generate
+from .loading import LoadedModel
+from .preprocess import ImageSource, PreparedImage
+
+
+class ChatSession:
+    """Keeps the turns so far and the prepared image (views and boxes are computed once per image).
+
+    Args:
+        loaded: a :class:`LoadedModel`.
+        image: a path, encoded bytes or PIL image; None for text-only chat.
+        boxes: what :meth:`Preprocessor.prepare_image` takes: None (zero boxes), ``(BoxTable, id)``, a box-file
+            entry, or a box generator.
+        max_new_tokens, temperature, top_p: decoding (greedy when ``temperature`` is 0).
+        streamer: a ``transformers`` streamer that receives each answer's tokens as they are generated.
+    """
+
+    def __init__(self, loaded: LoadedModel, image: Optional[ImageSource] = None, boxes=None,
+                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0, streamer=None):
+        self.loaded = loaded
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.streamer = streamer
+        self.history: List[Tuple[str, str]] = []
+        self.image: Optional[PreparedImage] = None
+        if image is not None:
+            self.image = loaded.preprocessor.prepare_image(image, boxes, where="chat image")
+
+    @property
+    def num_boxes(self) -> int:
+        return 0 if self.image is None else len(self.image.boxes)
+
+    def sample(self, question: str) -> dict:
+        """The model input for ``question`` after the turns so far (a dataset-format sample)."""
+        return self.loaded.preprocessor.sample(question, self.history, self.image)
+
+    def ask(self, question: str) -> str:
+        preprocessor = self.loaded.preprocessor
+        answer = generate(self.loaded.model, preprocessor.tokenizer, [self.sample(question)],
+                          max_new_tokens=self.max_new_tokens, stop_words=preprocessor.stop_words,
+                          temperature=self.temperature, top_p=self.top_p, streamer=self.streamer,
+                          device=self.loaded.device)[0]
+        self.history.append((question, answer))
+        return answer
+
+    def reset(self) -> None:
+        self.history.clear()

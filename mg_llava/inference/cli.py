@@ -1,0 +1,91 @@
+"""Command-line options shared by tools/chat.py, tools/evaluate.py and tools/export.py."""
+import argparse
+from typing import Optional
+
+from mg_llava.dataset import MAX_BOXES
+
+from .loading import DTYPES, LoadedModel, is_export, load_exported, load_from_config, load_from_spec, spec_from_paths
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "model", "one of: an exported folder (--checkpoint DIR with mg_llava.json); --config (a training config) "
+                 "with --checkpoint; or --llm/--visual-encoder/--visual-encoder-aux/--template with --checkpoint")
+    group.add_argument("--checkpoint", help="trainable weights: our .pth, a released MG-LLaVA .pth, a DeepSpeed "
+                                            "checkpoint folder, or an exported folder")
+    group.add_argument("--config", help="the training config the checkpoint comes from")
+    group.add_argument("--llm", help="base LLM (hub id or folder), e.g. lmsys/vicuna-7b-v1.5")
+    group.add_argument("--visual-encoder", help="CLIP ViT, e.g. openai/clip-vit-large-patch14-336")
+    group.add_argument("--visual-encoder-aux", help="open_clip ConvNeXt name or 'local-dir:' folder, e.g. "
+                                                    "convnext_large_d_320")
+    group.add_argument("--visual-encoder-aux-pretrained", help="its open_clip tag or weights file, e.g. "
+                                                               "laion2b_s29b_b131k_ft_soup")
+    group.add_argument("--template", help="prompt template name (vicuna, llama3_chat, phi3_chat, chatml, ...)")
+    group.add_argument("--high-res", type=int, default=768, help="high-res view side (paths only)")
+    group.add_argument("--low-res", type=int, help="low-res view side (paths only; default: the CLIP processor's)")
+    group.add_argument("--roi-output-size", type=int, default=56, help="RoIAlign output side (paths only)")
+    group.add_argument("--max-boxes", type=int, default=MAX_BOXES, help="box limit per image (paths only)")
+    group.add_argument("--device", help="cuda / cpu (default: cuda when available)")
+    group.add_argument("--dtype", choices=sorted(DTYPES), help="cast the model (default: as loaded)")
+    group.add_argument("--system", help="system prompt (the training data had none)")
+    group.add_argument("--allow-unsafe-pickle", action="store_true",
+                       help="opt in to full unpickling of checkpoints that weights_only loading refuses (mmengine "
+                            "training checkpoints with optimizer state); only for files you trust")
+    group.add_argument("--trust-remote-code", action="store_true",
+                       help="opt in to running the LLM's own modelling code from its folder or hub repo")
+
+
+def load_from_args(args: argparse.Namespace) -> LoadedModel:
+    common = dict(device=args.device, dtype=args.dtype, system=args.system)
+    if is_export(args.checkpoint):
+        return load_exported(args.checkpoint, trust_remote_code=args.trust_remote_code, **common)
+    if args.checkpoint is None:
+        raise SystemExit("--checkpoint is required (our .pth, a released .pth, a DeepSpeed folder or an export)")
+    if args.config is not None:
+        return load_from_config(args.config, args.checkpoint, allow_unsafe_pickle=args.allow_unsafe_pickle, **common)
+    missing = [flag for flag, value in (("--llm", args.llm), ("--visual-encoder", args.visual_encoder),
+                                        ("--template", args.template)) if value is None]
+    if missing:
+        raise SystemExit(f"without --config, give {' '.join(missing)} (and --visual-encoder-aux)")
+    spec = spec_from_paths(args.llm, args.visual_encoder, args.visual_encoder_aux, args.template,
+                           high_res=args.high_res, low_res=args.low_res,
+                           visual_encoder_aux_pretrained=args.visual_encoder_aux_pretrained,
+                           roi_output_size=args.roi_output_size, max_boxes=args.max_boxes)
+    return load_from_spec(spec, args.checkpoint, allow_unsafe_pickle=args.allow_unsafe_pickle,
+                          trust_remote_code=args.trust_remote_code, **common)
+
+
+def add_box_generator_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("boxes found on the fly (tagger + OWLv2), when no box file is given")
+    group.add_argument("--detector", help="OWLv2 checkpoint (hub id or folder), e.g. "
+                                          "google/owlv2-large-patch14-ensemble")
+    group.add_argument("--tagger", default="clip", choices=["clip", "fixed", "ram_plus"],
+                       help="what names the objects: a CLIP model scoring a vocabulary, a fixed vocabulary, or RAM++")
+    group.add_argument("--tagger-model", help="CLIP model folder/id (clip) or RAM++ checkpoint (ram_plus)")
+    group.add_argument("--vocabulary", default=None, help="tag vocabulary: 'lvis', 'coco80', a file, or "
+                                                          "comma-separated names (clip/fixed)")
+    group.add_argument("--score-threshold", type=float, default=0.2, help="OWLv2 score threshold (released 0.2)")
+
+
+def build_box_generator(args: argparse.Namespace, device: Optional[str] = None):
+    """A :class:`~mg_llava.boxgen.BoxGenerator` from the options, or None without ``--detector``."""
+    if args.detector is None:
+        return None
+    from mg_llava.boxgen import BoxGenerator
+
+    vocabulary = args.vocabulary
+    if vocabulary is not None and "," in vocabulary:
+        vocabulary = [v.strip() for v in vocabulary.split(",") if v.strip()]
+    device = str(device or "cpu")
+    if args.tagger == "fixed":
+        tagger = dict(type="FixedTagger", vocabulary=vocabulary or "coco80")
+    elif args.tagger == "clip":
+        if args.tagger_model is None:
+            raise SystemExit("--tagger clip needs --tagger-model (a full CLIP model, e.g. openai/clip-vit-large-patch14)")
+        tagger = dict(type="CLIPTagger", model=args.tagger_model, vocabulary=vocabulary or "lvis", device=device)
+    else:
+        if args.tagger_model is None:
+            raise SystemExit("--tagger ram_plus needs --tagger-model (the RAM++ checkpoint)")
+        tagger = dict(type="RAMPlusTagger", checkpoint=args.tagger_model, device=device)
+    detector = dict(type="OWLv2Detector", model=args.detector, score_threshold=args.score_threshold, device=device)
+    return BoxGenerator(tagger=tagger, detector=detector, precompute_tag_embeddings=False)

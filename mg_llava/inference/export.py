@@ -1,0 +1,44 @@
+"""Export the whole model to a folder of safetensors (the released ``pth_to_hf`` kept only the LLM).
+
+Layout::
+
+    <folder>/mg_llava.json                 how to rebuild: the two vision encoders (paths/names, select layer),
+                                           fusion and object-feature settings, image geometry, box rules, template
+    <folder>/mg_llava_modules.safetensors  fuse_module.*, projector.*, bbox_projector.* (SPEC 4 key names)
+    <folder>/llm/                          a plain transformers folder (config, safetensors weights, tokenizer):
+                                           AutoModelForCausalLM.from_pretrained(<folder>/llm) works
+
+The vision encoders are frozen and never change, so they are referenced, not copied. Load the folder back with
+:func:`mg_llava.inference.load_exported` (or pass it as ``--checkpoint`` to the tools).
+"""
+import json
+import os
+import os.path as osp
+
+import torch
+from safetensors.torch import save_file
+
+from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, VISION_PREFIXES, LoadedModel
+
+
+def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, max_shard_size: str = "5GB") -> str:
+    """Write ``loaded`` to ``folder`` (created; must be empty if it exists); returns the folder."""
+    if osp.isdir(folder) and os.listdir(folder):
+        raise FileExistsError(f"{folder} exists and is not empty")
+    os.makedirs(folder, exist_ok=True)
+    model = loaded.model
+    llm = model.llm
+    if getattr(model, "use_llm_lora", False):
+        llm = llm.merge_and_unload()  # a plain LLM: the adapters folded into its weights
+    if dtype is not None:
+        llm = llm.to(dtype)
+    llm.save_pretrained(osp.join(folder, LLM_DIR), safe_serialization=True, max_shard_size=max_shard_size)
+    loaded.tokenizer.save_pretrained(osp.join(folder, LLM_DIR))
+
+    modules = {k: v.detach().to("cpu", dtype or v.dtype).contiguous()
+               for k, v in torch.nn.Module.state_dict(model).items() if k.startswith(VISION_PREFIXES)}
+    save_file(modules, osp.join(folder, MODULES_FILE), metadata={"format": "pt"})
+    spec = dict(loaded.spec, llm=LLM_DIR)
+    with open(osp.join(folder, SPEC_FILE), "w") as f:
+        json.dump(spec, f, indent=2)
+    return folder

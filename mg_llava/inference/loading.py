@@ -1,0 +1,302 @@
+"""Build a trained MG-LLaVA for inference: from a training config, from model paths, or from an exported folder.
+
+Every route ends in a :class:`LoadedModel`: the model (eval mode), its tokenizer, a :class:`Preprocessor` with the
+training config's image views, box rules and prompt template, and a *spec*: a JSON-able description of how to build
+the model again (LLM path, vision encoder references, fusion and object-feature settings, image geometry, box rules,
+template name), which :mod:`.export` writes next to the weights.
+
+Checkpoints (our ``state_dict()`` files, mmengine checkpoints, DeepSpeed folders, the released ``.pth`` files) load
+through :meth:`MGLLaVAModel.load_trainable`, i.e. ``torch.load(weights_only=True)``. A file that needs full
+unpickling (an mmengine training checkpoint with optimizer and message-hub objects) is refused with
+:class:`UnsafeCheckpointError` unless ``allow_unsafe_pickle=True`` is passed explicitly (``--allow-unsafe-pickle``):
+unpickling runs code from the file. ``trust_remote_code`` (for LLMs with custom code) is likewise off unless asked for.
+"""
+import json
+import os
+import os.path as osp
+import pickle
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Optional
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, PROMPT_TEMPLATE, ImageViews
+from mg_llava.model import CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
+from mg_llava.registry import build as build_module
+
+from .preprocess import Preprocessor
+
+SPEC_FILE = "mg_llava.json"
+MODULES_FILE = "mg_llava_modules.safetensors"
+LLM_DIR = "llm"
+SPEC_VERSION = 1
+VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint that only full unpickling can read; the message says how to opt in."""
+
+
+@dataclass
+class LoadedModel:
+    model: MGLLaVAModel
+    tokenizer: object
+    preprocessor: Preprocessor
+    spec: dict
+    device: torch.device
+
+
+# ---------------------------------------------------------------------------------------------------- specs
+
+
+def _local_or_id(path: Optional[str]) -> Optional[str]:
+    """An existing local path made absolute (so an export's references work from any directory); hub ids as is."""
+    if path is None:
+        return None
+    if path.startswith("local-dir:"):
+        return "local-dir:" + _local_or_id(path[len("local-dir:"):])
+    return osp.abspath(path) if osp.exists(path) else path
+
+
+def _type_name(cfg) -> str:
+    kind = cfg["type"]
+    name = kind.__name__ if isinstance(kind, type) else str(kind)
+    return name.split(".")[-1]  # 'mg_llava.ConvGateFusion' -> 'ConvGateFusion' (our registry's name)
+
+
+def _plain(value):
+    if isinstance(value, torch.dtype):
+        return str(value).replace("torch.", "")
+    return value
+
+
+def _module_spec(cfg, keep_type: bool):
+    if cfg is None:
+        return None
+    out = {k: _plain(v) for k, v in dict(cfg).items() if k != "type"}
+    return dict(type=_type_name(cfg), **out) if keep_type else out
+
+
+def template_name(template) -> str:
+    """The name of ``template`` in :data:`PROMPT_TEMPLATE` (specs store names, not template strings)."""
+    for name, candidate in PROMPT_TEMPLATE.items():
+        if dict(candidate) == dict(template):
+            return name
+    raise ValueError(f"prompt template {dict(template)} is not in mg_llava.dataset.PROMPT_TEMPLATE")
+
+
+def image_spec(views: ImageViews) -> dict:
+    return dict(high_res=views.high_res, low_res=views.low_res, image_mean=list(views.mean), image_std=list(views.std),
+                resample=int(views.resample))
+
+
+def views_from_spec(image: dict) -> ImageViews:
+    processor = SimpleNamespace(image_mean=image["image_mean"], image_std=image["image_std"],
+                                resample=image["resample"])
+    return ImageViews(processor, high_res=image["high_res"], low_res=image["low_res"])
+
+
+def spec_from_config(cfg: Config) -> dict:
+    """The spec of the model a training config builds (paths made absolute when they exist here)."""
+    model = cfg.model
+    dataset = cfg.get("llava_dataset") or cfg.train_dataloader.dataset
+    views = build_module(dataset.image_views)
+    template = cfg.get("prompt_template")
+    if template is None:
+        template = dataset.template_map_fn.template
+    visual = _module_spec(model.visual_encoder, keep_type=False)
+    visual["pretrained_model_name_or_path"] = _local_or_id(visual["pretrained_model_name_or_path"])
+    aux = _module_spec(model.get("visual_encoder_aux"), keep_type=False)
+    if aux is not None:
+        aux["model_name"] = _local_or_id(aux.get("model_name", "convnext_large_d_320"))
+        aux["pretrained"] = _local_or_id(aux.get("pretrained"))
+    return dict(
+        format_version=SPEC_VERSION,
+        llm=_local_or_id(model.llm.pretrained_model_name_or_path),
+        visual_encoder=visual,
+        visual_encoder_aux=aux,
+        fusion=_module_spec(model.fusion, keep_type=True),
+        object_features=_module_spec(model.get("object_features"), keep_type=True),
+        projector_depth=model.get("projector_depth", 2),
+        image=image_spec(views),
+        boxes=dict(max_boxes=dataset.get("max_boxes", MAX_BOXES),
+                   iou_threshold=dataset.get("iou_threshold", NMS_IOU_THRESHOLD)),
+        prompt_template=template_name(template),
+    )
+
+
+def spec_from_paths(llm: str, visual_encoder: str, visual_encoder_aux: Optional[str], prompt_template: str,
+                    high_res: int = 768, low_res: Optional[int] = None, visual_encoder_aux_pretrained=None,
+                    image_processor: Optional[str] = None, fusion: str = "ConvGateFusion",
+                    object_tokens: bool = True, roi_output_size: int = 56, select_layer: int = -2,
+                    projector_depth: int = 2, max_boxes: int = MAX_BOXES,
+                    iou_threshold: float = NMS_IOU_THRESHOLD) -> dict:
+    """The spec of the released architecture from model paths (defaults: the released MG-LLaVA settings)."""
+    from transformers import AutoImageProcessor
+
+    if prompt_template not in PROMPT_TEMPLATE:
+        raise ValueError(f"unknown prompt template {prompt_template!r}; one of {sorted(PROMPT_TEMPLATE)}")
+    processor = AutoImageProcessor.from_pretrained(image_processor or visual_encoder)
+    views = ImageViews(processor, high_res=high_res, low_res=low_res)
+    return dict(
+        format_version=SPEC_VERSION,
+        llm=_local_or_id(llm),
+        visual_encoder=dict(pretrained_model_name_or_path=_local_or_id(visual_encoder), select_layer=select_layer),
+        visual_encoder_aux=None if visual_encoder_aux is None else dict(
+            model_name=_local_or_id(visual_encoder_aux), pretrained=_local_or_id(visual_encoder_aux_pretrained)),
+        fusion=dict(type=fusion),
+        object_features=dict(type="MultiScaleRoIFeatures", output_size=roi_output_size) if object_tokens else None,
+        projector_depth=projector_depth,
+        image=image_spec(views),
+        boxes=dict(max_boxes=max_boxes, iou_threshold=iou_threshold),
+        prompt_template=prompt_template,
+    )
+
+
+def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel:
+    """An MGLLaVAModel with the spec's LLM weights and freshly initialised fusion and projectors."""
+    llm = ConfigDict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=spec["llm"],
+                     trust_remote_code=trust_remote_code)
+    aux = spec.get("visual_encoder_aux")
+    return MGLLaVAModel(
+        llm=llm,
+        visual_encoder=dict(type=CLIPVisionEncoder, **spec["visual_encoder"]),
+        visual_encoder_aux=None if aux is None else dict(type=OpenCLIPConvNeXtEncoder, **aux),
+        fusion=dict(spec["fusion"]),
+        object_features=None if spec.get("object_features") is None else dict(spec["object_features"]),
+        projector_depth=spec.get("projector_depth", 2),
+        freeze_llm=False,
+        use_activation_checkpointing=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- weights
+
+
+def _unsafe_state_dict(path: str) -> dict:
+    """Full unpickling of a checkpoint file or DeepSpeed folder; only on explicit opt-in."""
+    from mg_llava.model.checkpoint import DEEPSPEED_MODEL_FILE
+
+    source = path
+    if osp.isdir(path):
+        files = [osp.join(root, DEEPSPEED_MODEL_FILE) for root, _, names in os.walk(path) if DEEPSPEED_MODEL_FILE in names]
+        if len(files) != 1:
+            raise FileNotFoundError(f"{path}: expected one {DEEPSPEED_MODEL_FILE}, found {files}")
+        source = files[0]
+    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    for key in ("state_dict", "module"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    out = {}
+    for key, value in checkpoint.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{source}: {key!r} is a {type(value).__name__}, not a tensor")
+        while key.startswith("module."):
+            key = key[len("module."):]
+        out[key] = value
+    return out
+
+
+def load_state_dict_checked(model: MGLLaVAModel, state_dict: dict, source: str) -> None:
+    """Load trainable weights; keys the model lacks are an error (as ``load_trainable``)."""
+    model_keys = set(torch.nn.Module.state_dict(model))
+    unexpected = sorted(set(state_dict) - model_keys)
+    if unexpected:
+        raise ValueError(f"{source}: {len(unexpected)} of {len(state_dict)} keys are not in this model, "
+                         f"e.g. {unexpected[:5]}")
+    model.load_state_dict(state_dict, strict=False)
+
+
+def load_checkpoint(model: MGLLaVAModel, path: str, allow_unsafe_pickle: bool = False) -> None:
+    """Load a trainable-weight checkpoint (any layout :func:`load_trainable_state_dict` reads) into ``model``."""
+    try:
+        model.load_trainable(path)
+    except pickle.UnpicklingError as err:
+        if not allow_unsafe_pickle:
+            raise UnsafeCheckpointError(
+                f"{path} holds Python objects besides tensors (e.g. an mmengine training checkpoint with optimizer "
+                f"and message-hub state), which weights_only loading refuses. If you trust the file, pass "
+                f"--allow-unsafe-pickle (full unpickling runs code from the file); or save the weights once with "
+                f"tools/export.py and use the export from then on.\n({str(err).splitlines()[0]})") from err
+        print_log(f"{path}: loading with full unpickling (--allow-unsafe-pickle)", "current")
+        load_state_dict_checked(model, _unsafe_state_dict(path), path)
+
+
+def load_vision_modules(model: MGLLaVAModel, path: str) -> None:
+    """The fusion and both projectors from an export's safetensors file; the key sets must match exactly."""
+    from safetensors.torch import load_file
+
+    state_dict = load_file(path)
+    expected = {k for k in torch.nn.Module.state_dict(model) if k.startswith(VISION_PREFIXES)}
+    if set(state_dict) != expected:
+        raise ValueError(f"{path}: keys differ from the model's; missing {sorted(expected - set(state_dict))[:5]}, "
+                         f"unexpected {sorted(set(state_dict) - expected)[:5]}")
+    model.load_state_dict(state_dict, strict=False)
+
+
+# ---------------------------------------------------------------------------------------------------- entry points
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optional[str] = None,
+           system: Optional[str] = None) -> LoadedModel:
+    device = torch.device(device) if device is not None else default_device()
+    if dtype is not None:
+        model.to(DTYPES[dtype])
+    model.to(device).eval()
+    model.is_first_iter = False  # XTuner's first-forward device move is done
+    preprocessor = Preprocessor(tokenizer, PROMPT_TEMPLATE[spec["prompt_template"]], views_from_spec(spec["image"]),
+                                max_boxes=spec["boxes"]["max_boxes"], iou_threshold=spec["boxes"]["iou_threshold"],
+                                system=system)
+    return LoadedModel(model, tokenizer, preprocessor, spec, device)
+
+
+def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle: bool = False, **kwargs
+                     ) -> LoadedModel:
+    """The model, tokenizer, views and template of a training config, with ``checkpoint``'s weights."""
+    cfg = Config.fromfile(config)
+    spec = spec_from_config(cfg)
+    model_cfg = cfg.model.copy()
+    model_cfg.update(pretrained_pth=None, use_activation_checkpointing=False)
+    model = build_module(model_cfg)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, allow_unsafe_pickle)
+    tokenizer = build_module(cfg.tokenizer)
+    return finish(model, tokenizer, spec, **kwargs)
+
+
+def load_from_spec(spec: dict, checkpoint: Optional[str], allow_unsafe_pickle: bool = False,
+                   trust_remote_code: bool = False, **kwargs) -> LoadedModel:
+    model = build_from_spec(spec, trust_remote_code=trust_remote_code)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, allow_unsafe_pickle)
+    tokenizer = AutoTokenizer.from_pretrained(spec["llm"], trust_remote_code=trust_remote_code)
+    return finish(model, tokenizer, spec, **kwargs)
+
+
+def is_export(path: Optional[str]) -> bool:
+    return path is not None and osp.isfile(osp.join(path, SPEC_FILE))
+
+
+def load_exported(folder: str, trust_remote_code: bool = False, **kwargs) -> LoadedModel:
+    """A folder written by :func:`mg_llava.inference.export.export_model` (safetensors only, no pickle)."""
+    if not is_export(folder):
+        raise FileNotFoundError(f"{folder} is not an MG-LLaVA export (no {SPEC_FILE})")
+    with open(osp.join(folder, SPEC_FILE)) as f:
+        spec = json.load(f)
+    if spec.get("format_version") != SPEC_VERSION:
+        raise ValueError(f"{folder}/{SPEC_FILE}: format_version {spec.get('format_version')}, expected {SPEC_VERSION}")
+    spec = dict(spec, llm=osp.join(osp.abspath(folder), spec["llm"]))
+    model = build_from_spec(spec, trust_remote_code=trust_remote_code)
+    load_vision_modules(model, osp.join(folder, MODULES_FILE))
+    tokenizer = AutoTokenizer.from_pretrained(spec["llm"], trust_remote_code=trust_remote_code)
+    return finish(model, tokenizer, spec, **kwargs)

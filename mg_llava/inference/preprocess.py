@@ -1,0 +1,183 @@
+"""One conversation -> one sample in the training dataset's format, through the training code itself.
+
+Text: LLaVA turns -> XTuner's ``llava_map_fn`` -> ``template_map_fn`` -> ``encode_fn`` (what ``LLaVABoxDataset``
+runs), stopping where the answer to the last question would start. Image: :class:`ImageViews` (both views and the
+box geometry; ``ImageViews.load`` for files, as the dataset decodes them). Boxes: :func:`prepare_boxes` on a box-file
+entry or on boxes found on the fly by :class:`~mg_llava.boxgen.BoxGenerator`. The sample is what
+``LLaVABoxDataset.__getitem__`` returns, so ``llava_box_collate_fn`` batches it.
+
+Shape shorthand: L prompt tokens, S_low / S_high the two view sides, N boxes.
+"""
+import io
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from xtuner.dataset.map_fns import llava_map_fn, template_map_fn
+from xtuner.dataset.utils import encode_fn, get_bos_eos_token_ids
+from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX
+
+from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, ImageViews, Views, load_image, prepare_boxes
+
+ImageSource = Union[str, bytes, Image.Image]
+NO_LENGTH_LIMIT = 1 << 30
+
+
+class ImageLoadError(ValueError):
+    """An image that cannot be read; the message names the sample and the file."""
+
+
+class MissingBoxesError(KeyError):
+    """The box file has no entry for an image's id."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image ready for the model: both views and its boxes."""
+
+    views: Views  # pixel_values (3, S_low, S_low), pixel_values_aux (3, S_high, S_high), geometry
+    boxes: torch.Tensor  # (N, 4) xyxy in high-res input pixels
+    num_raw_boxes: int  # boxes before the load-time rules (NMS, limit, clipping)
+
+
+def decode_image(source: ImageSource, min_side: Optional[int] = None, where: str = "") -> Tuple[Image.Image, tuple]:
+    """``(RGB image, original (W, H))`` from a path, encoded bytes or a PIL image; large JPEGs are decoded at
+    reduced scale exactly as the training dataset does (:func:`load_image`) when ``min_side`` is given."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB"), source.size
+    try:
+        return load_image(source if isinstance(source, str) else io.BytesIO(source), min_side=min_side)
+    except (OSError, ValueError, SyntaxError) as err:
+        what = source if isinstance(source, str) else f"<{len(source)} bytes>"
+        raise ImageLoadError(f"{where or 'image'}: cannot read image {what}: {err}") from err
+
+
+class Preprocessor:
+    """Turns questions (with history) and images into samples of ``LLaVABoxDataset``'s format.
+
+    Args:
+        tokenizer: the LLM's tokenizer.
+        template: a prompt template (``PROMPT_TEMPLATE.vicuna`` etc.), as in the training config.
+        image_views: the training config's :class:`ImageViews`.
+        max_boxes, iou_threshold: the load-time box rules of the training config.
+        system: an optional system prompt (the training data had none).
+    """
+
+    def __init__(self, tokenizer, template, image_views: ImageViews, max_boxes: int = MAX_BOXES,
+                 iou_threshold: float = NMS_IOU_THRESHOLD, system: Optional[str] = None):
+        self.tokenizer = tokenizer
+        self.template = template
+        self.image_views = image_views
+        self.max_boxes = max_boxes
+        self.iou_threshold = iou_threshold
+        self.system = system
+
+    # ------------------------------------------------------------------------------------------------- text
+    def encode_prompt(self, question: str, history: Sequence[Tuple[str, str]] = (), has_image: bool = False
+                      ) -> List[int]:
+        """Token ids of the conversation so far, ending where the model's answer to ``question`` starts.
+
+        ``history`` is the earlier (question, answer) turns. With ``has_image`` the first question gets the
+        ``<image>`` token (LLaVA's ``<image>\\n`` prefix) unless it already has one; its id is -200.
+        """
+        questions = [q for q, _ in history] + [question]
+        if has_image and not any(DEFAULT_IMAGE_TOKEN in q for q in questions):
+            questions[0] = DEFAULT_IMAGE_TOKEN + "\n" + questions[0]
+        count = sum(q.count(DEFAULT_IMAGE_TOKEN) for q in questions)
+        if count != int(has_image):
+            raise ValueError(f"the conversation has {count} {DEFAULT_IMAGE_TOKEN} tokens for "
+                             f"{int(has_image)} image(s)")
+        answers = [a for _, a in history] + [""]  # the last answer is what the model writes
+        messages = []
+        for q, a in zip(questions, answers):
+            messages += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
+        conversation = llava_map_fn({"conversations": messages})["conversation"]
+        if self.system:
+            conversation[0]["system"] = self.system
+        conversation = template_map_fn({"conversation": conversation}, self.template)["conversation"]
+
+        # The dataset encodes all turns in one call; encoding the answered turns, then the last question alone,
+        # gives the same ids up to the answer (encode_fn works turn by turn) minus one detail: the last question
+        # starts with BOS only when the turn before it ended with EOS.
+        earlier, last = conversation[:-1], conversation[-1]
+        ids = []
+        if earlier:
+            ids = encode_fn({"conversation": earlier}, self.tokenizer, NO_LENGTH_LIMIT, input_ids_with_output=True,
+                            with_image_token=True)["input_ids"]
+        last_ids = encode_fn({"conversation": [last]}, self.tokenizer, NO_LENGTH_LIMIT,
+                             input_ids_with_output=False, with_image_token=True)["input_ids"]
+        if earlier and not earlier[-1]["need_eos_token"]:
+            bos, _ = get_bos_eos_token_ids(self.tokenizer)
+            last_ids = last_ids[len(bos):]
+        return ids + last_ids
+
+    @property
+    def stop_words(self) -> List[str]:
+        return list(self.template.get("STOP_WORDS", None) or [])
+
+    # ------------------------------------------------------------------------------------------------- image
+    def prepare_image(self, source: ImageSource, boxes=None, where: str = "") -> PreparedImage:
+        """Both views of ``source`` and its boxes.
+
+        ``boxes``: None (zero boxes), a ``(BoxTable, id)`` pair, a box-file entry dict ``{boxes, scores,
+        labels}`` in original-image pixels, or a :class:`~mg_llava.boxgen.BoxGenerator` (run on the full-resolution
+        image).
+        """
+        image, size = decode_image(source, min_side=self.image_views.high_res, where=where)
+        views = self.image_views(image, original_size=size)
+        if boxes is None:
+            return PreparedImage(views, torch.zeros(0, 4), 0)
+        if isinstance(boxes, tuple):
+            table, key = boxes
+            row = table.row(key)
+            if row < 0:
+                raise MissingBoxesError(f"{where or 'image'}: no entry for id {key!r} in box file {table.path}")
+            raw, scores, label_ids = table.arrays(row)
+        else:
+            if not isinstance(boxes, dict):  # a box generator: it needs the image at full resolution
+                full = source if isinstance(source, Image.Image) else decode_image(source, where=where)[0]
+                boxes = boxes(full)
+            raw, scores, label_ids = entry_arrays(boxes, where)
+        prepared = prepare_boxes(raw, scores, label_ids, views.geometry, self.max_boxes, self.iou_threshold)
+        return PreparedImage(views, prepared.boxes, len(scores))
+
+    # ------------------------------------------------------------------------------------------------- sample
+    def sample(self, question: str, history: Sequence[Tuple[str, str]] = (), image: Optional[PreparedImage] = None,
+               sample_id: str = "chat") -> dict:
+        """A sample as ``LLaVABoxDataset.__getitem__`` returns it (labels all -100: nothing is trained)."""
+        input_ids = torch.tensor(self.encode_prompt(question, history, has_image=image is not None))
+        sample = dict(id=sample_id, input_ids=input_ids, labels=torch.full_like(input_ids, IGNORE_INDEX))
+        views = self.image_views
+        if image is None:
+            sample["pixel_values"] = torch.zeros(0, 3, views.low_res, views.low_res)
+            sample["pixel_values_aux"] = torch.zeros(0, 3, views.high_res, views.high_res)
+            sample["boxes"] = []
+        else:
+            sample["pixel_values"] = image.views.pixel_values[None]
+            sample["pixel_values_aux"] = image.views.pixel_values_aux[None]
+            sample["boxes"] = [image.boxes]
+        return sample
+
+
+def entry_arrays(entry: dict, where: str = ""):
+    """A released box-file entry ``{boxes, scores, labels}`` -> (boxes (N, 4), scores (N,), label ids (N,))."""
+    try:
+        raw = np.asarray(entry["boxes"], dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(entry["scores"], dtype=np.float32).reshape(-1)
+        labels = list(entry["labels"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{where or 'image'}: bad box entry ({err!r}); expected boxes/scores/labels") from err
+    if not len(raw) == len(scores) == len(labels):
+        raise ValueError(f"{where or 'image'}: {len(raw)} boxes, {len(scores)} scores, {len(labels)} labels")
+    names = {}
+    label_ids = np.asarray([names.setdefault(label, len(names)) for label in labels], dtype=np.int64)
+    return raw, scores, label_ids
+
+
+__all__ = ["ImageLoadError", "MissingBoxesError", "PreparedImage", "Preprocessor", "decode_image",
+           "entry_arrays"]
