@@ -76,6 +76,18 @@ def test_limit_applies_after_nms_and_breaks_ties_by_file_order():
     assert out.index.tolist() == [1, 3, 4]
 
 
+def test_limit_tie_break_among_many_equal_scores():
+    # 60 disjoint boxes, three score levels in a shuffled layout: within a level the file order decides
+    rng = np.random.default_rng(1)
+    n = 60
+    x = np.arange(n, dtype=np.float32) * 10
+    boxes = np.stack([x, np.zeros(n), x + 5, np.full(n, 5)], axis=1).astype(np.float32)
+    scores = rng.choice(np.array([0.3, 0.5, 0.7], np.float32), n)
+    out = run(boxes, scores, np.zeros(n, int), (600, 600), high_res=600, max_boxes=25)
+    expected = sorted(range(n), key=lambda i: (-scores[i], i))[:25]
+    assert out.index.tolist() == expected
+
+
 def test_clip_to_image_and_drop_degenerate():
     # 640 x 480 at 768: the image spans y 96..672 of the view (padding above and below)
     boxes = [

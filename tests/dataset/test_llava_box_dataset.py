@@ -135,3 +135,19 @@ def test_multi_turn_with_image_in_a_later_turn(make_dataset):
     ids = dataset[0]["input_ids"]
     assert (ids == -200).sum() == 1
     assert (ids == -200).nonzero().item() > 10  # in the second turn
+
+
+def test_registered_and_buildable_by_name(views, image_folder, tmp_path):
+    from xtuner.registry import BUILDER
+
+    from mg_llava.dataset import ImageViews, llava_box_collate_fn, load_box_file
+    from mg_llava.registry import MODELS
+
+    assert MODELS.get("LLaVABoxDataset") is LLaVABoxDataset
+    assert MODELS.get("ImageViews") is ImageViews
+    assert MODELS.get("llava_box_collate_fn") is llava_box_collate_fn
+    assert MODELS.get("load_box_file") is load_box_file
+    built = BUILDER.build(dict(type="mg_llava.ImageViews", image_processor=dict(
+        type="transformers.CLIPImageProcessor", image_mean=list(views.mean), image_std=list(views.std)),
+        high_res=768, low_res=336))
+    assert isinstance(built, ImageViews) and built.fill == views.fill
