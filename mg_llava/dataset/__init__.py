@@ -5,10 +5,12 @@ Public API (all registered in :data:`mg_llava.registry.MODELS`):
 - :class:`ImageViews`, :class:`ViewGeometry`, :func:`load_image`: the two image views and their geometry.
 - :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules.
 - :class:`LLaVABoxDataset`, :func:`llava_box_collate_fn`: the dataset and the batch of docs/interfaces.md.
+- :class:`ConcatLLaVABoxDataset`: several of them as one mixture (keeps ``modality_length``).
 - :data:`PROMPT_TEMPLATE`: XTuner's prompt templates plus ``chatml`` (Yi-1.5).
 """
 from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxEntry, BoxTable, PreparedBoxes, load_box_file, prepare_boxes
 from .collate import llava_box_collate_fn
+from .concat import ConcatLLaVABoxDataset
 from .conversations import BadSample, BadSampleError, check_sample, read_llava_file
 from .image_views import ImageViews, ViewGeometry, Views, load_image
 from .llava_box_dataset import LLaVABoxDataset
@@ -20,6 +22,7 @@ __all__ = [
     "BoxEntry",
     "BoxTable",
     "CHATML_TEMPLATE",
+    "ConcatLLaVABoxDataset",
     "ImageViews",
     "LLaVABoxDataset",
     "MAX_BOXES",

@@ -12,6 +12,26 @@ Bad data (``on_bad_sample``): ``'raise'`` stops with a :class:`BadSampleError` n
 line/image); ``'skip'`` leaves samples found bad at start-up out of the dataset and logs a counted summary. An image
 that turns out unreadable in ``__getitem__`` cannot leave the dataset (the sampler has already counted it), so under
 ``'skip'`` the next index is returned in its place, counted in ``num_replaced`` and logged.
+
+In a config (XTuner style)::
+
+    train_dataset = dict(
+        type=LLaVABoxDataset,
+        data_path=data_path,                      # or offline_processed_text_folder=...
+        image_folder=image_folder,
+        box_file=box_file,
+        tokenizer=tokenizer,
+        image_views=dict(type=ImageViews, image_processor=image_processor, high_res=768),
+        template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE.vicuna),
+        max_length=2048 - 576,
+        max_boxes=100,
+        on_bad_sample="raise",
+    )
+    train_dataloader = dict(
+        dataset=train_dataset,
+        sampler=dict(type=LengthGroupedSampler, length_property="modality_length", per_device_batch_size=...),
+        collate_fn=dict(type=llava_box_collate_fn),
+        ...)
 """
 import logging
 import os

@@ -1,0 +1,31 @@
+"""Several LLaVA box datasets as one, keeping what XTuner's length-grouped sampler reads."""
+from typing import List
+
+from torch.utils.data import ConcatDataset
+
+from ..registry import MODELS, build
+
+
+@MODELS.register_module()
+class ConcatLLaVABoxDataset(ConcatDataset):
+    """Concatenation of :class:`LLaVABoxDataset` configs (or built datasets), e.g. LLaVA-665K + ALLaVA + extras.
+
+    Unlike XTuner's ``ConcatDataset`` it exposes ``modality_length`` (the parts' lists, joined), so stage 2 can use
+    ``LengthGroupedSampler(length_property='modality_length')`` over the whole mixture.
+    """
+
+    def __init__(self, datasets):
+        if not datasets:
+            raise ValueError("ConcatLLaVABoxDataset needs at least one dataset")
+        super().__init__([build(dataset) for dataset in datasets])
+
+    @property
+    def modality_length(self) -> List[int]:
+        lengths = []
+        for dataset in self.datasets:
+            lengths.extend(dataset.modality_length)
+        return lengths
+
+    def __repr__(self):
+        parts = ", ".join(f"{type(d).__name__}({len(d)})" for d in self.datasets)
+        return f"{type(self).__name__}([{parts}])"
