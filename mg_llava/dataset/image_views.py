@@ -79,15 +79,16 @@ def load_image(path: str, min_side: Optional[int] = None) -> Tuple[Image.Image, 
     as ``Image.thumbnail`` does) while its long side stays >= 2 * ``min_side``, so the resize to ``min_side`` still
     downsamples by at least 2. Box geometry always uses the original size; the decoded image is what gets padded
     and resized, so the view differs from a full-resolution decode by the scaler's rounding of the image border,
-    at most half a pixel of the ``min_side`` view. Raises PIL's ``OSError``/``ValueError`` for a missing or corrupt
-    file.
+    at most half a pixel of the ``min_side`` view. No EXIF rotation is applied, as in LLaVA's loader and the box
+    generator, so boxes and pixels share one grid. Raises PIL's ``OSError`` (missing, truncated or not an image),
+    ``ValueError`` or ``Image.DecompressionBombError``.
     """
-    image = Image.open(path)
-    size = image.size
-    if min_side is not None and image.format == "JPEG" and max(size) >= 4 * min_side:
-        reduce = 2 * min_side / max(size)
-        image.draft("RGB", (math.ceil(size[0] * reduce), math.ceil(size[1] * reduce)))
-    return image.convert("RGB"), size
+    with Image.open(path) as image:
+        size = image.size
+        if min_side is not None and image.format == "JPEG" and max(size) >= 4 * min_side:
+            reduce = 2 * min_side / max(size)
+            image.draft("RGB", (math.ceil(size[0] * reduce), math.ceil(size[1] * reduce)))
+        return image.convert("RGB"), size
 
 
 @MODELS.register_module()

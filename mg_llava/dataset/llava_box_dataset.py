@@ -44,6 +44,7 @@ import torch
 from datasets import Dataset as HFDataset
 from datasets import load_from_disk
 from mmengine.logging import print_log
+from PIL import Image
 from torch.utils.data import Dataset
 from xtuner.dataset.huggingface import process_hf_dataset
 from xtuner.dataset.map_fns import llava_map_fn
@@ -285,7 +286,7 @@ class LLaVABoxDataset(Dataset):
         path = osp.join(self.image_folder, row["image"])
         try:
             image = views.load(path)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise UnreadableImage(path) from err
         sample["pixel_values"] = image.pixel_values[None]
         sample["pixel_values_aux"] = image.pixel_values_aux[None]

@@ -180,3 +180,12 @@ def test_replacement_gives_up_when_nothing_is_readable(make_dataset):
 def test_unknown_policy_is_rejected(make_dataset):
     with pytest.raises(ValueError, match="on_bad_sample must be one of"):
         make_dataset([text_sample("t")], [], on_bad_sample="ignore")
+
+
+def test_decompression_bomb_is_an_unreadable_image(make_dataset, monkeypatch):
+    from PIL import Image
+
+    dataset = make_dataset([image_sample("c", "chelsea.png")], boxes_for("c"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # chelsea has 135,300 pixels: over twice the limit
+    with pytest.raises(BadSampleError, match="unreadable image: .*DecompressionBombError"):
+        dataset[0]
