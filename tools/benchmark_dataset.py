@@ -295,7 +295,7 @@ def startup(args):
     result["offline_launch_replicated_s"] = time.perf_counter() - t0
     result["replicated_samples"] = len(offline)
     rows = [
-        (f"tokenise {args.samples} samples from JSONL ({args.num_proc} proc)", f"{result['tokenise_from_jsonl_s']:.1f} s"),
+        (f"tokenise {args.samples} samples ({args.num_proc} proc)", f"{result['tokenise_from_jsonl_s']:.1f} s"),
         ("  per 1M samples (extrapolated)", f"{result['tokenise_from_jsonl_s'] * 1e6 / args.samples / 60:.1f} min"),
         ("save tokenised text to disk", f"{result['save_to_disk_s']:.1f} s"),
         (f"read box file ({len(table)} entries, {result['box_file_mb']:.0f} MB)", f"{result['load_box_file_s']:.1f} s"),

@@ -264,7 +264,8 @@ class LLaVABoxDataset(Dataset):
                 if self.on_bad_sample == "raise":
                     raise BadSampleError([bad]) from err.__cause__
                 self.num_replaced += 1
-                self._log_event("replaced", f"{bad.describe()}; index {current} served by index {current + 1}")
+                served_by = (current + 1) % len(self)
+                self._log_event("replaced", f"{bad.describe()}; index {current} served by index {served_by}")
         raise RuntimeError(
             f"{MAX_CONSECUTIVE_REPLACEMENTS + 1} consecutive samples from index {index} have unreadable images; "
             f"check {self.image_folder}"
