@@ -35,6 +35,7 @@ MODULES_FILE = "mg_llava_modules.safetensors"
 LLM_DIR = "llm"
 SPEC_VERSION = 1
 VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.")
+MG_LLAVA_TEMPLATES = ("vicuna", "llama3_chat", "phi3_chat", "chatml")  # the released backbones' templates
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -83,11 +84,13 @@ def _module_spec(cfg, keep_type: bool):
 
 
 def template_name(template) -> str:
-    """The name of ``template`` in :data:`PROMPT_TEMPLATE` (specs store names, not template strings)."""
-    for name, candidate in PROMPT_TEMPLATE.items():
-        if dict(candidate) == dict(template):
-            return name
-    raise ValueError(f"prompt template {dict(template)} is not in mg_llava.dataset.PROMPT_TEMPLATE")
+    """The name of ``template`` in :data:`PROMPT_TEMPLATE` (specs store names, not template strings). Some
+    templates are identical (XTuner's ``wizardlm`` is ``vicuna``); then the MG-LLaVA backbones' names win."""
+    names = [name for name, candidate in PROMPT_TEMPLATE.items() if dict(candidate) == dict(template)]
+    if not names:
+        raise ValueError(f"prompt template {dict(template)} is not in mg_llava.dataset.PROMPT_TEMPLATE")
+    preferred = [name for name in MG_LLAVA_TEMPLATES if name in names]
+    return (preferred or names)[0]
 
 
 def image_spec(views: ImageViews) -> dict:

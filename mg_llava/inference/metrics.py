@@ -21,22 +21,17 @@ from typing import Dict, Iterable, List, Optional, Sequence
 def extract_option(prediction: str, options: Dict[str, str]) -> Optional[str]:
     """The option letter a free-text answer names, or None when it names none or several.
 
-    Tried in order: the answer is a letter (``"B"``, ``"B."``, ``"(B)"``, ``"B) cat"``); exactly one valid letter
-    stands alone in the text (``"The answer is B"``); exactly one option's text appears in it (``"a cat"``).
+    The answer names a letter when exactly one valid option letter stands alone in it (``"B"``, ``"(B)"``,
+    ``"B. a dog"``, ``"The answer is B"``; ``"A or B"`` names none). Without any letter, it names the option whose
+    text it contains, if exactly one (``"It is a dog"``).
     """
     text = prediction.strip()
-    letters = list(options)
-    match = re.match(r"^\(?([A-Z])(?:$|[\s.):,])", text)
-    if match and match.group(1) in options:
-        return match.group(1)
     standalone = {m for m in re.findall(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])", text) if m in options}
-    if len(standalone) == 1:
-        return standalone.pop()
+    if standalone:
+        return standalone.pop() if len(standalone) == 1 else None
     lowered = text.lower()
-    named = [letter for letter in letters if options[letter].strip() and options[letter].strip().lower() in lowered]
-    if len(named) == 1:
-        return named[0]
-    return None
+    named = [letter for letter, option in options.items() if option.strip() and option.strip().lower() in lowered]
+    return named[0] if len(named) == 1 else None
 
 
 def multiple_choice_metrics(records: Iterable[dict]) -> dict:
