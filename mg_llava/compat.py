@@ -13,8 +13,11 @@
    still need ``weights_only=False`` (only for files you trust).
 3. mmengine's torchrun initialisation (``_init_dist_pytorch``) calls ``torch.cuda.set_device`` unconditionally, so
    ``NPROC_PER_NODE=2 xtuner train`` dies on a machine without a GPU. Without CUDA (and only then) we initialise the
-   process group with gloo and skip the device selection. mmengine runs this before it builds the model, so a config
-   that must work multi-process on CPU names a runner from this package (``runner_type``), whose import applies it.
+   process group with gloo and skip the device selection.
+
+XTuner parses configs in mmengine's lazy-import mode, in which a config's imports load nothing until an object is
+built, yet ``xtuner train --resume`` reads the checkpoint and the runner starts ``torch.distributed`` before any model
+is built. Our configs therefore import ``mg_llava`` eagerly (``__import__("mg_llava")``) so the patches are in place.
 4. XTuner 0.2.0 pins bitsandbytes 0.45.0, whose import fails with triton >= 3.2 (which torch >= 2.6 brings):
    its optional int8 triton kernels import ``triton.ops.matmul_perf_model``, a module triton removed. peft imports
    bitsandbytes for LoRA/QLoRA, so both break. When (and only when) that module is missing we register a stand-in

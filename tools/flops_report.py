@@ -18,23 +18,9 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from mg_llava.model.reference_configs import CLIP_VIT_L_336, LLMS, llm_config
+
 LOW_RES, HIGH_RES, PATCH, ROI_SIZE = 336, 768, 14, 56
-CLIP_VIT_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                      image_size=LOW_RES, patch_size=PATCH, projection_dim=768)
-# Published configs of the backbones (config.json of each hub model), so nothing needs to be fetched.
-LLMS = {
-    "Phi-3-mini-4k": ("phi3", dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
-                                   num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-                                   original_max_position_embeddings=4096)),
-    "Vicuna-7B": ("llama", dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                                num_attention_heads=32, num_key_value_heads=32)),
-    "Llama-3-8B": ("llama", dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                                 num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0)),
-    "Vicuna-13B": ("llama", dict(vocab_size=32000, hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
-                                 num_attention_heads=40, num_key_value_heads=40)),
-    "Yi-1.5-34B": ("llama", dict(vocab_size=64000, hidden_size=7168, intermediate_size=20480, num_hidden_layers=60,
-                                 num_attention_heads=56, num_key_value_heads=8, rope_theta=5000000.0)),
-}
 # Paper, Table 4 (TMACs, LLaVA-1.5 -> MG-LLaVA; params) and the Param. column of its main tables (MG-LLaVA).
 PAPER = {
     "Phi-3-mini-4k": dict(tmacs=(3.3, 3.73), params_b=(4.0, 4.2)),
@@ -55,11 +41,10 @@ def count(build, inputs, fake=False):
     return params, counter.get_total_flops() // 2
 
 
-def build_llm(family, config):
-    from transformers import AutoModelForCausalLM, LlamaConfig, Phi3Config
+def build_llm(name):
+    from transformers import AutoModelForCausalLM
 
-    config = (Phi3Config if family == "phi3" else LlamaConfig)(tie_word_embeddings=False, **config)
-    return AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    return AutoModelForCausalLM.from_config(llm_config(name), attn_implementation="eager")
 
 
 def vision_components(boxes):
@@ -94,11 +79,10 @@ def projector(in_channels, hidden, rows):
 
 
 def report(name, text_tokens, boxes, vision, tokens):
-    family, config = LLMS[name]
-    hidden = config["hidden_size"]
-    llava_llm = count(lambda: build_llm(family, config),
+    hidden = LLMS[name][1]["hidden_size"]
+    llava_llm = count(lambda: build_llm(name),
                       lambda: (torch.zeros(1, text_tokens + tokens, dtype=torch.long),), fake=True)
-    mg_llm = count(lambda: build_llm(family, config),
+    mg_llm = count(lambda: build_llm(name),
                    lambda: (torch.zeros(1, text_tokens + tokens + boxes, dtype=torch.long),), fake=True)
     p_f = projector(1024, hidden, tokens)
     p_b = projector(2880, hidden, boxes) if boxes else (projector(2880, hidden, 1)[0], 0)

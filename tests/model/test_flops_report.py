@@ -25,8 +25,7 @@ def test_vision_side_counts(tool):
 
 
 def test_llm_counted_from_its_config(tool):
-    family, config = tool["LLMS"]["Vicuna-7B"]
-    params, macs = tool["count"](lambda: tool["build_llm"](family, config),
+    params, macs = tool["count"](lambda: tool["build_llm"]("Vicuna-7B"),
                                  lambda: (torch.zeros(1, 100, dtype=torch.long),), fake=True)
     assert params == 6_738_415_616  # Vicuna-7B v1.5
     embeddings = 32000 * 4096

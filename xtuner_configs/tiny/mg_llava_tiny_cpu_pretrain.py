@@ -10,7 +10,6 @@ from xtuner.dataset.map_fns import llava_map_fn, template_map_fn_factory
 from xtuner.engine.runner import TrainLoop
 
 from mg_llava.dataset import PROMPT_TEMPLATE, ImageViews, LLaVABoxDataset, llava_box_collate_fn
-from mg_llava.engine import MGLLaVARunner
 from mg_llava.model import (
     CLIPVisionEncoder,
     ConvGateFusion,
@@ -18,6 +17,11 @@ from mg_llava.model import (
     MultiScaleRoIFeatures,
     OpenCLIPConvNeXtEncoder,
 )
+
+# mmengine parses this file in lazy-import mode: the imports above load nothing until an object is built. Importing
+# mg_llava now applies its compatibility patches (mg_llava/compat.py) before XTuner reads a --resume checkpoint and
+# before torch.distributed starts.
+__import__("mg_llava")
 
 #######################################################################
 #                          PART 1  Settings                           #
@@ -156,11 +160,11 @@ env_cfg = dict(
     dist_cfg=dict(backend="gloo"),
 )
 
-# Imported from mg_llava so that its CPU compatibility patches apply before torch.distributed starts.
-runner_type = MGLLaVARunner
+# Multi-process on CPU: DDP without device ids (mmengine's default names the GPU of LOCAL_RANK).
+model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
 visualizer = None
 log_level = "INFO"
 load_from = None
 resume = False
 randomness = dict(seed=42, deterministic=False)
-log_processor = dict(by_epoch=False)
+log_processor = dict(by_epoch=False, window_size=1)  # log each iteration's own loss

@@ -1,3 +1,0 @@
-from .runner import MGLLaVARunner
-
-__all__ = ["MGLLaVARunner"]

@@ -1,0 +1,151 @@
+"""Every shipped config parses; every real-backbone config builds its model on the meta device (no weights) with the
+parameter count equal to the sum of its parts; the recipes carry SPEC 3's hyper-parameters."""
+import contextlib
+import os.path as osp
+from glob import glob
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mg_llava.dataset import PROMPT_TEMPLATE
+from mg_llava.model import MGLLaVAModel
+from mg_llava.model.reference_configs import CLIP_VIT_L_336, LLMS, llm_config
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = sorted(glob(osp.join(ROOT, "xtuner_configs", "**", "*.py"), recursive=True))
+REAL = [c for c in CONFIGS if "/tiny/" not in c]
+HUB_TO_NAME = {hub: name for name, (_, _, hub) in LLMS.items()}
+TEMPLATES = {"Phi-3-mini-4k": "phi3_chat", "Vicuna-7B": "vicuna", "Vicuna-13B": "vicuna",
+             "Llama-3-8B": "llama3_chat", "Yi-1.5-34B": "chatml"}
+
+
+def _id(path):
+    return osp.relpath(path, osp.join(ROOT, "xtuner_configs"))
+
+
+def test_configs_are_shipped_for_every_backbone_and_stage():
+    names = {_id(c) for c in CONFIGS}
+    for folder in ("phi3_mini_4k_instruct", "vicuna_7b_v15", "vicuna_13b_v15", "llama3_8b_instruct", "yi_1_5_34b"):
+        for stage in ("pretrain", "finetune"):
+            assert f"{folder}/mg_llava_{folder}_{stage}.py" in names
+    assert any(n.endswith("_lora.py") for n in names) and any(n.endswith("_qlora.py") for n in names)
+    assert {"tiny/mg_llava_tiny_cpu_pretrain.py", "tiny/mg_llava_tiny_cpu_finetune.py"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=_id)
+def test_config_parses_with_its_recipe(path):
+    cfg = Config.fromfile(path)
+    assert cfg.model.type is MGLLaVAModel
+    assert cfg.train_dataloader.collate_fn.type.__name__ == "llava_box_collate_fn"
+    stage2 = "finetune" in osp.basename(path)
+    lora = "lora" in osp.basename(path)
+    assert cfg.model.freeze_llm == (not stage2 or lora)
+    assert ("pretrained_pth" in cfg.model) == stage2
+    if "/tiny/" in path:
+        return
+    name = HUB_TO_NAME[cfg.llm_name_or_path]
+    assert cfg.prompt_template == PROMPT_TEMPLATE[TEMPLATES[name]]
+    global_batch = cfg.batch_size * cfg.num_gpus * cfg.accumulative_counts
+    assert global_batch == (128 if stage2 else 256)
+    expected_lr = (1e-5 if name == "Llama-3-8B" else 2e-5) if stage2 else 1e-3
+    assert cfg.optim_wrapper.optimizer.lr == expected_lr
+    assert cfg.optim_wrapper.optimizer.weight_decay == 0 and cfg.strategy.gradient_clipping == 1
+    assert cfg.strategy.config.zero_optimization.stage == (3 if name == "Yi-1.5-34B" else 2)
+    assert cfg.strategy.config.bf16.enabled
+    assert cfg.warmup_ratio == 0.03 and cfg.max_epochs == 1
+    sampler = cfg.train_dataloader.sampler.type.__name__
+    assert sampler == ("LengthGroupedSampler" if stage2 else "DefaultSampler")
+    assert cfg.max_boxes == 100 and cfg.high_res == 768 and cfg.low_res == 336
+
+
+@contextlib.contextmanager
+def weights_free_loading(tmp_path):
+    """``from_pretrained`` builds from the config alone and open_clip builds on the meta device (no weights)."""
+    import functools
+
+    import open_clip
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+    def from_config_only(cls, pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
+        return cls._from_config(cls.config_class.from_pretrained(pretrained_model_name_or_path),
+                                torch_dtype=torch_dtype)
+
+    def auto_from_config_only(pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
+        config = AutoConfig.from_pretrained(pretrained_model_name_or_path)
+        return AutoModelForCausalLM.from_config(config, torch_dtype=torch_dtype)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PreTrainedModel, "from_pretrained", classmethod(from_config_only))
+        mp.setattr(AutoModelForCausalLM, "from_pretrained", auto_from_config_only)
+        mp.setattr(open_clip, "create_model", functools.partial(open_clip.create_model, device="meta"))
+        yield
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.fixture(scope="module")
+def architecture_folders(tmp_path_factory):
+    """config.json folders (no weights) for CLIP ViT-L/14-336 and each LLM."""
+    from transformers import CLIPVisionConfig
+
+    root = tmp_path_factory.mktemp("architectures")
+    CLIPVisionConfig(**CLIP_VIT_L_336).save_pretrained(root / "clip")
+    for name in LLMS:
+        llm_config(name).save_pretrained(root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def part_counts():
+    """Parameters of the parts, each built on its own on the meta device."""
+    import timm
+    from transformers import AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
+
+    from mg_llava.model import ConvGateFusion
+    from mg_llava.model.mg_llava_model import mlp_projector
+
+    with torch.device("meta"):
+        trunk = timm.create_model("convnext_large", pretrained=False)
+        counts = dict(
+            clip=_count(CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_L_336))),
+            convnext=_count(trunk.stem) + _count(trunk.stages),
+            fusion=_count(ConvGateFusion(1024, 1536)),
+        )
+        for name in LLMS:
+            hidden = llm_config(name).hidden_size
+            counts[name] = dict(
+                llm=_count(AutoModelForCausalLM.from_config(llm_config(name))),
+                projectors=_count(mlp_projector(1024, hidden, 2)) + _count(mlp_projector(2880, hidden, 2)),
+            )
+    return counts
+
+
+# QLoRA builds too: without a GPU the 4-bit quantization itself is skipped (from_config ignores it), LoRA is applied.
+@pytest.mark.parametrize("path", REAL, ids=_id)
+def test_real_config_builds_on_meta_with_the_parameters_of_its_parts(path, architecture_folders, part_counts):
+    from xtuner.registry import BUILDER
+
+    cfg = Config.fromfile(path)
+    name = HUB_TO_NAME[cfg.llm_name_or_path]
+    model_cfg = cfg.model
+    model_cfg.llm.pretrained_model_name_or_path = str(architecture_folders / name)
+    model_cfg.visual_encoder.pretrained_model_name_or_path = str(architecture_folders / "clip")
+    model_cfg.visual_encoder_aux.pretrained = None  # architecture only
+    model_cfg.pretrained_pth = None
+    with weights_free_loading(architecture_folders), torch.device("meta"):
+        model = BUILDER.build(model_cfg)
+    assert isinstance(model, MGLLaVAModel)
+    parts = part_counts[name]
+    expected = parts["llm"] + part_counts["clip"] + part_counts["convnext"] + part_counts["fusion"] + parts["projectors"]
+    total = _count(model)
+    if getattr(model, "use_llm_lora", False):
+        lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+        assert lora > 0
+        total -= lora
+    assert total == expected, f"{name}: {total:,} parameters, parts add up to {expected:,}"
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable >= {"fuse_module", "projector", "bbox_projector"}
+    assert "visual_encoder" not in trainable and "visual_encoder_aux" not in trainable

@@ -1,0 +1,163 @@
+"""`xtuner train` on the tiny CPU configs: both stages, two processes, and a killed-and-resumed run.
+
+Every run goes through the user's command (`xtuner train <config>`) in a scratch working directory holding the tiny
+assets. XTuner 0.2.0's CLI returns 0 even when training fails, so the tests judge runs by their checkpoints and logs.
+"""
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import time
+from glob import glob
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PRETRAIN = osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_pretrain.py")
+FINETUNE = osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_finetune.py")
+# 8 captions, global batch 4: 2 iterations an epoch. Stage 1 runs 3 epochs, saving every 3 iterations.
+STAGE1_EPOCHS, STAGE1_ITERS, SAVE_STEPS = 3, 6, 3
+# Stage-1 gradients here are ~1e-2; with Adam's default eps a step is +-lr whatever the gradient's size, so tiny
+# gradient differences flip whole steps. eps=1 makes the step proportional to the (averaged) gradient, which lets the
+# two-process test compare updates meaningfully; the other tests do not depend on it.
+# Every caption is the same sentence in the stage-1 runs: then each sample has as many target tokens as any other, the
+# mean of two per-rank token means equals one mean over all tokens, and two processes must match one exactly (up to
+# float summation order).
+SAME_CAPTION = "work_dirs/tiny_assets/data/pretrain_same_caption.json"
+STAGE1_OPTIONS = [f"train_cfg.max_epochs={STAGE1_EPOCHS}", f"default_hooks.checkpoint.interval={SAVE_STEPS}",
+                  "optim_wrapper.optimizer.eps=1.0", f"train_dataloader.dataset.data_path={SAME_CAPTION}"]
+FAST = ["object_features.output_size=7"]
+TWO_PROCESS_RTOL, TWO_PROCESS_ATOL = 1e-3, 1e-7  # the released 56x56 RoI grid costs CPU time and tests nothing more here
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_models):
+    """A working directory laid out as tools/build_tiny_assets.py writes it (models shared with the session)."""
+    from mg_llava.testing.tiny_dataset import build_tiny_dataset
+
+    root = tmp_path_factory.mktemp("train_ws")
+    assets = root / "work_dirs" / "tiny_assets"
+    assets.mkdir(parents=True)
+    os.symlink(osp.dirname(tiny_models["clip"]), assets / "models")
+    paths = build_tiny_dataset(str(assets / "data"))
+    with open(paths["pretrain"]) as f:
+        samples = json.load(f)
+    for sample in samples:
+        sample["conversations"][1]["value"] = "A photo taken with a camera."
+    with open(root / SAME_CAPTION, "w") as f:
+        json.dump(samples, f)
+    return root
+
+
+def xtuner_train(workspace, config, work_dir, *options, nproc=1, extra=(), background=False):
+    env = dict(os.environ, NPROC_PER_NODE=str(nproc), OMP_NUM_THREADS="1" if nproc > 1 else os.environ.get(
+        "OMP_NUM_THREADS", "2"))
+    cmd = ["xtuner", "train", config, "--work-dir", work_dir, *extra]
+    cmd += ["--cfg-options", *(f"model.{o}" for o in FAST), *options] if (FAST or options) else []
+    log = open(osp.join(workspace, osp.basename(work_dir) + ".out"), "w")
+    proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    if background:
+        return proc
+    proc.wait(timeout=600)
+    return log.name
+
+
+def scalars(work_dir):
+    """Per-iteration training scalars logged by mmengine, keyed by iteration (latest run wins on resume)."""
+    rows = {}
+    for path in sorted(glob(osp.join(work_dir, "*", "vis_data", "scalars.json"))):
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                if "loss" in row:
+                    rows[row["iter"]] = row
+    return rows
+
+
+def load_weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def _check(log_path, *paths):
+    missing = [p for p in paths if not osp.exists(p)]
+    if missing:
+        with open(log_path) as f:
+            tail = f.read()[-4000:]
+        pytest.fail(f"xtuner train produced no {missing}; end of its output:\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def stage1(workspace):
+    work_dir = str(workspace / "work_dirs" / "stage1")
+    log = xtuner_train(workspace, PRETRAIN, work_dir, *STAGE1_OPTIONS)
+    _check(log, osp.join(work_dir, f"iter_{STAGE1_ITERS}.pth"))
+    return work_dir
+
+
+def test_stage1_trains_fusion_and_projectors_only(stage1):
+    weights = load_weights(osp.join(stage1, f"iter_{STAGE1_ITERS}.pth"))
+    prefixes = {key.split(".")[0] for key in weights}
+    assert prefixes == {"fuse_module", "projector", "bbox_projector"}
+    initial_gate_proj = load_weights(osp.join(stage1, f"iter_{SAVE_STEPS}.pth"))["fuse_module.slow_proj.weight"]
+    assert not torch.equal(weights["fuse_module.slow_proj.weight"], initial_gate_proj), "the fusion did not train"
+    losses = [row["loss"] for _, row in sorted(scalars(stage1).items())]
+    assert len(losses) == STAGE1_ITERS and all(map(torch.isfinite, torch.tensor(losses)))
+
+
+def test_stage2_loads_stage1_and_the_loss_falls(workspace, stage1):
+    work_dir = str(workspace / "work_dirs" / "stage2")
+    stage1_ckpt = osp.join(stage1, f"iter_{STAGE1_ITERS}.pth")
+    # 33 samples, batch 4: 9 iterations an epoch.
+    log = xtuner_train(workspace, FINETUNE, work_dir, f"model.pretrained_pth={stage1_ckpt}",
+                       "train_cfg.max_epochs=2", "default_hooks.checkpoint.interval=100",
+                       "optim_wrapper.optimizer.lr=0.003")
+    _check(log, osp.join(work_dir, "iter_18.pth"))
+    with open(log) as f:
+        assert f"trainable tensors from {stage1_ckpt}" in f.read()
+    weights = load_weights(osp.join(work_dir, "iter_18.pth"))
+    assert any(key.startswith("llm.") for key in weights), "stage 2 must train and save the LLM"
+    assert not any(key.startswith(("visual_encoder.", "visual_encoder_aux.")) for key in weights)
+    losses = [row["loss"] for _, row in sorted(scalars(work_dir).items())]
+    assert len(losses) == 18
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < first - 0.3, f"stage-2 loss did not fall: first iterations {losses[:4]}, last {losses[-4:]}"
+
+
+def test_two_processes_match_one_with_the_same_global_batch(workspace, stage1):
+    """NPROC_PER_NODE=2 with 2 samples each equals one process with 4: the same samples meet in each step."""
+    work_dir = str(workspace / "work_dirs" / "stage1_ddp")
+    log = xtuner_train(workspace, PRETRAIN, work_dir, *STAGE1_OPTIONS, "train_dataloader.batch_size=2", nproc=2)
+    _check(log, osp.join(work_dir, f"iter_{STAGE1_ITERS}.pth"))
+    runs = {}
+    for name, folder in (("single", stage1), ("double", work_dir)):
+        start, end = (load_weights(osp.join(folder, f"iter_{i}.pth")) for i in (SAVE_STEPS, STAGE1_ITERS))
+        runs[name] = {key: end[key] - start[key] for key in end}  # the updates of iterations 4-6
+    assert runs["single"].keys() == runs["double"].keys()
+    for key, single in runs["single"].items():
+        torch.testing.assert_close(runs["double"][key], single, rtol=TWO_PROCESS_RTOL, atol=TWO_PROCESS_ATOL, msg=key)
+
+
+def test_killed_run_resumes_with_the_same_losses(workspace, stage1):
+    work_dir = str(workspace / "work_dirs" / "stage1_killed")
+    ckpt = osp.join(work_dir, f"iter_{SAVE_STEPS}.pth")
+    proc = xtuner_train(workspace, PRETRAIN, work_dir, *STAGE1_OPTIONS, background=True)
+    deadline = time.time() + 300
+    while not osp.exists(osp.join(work_dir, "last_checkpoint")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: xtuner's CLI and its python child
+    proc.wait()
+    assert osp.exists(ckpt), "the run was to be killed after its first checkpoint"
+    assert not osp.exists(osp.join(work_dir, f"iter_{STAGE1_ITERS}.pth")), "the run finished before it was killed"
+
+    log = xtuner_train(workspace, PRETRAIN, work_dir, *STAGE1_OPTIONS, extra=["--resume", ckpt])
+    _check(log, osp.join(work_dir, f"iter_{STAGE1_ITERS}.pth"))
+    reference, resumed = scalars(stage1), scalars(work_dir)
+    for it in range(SAVE_STEPS + 1, STAGE1_ITERS + 1):
+        assert resumed[it]["loss"] == pytest.approx(reference[it]["loss"], rel=1e-5, abs=1e-6), f"iteration {it}"
+    final_ref = load_weights(osp.join(stage1, f"iter_{STAGE1_ITERS}.pth"))
+    final = load_weights(osp.join(work_dir, f"iter_{STAGE1_ITERS}.pth"))
+    for key in final_ref:
+        torch.testing.assert_close(final[key], final_ref[key], rtol=1e-5, atol=1e-6, msg=key)
