@@ -151,3 +151,16 @@ def test_registered_and_buildable_by_name(views, image_folder, tmp_path):
         type="transformers.CLIPImageProcessor", image_mean=list(views.mean), image_std=list(views.std)),
         high_res=768, low_res=336))
     assert isinstance(built, ImageViews) and built.fill == views.fill
+
+
+def test_concatenation_keeps_modality_length(dataset, make_dataset):
+    from mg_llava.dataset import ConcatLLaVABoxDataset
+
+    other = make_dataset([text_sample("t2"), image_sample("c", "chelsea.png")], BOX_ENTRIES, name="other.jsonl")
+    mixture = ConcatLLaVABoxDataset([dataset, other])
+    assert len(mixture) == 6 and mixture[4]["id"] == "t2" and mixture[5]["boxes"][0].shape == (2, 4)
+    assert mixture.modality_length == dataset.modality_length + other.modality_length
+    sampler = LengthGroupedSampler(mixture, per_device_batch_size=2, length_property="modality_length", seed=0)
+    assert sorted(sampler) == list(range(6))
+    with pytest.raises(ValueError, match="needs at least one dataset"):
+        ConcatLLaVABoxDataset([])
