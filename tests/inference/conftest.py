@@ -1,6 +1,7 @@
 """Fixtures for the inference tests: the tiny dataset, a briefly trained tiny MG-LLaVA saved as a checkpoint, and a
 released-format checkpoint of the same shapes."""
 import hashlib
+import json
 import os
 import os.path as osp
 
@@ -10,9 +11,10 @@ import torch
 
 datasets.disable_progress_bars()
 
-TRAIN_STEPS = 60
+TRAIN_STEPS = 120
 ROI_OUTPUT_SIZE = 14
-MEMORISED = ("chelsea", "What is the main object in the image?", "a cat")  # a training sample the model learns
+MEMORISED = ("chelsea", "What is the main object in the image?", "a cat")  # training samples the model learns
+MEMORISED_TEXT = ("What is two plus two?", "four")
 
 
 @pytest.fixture(scope="session")
@@ -107,20 +109,27 @@ def trained_checkpoint(spec, tiny_data, tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(spec["llm"])
     dataset = tiny_dataset(tiny_data, views_from_spec(spec["image"]), tokenizer)
     name, question, _ = MEMORISED
-    focus = [i for i in range(len(dataset)) if dataset.text_data[i]["id"] == name]
+    with open(tiny_data["finetune"]) as f:
+        records = json.load(f)
+    positions = [i for i, r in enumerate(records) if r["conversations"][0]["value"].endswith(question)
+                 and r.get("image") == f"{name}.jpg" or r["conversations"][0]["value"] == MEMORISED_TEXT[0]]
+    assert len(positions) == 2
+    focus = [list(dataset.text_data["sample_index"]).index(p) for p in positions]
     samples = [dataset[i] for i in range(len(dataset))]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
     generator = torch.Generator().manual_seed(0)
     for step in range(TRAIN_STEPS):
-        # every batch holds the memorised chelsea samples plus three others
+        # every batch holds the samples to memorise plus three others
         others = torch.randperm(len(samples), generator=generator)[:3].tolist()
         batch = llava_box_collate_fn([samples[i] for i in focus + others])
         loss = model(batch["data"])["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert loss.item() < 1.0, f"the tiny model did not learn (loss {loss.item():.3f})"
+    with torch.no_grad():
+        focus_loss = model(llava_box_collate_fn([samples[i] for i in focus])["data"])["loss"].item()
+    assert focus_loss < 0.3, f"the tiny model did not learn its samples to memorise (loss {focus_loss:.3f})"
     path = osp.join(str(tmp_path_factory.mktemp("trained")), "trained.pth")
     torch.save(model.state_dict(), path)
     return path
