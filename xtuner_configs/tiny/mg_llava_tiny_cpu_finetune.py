@@ -34,6 +34,7 @@ visual_encoder_aux_pretrained = None  # the local-dir folder holds the weights
 pretrained_pth = "work_dirs/mg_llava_tiny_cpu_pretrain/iter_20.pth"  # stage 1's last checkpoint
 high_res = 128  # 768 for the released models
 low_res = 56  # 336
+object_roi_size = 7  # RoIAlign grid before averaging; the released models use 56, which costs CPU time here
 
 # Data
 data_path = assets + "data/finetune.json"
@@ -47,16 +48,16 @@ max_boxes = 100
 batch_size = 4  # per device; global batch = batch_size x processes x accumulative_counts
 accumulative_counts = 1
 dataloader_num_workers = 0
-max_epochs = 4
+max_epochs = 20
 optim_type = AdamW
-lr = 1e-3  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
+lr = 3e-3  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
 betas = (0.9, 0.999)
 weight_decay = 0
 max_norm = 1  # grad clip
 warmup_ratio = 0.1  # of the iterations (the real recipes: 0.03; the tiny run needs at least one warm-up step)
 
 # Save
-save_steps = 20
+save_steps = 100
 save_total_limit = -1
 
 #######################################################################
@@ -84,7 +85,7 @@ model = dict(
         type=OpenCLIPConvNeXtEncoder, model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained
     ),
     fusion=dict(type=ConvGateFusion),
-    object_features=dict(type=MultiScaleRoIFeatures, output_size=56),
+    object_features=dict(type=MultiScaleRoIFeatures, output_size=object_roi_size),
 )
 
 #######################################################################

@@ -34,6 +34,7 @@ visual_encoder_aux_name = "local-dir:" + assets + "models/convnext"
 visual_encoder_aux_pretrained = None  # the local-dir folder holds the weights
 high_res = 128  # 768 for the released models
 low_res = 56  # 336
+object_roi_size = 7  # RoIAlign grid before averaging; the released models use 56, which costs CPU time here
 
 # Data
 data_path = assets + "data/pretrain.json"
@@ -83,7 +84,7 @@ model = dict(
         type=OpenCLIPConvNeXtEncoder, model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained
     ),
     fusion=dict(type=ConvGateFusion),
-    object_features=dict(type=MultiScaleRoIFeatures, output_size=56),
+    object_features=dict(type=MultiScaleRoIFeatures, output_size=object_roi_size),
 )
 
 #######################################################################
