@@ -9,7 +9,8 @@
 """
 from .chat import ChatSession
 from .generation import generate
-from .loading import LoadedModel, UnsafeCheckpointError, load_checkpoint, load_exported, load_from_config, load_from_spec
+from .loading import (LoadedModel, UnsafeCheckpointError, load_checkpoint, load_exported, load_from_config,
+                      load_from_spec)
 from .preprocess import ImageLoadError, MissingBoxesError, PreparedImage, Preprocessor
 
 __all__ = [

@@ -81,7 +81,8 @@ def build_box_generator(args: argparse.Namespace, device: Optional[str] = None):
         tagger = dict(type="FixedTagger", vocabulary=vocabulary or "coco80")
     elif args.tagger == "clip":
         if args.tagger_model is None:
-            raise SystemExit("--tagger clip needs --tagger-model (a full CLIP model, e.g. openai/clip-vit-large-patch14)")
+            raise SystemExit("--tagger clip needs --tagger-model (a full CLIP model, e.g. "
+                             "openai/clip-vit-large-patch14)")
         tagger = dict(type="CLIPTagger", model=args.tagger_model, vocabulary=vocabulary or "lvis", device=device)
     else:
         if args.tagger_model is None:

@@ -6,7 +6,7 @@ The batch goes through the training collate (``llava_box_collate_fn``) and the m
 (``MGLLaVAModel.prepare_llm_inputs``), which pads on the right; generation needs the padding on the left (every
 sequence must end where the next token goes), so the placed embeddings are shifted right before ``generate``.
 """
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList

@@ -187,7 +187,8 @@ def _unsafe_state_dict(path: str) -> dict:
 
     source = path
     if osp.isdir(path):
-        files = [osp.join(root, DEEPSPEED_MODEL_FILE) for root, _, names in os.walk(path) if DEEPSPEED_MODEL_FILE in names]
+        files = [osp.join(root, DEEPSPEED_MODEL_FILE) for root, _, names in os.walk(path)
+                 if DEEPSPEED_MODEL_FILE in names]
         if len(files) != 1:
             raise FileNotFoundError(f"{path}: expected one {DEEPSPEED_MODEL_FILE}, found {files}")
         source = files[0]
@@ -247,7 +248,10 @@ def load_vision_modules(model: MGLLaVAModel, path: str) -> None:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's GPU (``LOCAL_RANK`` under torchrun, so sharded evaluation uses every GPU), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optional[str] = None,

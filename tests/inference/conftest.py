@@ -1,6 +1,5 @@
 """Fixtures for the inference tests: the tiny dataset, a briefly trained tiny MG-LLaVA saved as a checkpoint, and a
 released-format checkpoint of the same shapes."""
-import hashlib
 import json
 import os
 import os.path as osp
@@ -9,12 +8,10 @@ import datasets
 import pytest
 import torch
 
-datasets.disable_progress_bars()
+from inference_helpers import (MEMORISED, MEMORISED_TEXT, RELEASED_SHAPES, ROI_OUTPUT_SIZE, TRAIN_STEPS,
+                               memoize_frozen_parts, tiny_dataset)
 
-TRAIN_STEPS = 120
-ROI_OUTPUT_SIZE = 14
-MEMORISED = ("chelsea", "What is the main object in the image?", "a cat")  # training samples the model learns
-MEMORISED_TEXT = ("What is two plus two?", "four")
+datasets.disable_progress_bars()
 
 
 @pytest.fixture(scope="session")
@@ -44,59 +41,9 @@ def model_paths(tiny_models):
             "--roi-output-size", str(ROI_OUTPUT_SIZE), "--device", "cpu"]
 
 
-def tiny_dataset(tiny_data, views, tokenizer, template="vicuna", data_path=None):
-    from xtuner.dataset.map_fns import template_map_fn_factory
-
-    from mg_llava.dataset import PROMPT_TEMPLATE, LLaVABoxDataset
-
-    return LLaVABoxDataset(image_folder=tiny_data["image_folder"], image_views=views,
-                           data_path=data_path or tiny_data["finetune"], tokenizer=tokenizer,
-                           box_file=tiny_data["boxes"], max_length=512, num_proc=1,
-                           template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE[template]))
-
-
-def _key(tensor):
-    return hashlib.sha1(tensor.detach().contiguous().numpy().tobytes()).hexdigest()
-
-
-def memoize_frozen_parts(model):
-    """Compute the frozen, parameter-free parts (both encoders, RoI features) once per image during the test
-    training: they have no gradient and the same input always gives the same output."""
-    def rows(original):
-        cache = {}
-
-        def forward(pixel_values):
-            keys = [_key(p) for p in pixel_values]
-            todo = [i for i, k in enumerate(keys) if k not in cache]
-            if todo:
-                out = original(pixel_values[todo])
-                for j, i in enumerate(todo):
-                    cache[keys[i]] = [m[j] for m in out] if isinstance(out, list) else out[j]
-            first = cache[keys[0]]
-            if isinstance(first, list):
-                return [torch.stack([cache[k][s] for k in keys]) for s in range(len(first))]
-            return torch.stack([cache[k] for k in keys])
-        return forward
-
-    model.visual_encoder.forward = rows(model.visual_encoder.forward)
-    model.visual_encoder_aux.forward = rows(model.visual_encoder_aux.forward)
-    original, cache = model.object_features.forward, {}
-
-    def object_features(stage_maps, boxes, image_size):
-        out = []
-        for i, b in enumerate(boxes):
-            key = _key(stage_maps[-1][i]) + _key(b)
-            if key not in cache:
-                cache[key] = original([m[i:i + 1] for m in stage_maps], [b], image_size)[0]
-            out.append(cache[key])
-        return out
-
-    model.object_features.forward = object_features
-
-
 @pytest.fixture(scope="session")
 def trained_checkpoint(spec, tiny_data, tmp_path_factory):
-    """A tiny MG-LLaVA trained for a few dozen steps on the tiny stage-2 data (LLM included), saved the way the
+    """A tiny MG-LLaVA trained for ``TRAIN_STEPS`` steps on the tiny stage-2 data (LLM included), saved the way the
     training saves trainable weights (``model.state_dict()``, SPEC 4 keys). Returns the .pth path."""
     from transformers import AutoTokenizer
 
@@ -140,23 +87,6 @@ def loaded(spec, trained_checkpoint):
     from mg_llava.inference.loading import load_from_spec
 
     return load_from_spec(spec, trained_checkpoint, device="cpu")
-
-
-# Released-format checkpoint (SPEC 4 key names) with the tiny model's shapes: LLM 32, CLIP 32, ConvNeXt-atto stages
-# 40/80/160/320, gate 16.
-H, C, C_S, C_B, G = 32, 32, 320, 40 + 80 + 160 + 320, 16
-RELEASED_SHAPES = {
-    "projector.model.0.weight": (H, C), "projector.model.0.bias": (H,),
-    "projector.model.2.weight": (H, H), "projector.model.2.bias": (H,),
-    "bbox_projector.model.0.weight": (H, C_B), "bbox_projector.model.0.bias": (H,),
-    "bbox_projector.model.2.weight": (H, H), "bbox_projector.model.2.bias": (H,),
-    "fuse_module.slow_conv.weight": (C_S, C_S, 1, 1), "fuse_module.slow_conv.bias": (C_S,),
-    "fuse_module.slow_proj.weight": (C, C_S, 1, 1), "fuse_module.slow_proj.bias": (C,),
-    "fuse_module.fast_conv.weight": (C, 1, 7, 7), "fuse_module.fast_conv.bias": (C,),
-    "fuse_module.fast_proj.weight": (C, C, 1, 1), "fuse_module.fast_proj.bias": (C,),
-    "fuse_module.gate.0.weight": (G, 2 * C), "fuse_module.gate.0.bias": (G,),
-    "fuse_module.gate.2.weight": (1, G), "fuse_module.gate.2.bias": (1,),
-}
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import MEMORISED, MEMORISED_TEXT
+from inference_helpers import MEMORISED, MEMORISED_TEXT
 from tool_helpers import load_tool
 
 

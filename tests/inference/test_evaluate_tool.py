@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import MEMORISED
+from inference_helpers import MEMORISED
 from eval_helpers import boxes_for, image_folder, write_jsonl, write_mc_tsv
 from tool_helpers import load_tool
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from xtuner.utils import IGNORE_INDEX
 
-from conftest import tiny_dataset
+from inference_helpers import tiny_dataset
 
 
 def answer_start(labels):

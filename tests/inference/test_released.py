@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 import torch
 
-from eval_helpers import boxes_for, image_folder, write_mc_tsv
+from eval_helpers import boxes_for, write_mc_tsv
 from tool_helpers import load_tool
 
 
