@@ -1,5 +1,5 @@
-"""tools/evaluate.py with the trained tiny model: every format runs, batching with left padding changes nothing,
-and the answer the model learned in training scores as right."""
+"""tools/evaluate.py with the trained tiny model: batching with left padding changes nothing, and the answer the
+model learned in training scores as right (the yes/no formats run with scripted answers in test_evaluate.py)."""
 import json
 import os.path as osp
 
@@ -15,7 +15,7 @@ def evaluate():
     return load_tool("evaluate").main
 
 
-def test_every_format_batched_equals_one_by_one(evaluate, model_paths, trained_checkpoint, tiny_data, tmp_path):
+def test_batched_equals_one_by_one(evaluate, model_paths, trained_checkpoint, tiny_data, tmp_path):
     folder = image_folder(tmp_path)
     name, question, answer = MEMORISED
     files = {
@@ -25,10 +25,6 @@ def test_every_format_batched_equals_one_by_one(evaluate, model_paths, trained_c
             {"question_id": "q2", "image": "coffee.jpg", "question": "What drink?", "answers": ["coffee"] * 10},
             {"question_id": "q3", "image": "rocket.jpg", "question": "What is it?", "answers": ["rocket"] * 10}]),
             ["q1", "q2", "q3"]),
-        "pope": (write_jsonl(tmp_path / "pope.jsonl", [
-            {"question_id": i, "image": "chelsea.jpg", "text": f"Is there a {thing} in the image?", "label": label}
-            for i, (thing, label) in enumerate([("cat", "yes"), ("person", "no"), ("dog", "no")])]),
-            ["0", "1", "2"]),
     }
     for fmt, (path, ids) in files.items():
         boxes = boxes_for(ids, tmp_path, f"{fmt}_boxes.json")
