@@ -148,3 +148,22 @@ def test_unreadable_image_is_named_or_counted(tmp_path, loaded):
     assert result["samples_skipped"] == {"unreadable image": 1}
     assert result["metrics"]["num_questions"] == 3 and result["metrics"]["accuracy"] == 100.0
     assert os.path.isfile(osp.join(tmp_path / "skip", "metrics.json"))
+
+
+def test_metrics_only_recomputes_from_the_predictions(tmp_path):
+    from tool_helpers import load_tool
+
+    from mg_llava.inference.evaluate import resolve_shard
+
+    path = write_mc_tsv(tmp_path / "mc.tsv")
+    bench = read_benchmark(path, "mmbench")
+    evaluate = load_tool("evaluate").main
+    args = ["--benchmark", path, "--format", "mmbench", "--out-dir", str(tmp_path / "out"), "--metrics-only"]
+    with pytest.raises(SystemExit, match="not every item has a prediction yet"):
+        evaluate(args)
+    first, _ = run(bench, tmp_path / "out", {"10": "B", "11": "A", "12": "B", "13": "A"})
+    assert first["metrics"]["accuracy"] == 75.0
+    os.remove(osp.join(tmp_path / "out", "metrics.json"))
+    assert evaluate(args) == first
+    with pytest.raises(ValueError, match="need 0 <= shard < num_shards, got shard=2, num_shards=2"):
+        resolve_shard(2, 2)
