@@ -13,7 +13,7 @@ setup:
 	bash tools/setup_env.sh
 
 demo: setup
-	$(PY) tools/demo.py --work-dir work_dirs/demo
+	$(PY) tools/demo.py
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)

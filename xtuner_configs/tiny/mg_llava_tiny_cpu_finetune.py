@@ -48,9 +48,9 @@ max_boxes = 100
 batch_size = 4  # per device; global batch = batch_size x processes x accumulative_counts
 accumulative_counts = 1
 dataloader_num_workers = 0
-max_epochs = 20
+max_epochs = 40
 optim_type = AdamW
-lr = 3e-3  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
+lr = 5e-3  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
 betas = (0.9, 0.999)
 weight_decay = 0
 max_norm = 1  # grad clip
