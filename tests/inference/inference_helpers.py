@@ -3,6 +3,8 @@ import hashlib
 
 import torch
 
+from mg_llava.testing.released import released_shapes
+
 TRAIN_STEPS = 120
 ROI_OUTPUT_SIZE = 14
 MEMORISED = ("chelsea", "What is the main object in the image?", "a cat")  # training samples the model learns
@@ -59,18 +61,4 @@ def memoize_frozen_parts(model):
     model.object_features.forward = object_features
 
 
-# Released-format checkpoint (SPEC 4 key names) with the tiny model's shapes: LLM 32, CLIP 32, ConvNeXt-atto stages
-# 40/80/160/320, gate 16.
-H, C, C_S, C_B, G = 32, 32, 320, 40 + 80 + 160 + 320, 16
-RELEASED_SHAPES = {
-    "projector.model.0.weight": (H, C), "projector.model.0.bias": (H,),
-    "projector.model.2.weight": (H, H), "projector.model.2.bias": (H,),
-    "bbox_projector.model.0.weight": (H, C_B), "bbox_projector.model.0.bias": (H,),
-    "bbox_projector.model.2.weight": (H, H), "bbox_projector.model.2.bias": (H,),
-    "fuse_module.slow_conv.weight": (C_S, C_S, 1, 1), "fuse_module.slow_conv.bias": (C_S,),
-    "fuse_module.slow_proj.weight": (C, C_S, 1, 1), "fuse_module.slow_proj.bias": (C,),
-    "fuse_module.fast_conv.weight": (C, 1, 7, 7), "fuse_module.fast_conv.bias": (C,),
-    "fuse_module.fast_proj.weight": (C, C, 1, 1), "fuse_module.fast_proj.bias": (C,),
-    "fuse_module.gate.0.weight": (G, 2 * C), "fuse_module.gate.0.bias": (G,),
-    "fuse_module.gate.2.weight": (1, G), "fuse_module.gate.2.bias": (1,),
-}
+RELEASED_SHAPES = released_shapes()  # SPEC 4 keys at the tiny models' sizes

@@ -18,6 +18,7 @@ from mg_llava.model import (
     OpenCLIPConvNeXtEncoder,
 )
 from mg_llava.testing.tiny_models import HIGH_RES, LOW_RES
+from mg_llava.testing.released import released_shapes
 
 def llm_config(path):
     # XTuner reads the LLM config with attribute access, as from a parsed config file.
@@ -102,19 +103,7 @@ def released():
                            save_mmengine_ddp=save_mmengine_ddp, save_deepspeed=save_deepspeed)
 
 
-H, C, C_S, C_B, G = 32, 32, 320, 40 + 80 + 160 + 320, 16  # tiny LLM / CLIP / last ConvNeXt stage / all stages
-RELEASED_SHAPES = {
-    "projector.model.0.weight": (H, C), "projector.model.0.bias": (H,),
-    "projector.model.2.weight": (H, H), "projector.model.2.bias": (H,),
-    "bbox_projector.model.0.weight": (H, C_B), "bbox_projector.model.0.bias": (H,),
-    "bbox_projector.model.2.weight": (H, H), "bbox_projector.model.2.bias": (H,),
-    "fuse_module.slow_conv.weight": (C_S, C_S, 1, 1), "fuse_module.slow_conv.bias": (C_S,),
-    "fuse_module.slow_proj.weight": (C, C_S, 1, 1), "fuse_module.slow_proj.bias": (C,),
-    "fuse_module.fast_conv.weight": (C, 1, 7, 7), "fuse_module.fast_conv.bias": (C,),
-    "fuse_module.fast_proj.weight": (C, C, 1, 1), "fuse_module.fast_proj.bias": (C,),
-    "fuse_module.gate.0.weight": (G, 2 * C), "fuse_module.gate.0.bias": (G,),
-    "fuse_module.gate.2.weight": (1, G), "fuse_module.gate.2.bias": (1,),
-}
+RELEASED_SHAPES = released_shapes()  # SPEC 4 keys at the tiny models' sizes
 
 
 def released_state_dict(seed=0, dtype=torch.bfloat16):
