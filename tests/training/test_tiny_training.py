@@ -112,6 +112,8 @@ def test_stage2_loads_stage1_and_the_loss_falls(workspace, stage1):
     # 33 samples, batch 4: 9 iterations an epoch.
     log = xtuner_train(workspace, FINETUNE, work_dir, f"model.pretrained_pth={stage1_ckpt}",
                        "train_cfg.max_epochs=2", "default_hooks.checkpoint.interval=100",
+                       # the config's schedule spans 40 epochs: warm up in the first of these 2, anneal in the second
+                       "param_scheduler.0.end=1", "param_scheduler.1.begin=1", "param_scheduler.1.end=2",
                        "optim_wrapper.optimizer.lr=0.003")
     _check(log, osp.join(work_dir, "iter_18.pth"))
     with open(log) as f:
@@ -122,7 +124,7 @@ def test_stage2_loads_stage1_and_the_loss_falls(workspace, stage1):
     losses = [row["loss"] for _, row in sorted(scalars(work_dir).items())]
     assert len(losses) == 18
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
-    assert last < first - 0.3, f"stage-2 loss did not fall: first iterations {losses[:4]}, last {losses[-4:]}"
+    assert last < first - 0.5, f"stage-2 loss did not fall: first iterations {losses[:4]}, last {losses[-4:]}"
 
 
 def test_two_processes_match_one_with_the_same_global_batch(workspace, stage1):
