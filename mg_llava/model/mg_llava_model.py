@@ -183,5 +183,6 @@ class MGLLaVAModel(LLaVAModel):
         return super().forward(self.prepare_llm_inputs(data), data_samples, mode)
 
     def to_hf(self, *args, **kwargs):
-        raise NotImplementedError("XTuner's LLaVA export would drop the fusion and the box projector; "
-                                  "save the trainable state dict (model.state_dict()) instead")
+        raise NotImplementedError("XTuner's LLaVA export (xtuner convert pth_to_hf) would drop the fusion and the box "
+                                  "projector; export the whole model with: python tools/export.py --config <config> "
+                                  "--checkpoint <iter_N.pth> --out-dir <folder>")

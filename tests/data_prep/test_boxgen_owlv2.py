@@ -80,7 +80,6 @@ def _iou(a, b):
 
 
 def test_class_aware_nms_removes_same_label_overlaps_only(tiny_models):
-    pytest.importorskip("mmcv.ops", reason="NMS uses mmcv's compiled ops")
     image = to_uint8_tensor(load_skimage("astronaut"))
     raw = OWLv2Detector(tiny_models["owlv2"], score_threshold=0.05).detect([image], [TAGS])[0]
     nms = OWLv2Detector(tiny_models["owlv2"], score_threshold=0.05, nms_iou_threshold=0.01).detect([image], [TAGS])[0]
@@ -96,7 +95,6 @@ def test_class_aware_nms_removes_same_label_overlaps_only(tiny_models):
 
 
 def test_class_aware_nms_on_known_boxes():
-    pytest.importorskip("mmcv.ops", reason="NMS uses mmcv's compiled ops")
     from mg_llava.boxgen.nms import class_aware_nms
 
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60.]])
