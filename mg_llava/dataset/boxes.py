@@ -6,8 +6,12 @@ original image pixels -> (+ pad offset) padded-square pixels -> (x scale = S_hig
 Box file (released format): a JSON list of ``{"id": str, "boxes": [[x1, y1, x2, y2], ...], "scores": [...],
 "labels": [str, ...]}``, boxes xyxy in original-image pixels. Several samples may share an id (they share the image).
 """
+import hashlib
 import json
 import logging
+import os
+import os.path as osp
+import shutil
 from dataclasses import dataclass
 from itertools import chain
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -78,7 +82,7 @@ class BoxTable:
 
 
 @MODELS.register_module()
-def load_box_file(path: str, strict: bool = True) -> BoxTable:
+def load_box_file(path: str, strict: bool = True, cache_dir: Optional[str] = None) -> BoxTable:
     """Read a box file in the released format (see the module docstring).
 
     Each entry is checked: the three lists have equal length, boxes are (N, 4) finite numbers with x2 >= x1 and
@@ -86,7 +90,13 @@ def load_box_file(path: str, strict: bool = True) -> BoxTable:
     ``strict`` a bad entry raises ``ValueError`` naming the id and the file; otherwise it is left out and listed in
     ``table.bad`` (the dataset then applies its bad-sample policy to the samples using it). Boxes that reach
     outside the image or have zero area are valid here: the load-time rules clip and drop them (:func:`prepare_boxes`).
+
+    ``cache_dir``: keep the checked table there as ``.npy`` arrays (keyed by the file's path, size and mtime) and
+    memory-map it on later reads. Parsing a released 1M-entry JSON takes minutes and gigabytes on every rank; the
+    cache is read in about a second and its pages are shared by every process on the machine.
     """
+    if cache_dir is not None:
+        return _load_cached(path, strict, cache_dir)
     try:
         with open(path) as f:
             raw = json.load(f)
@@ -133,6 +143,39 @@ def load_box_file(path: str, strict: bool = True) -> BoxTable:
     table = _build_table(path, ids, [raw[first[sample_id]] for sample_id in ids])
     table.bad = {sample_id: reason for sample_id, (_, reason) in bad.items()}
     return table
+
+
+_CACHE_ARRAYS = ("offsets", "boxes", "scores", "label_ids")
+
+
+def _cache_key(path: str, strict: bool) -> str:
+    stat = os.stat(path)
+    ident = f"{osp.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|strict={strict}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:24]
+
+
+def _load_cached(path: str, strict: bool, cache_dir: str) -> BoxTable:
+    folder = osp.join(cache_dir, _cache_key(path, strict))
+    if not osp.isfile(osp.join(folder, "meta.json")):
+        table = load_box_file(path, strict=strict)
+        # Written beside the final folder, then renamed: readers never see a half-written cache, and when several
+        # ranks race, the first rename wins and the others drop their copy.
+        tmp = f"{folder}.tmp-{os.getpid()}"
+        os.makedirs(tmp, exist_ok=True)
+        for name in _CACHE_ARRAYS:
+            np.save(osp.join(tmp, f"{name}.npy"), getattr(table, name))
+        with open(osp.join(tmp, "meta.json"), "w") as f:
+            json.dump(dict(source=osp.abspath(path), ids=table.ids, label_names=table.label_names, bad=table.bad), f)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print_log(f"box file {path}: cached as arrays in {folder}", logger="current")
+    with open(osp.join(folder, "meta.json")) as f:
+        meta = json.load(f)
+    arrays = {name: np.load(osp.join(folder, f"{name}.npy"), mmap_mode="r") for name in _CACHE_ARRAYS}
+    return BoxTable(path, meta["ids"], label_names=meta["label_names"], bad=meta["bad"], **arrays)
 
 
 class _BadNumbers(Exception):

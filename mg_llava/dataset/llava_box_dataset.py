@@ -88,6 +88,8 @@ class LLaVABoxDataset(Dataset):
         allow_missing_boxes: an image sample without a box entry gets zero boxes (counted and logged) instead of
             being a bad sample.
         num_proc: processes for tokenisation (``datasets.map``); default min(32, CPUs), 1 works in-process.
+        box_cache_dir: keep the parsed box file there as memory-mapped arrays (:func:`load_box_file`), so later
+            launches and every rank skip the JSON parse.
 
     A sample is a dict: ``id`` (str), ``input_ids`` / ``labels`` LongTensor (L,), ``pixel_values``
     (n, 3, S_low, S_low), ``pixel_values_aux`` (n, 3, S_high, S_high), ``boxes`` list of n FloatTensor (N_i, 4)
@@ -110,6 +112,7 @@ class LLaVABoxDataset(Dataset):
         on_bad_sample: str = "raise",
         allow_missing_boxes: bool = False,
         num_proc: Optional[int] = None,
+        box_cache_dir: Optional[str] = None,
     ):
         super().__init__()
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
@@ -145,7 +148,9 @@ class LLaVABoxDataset(Dataset):
             self.source = data_path
 
         self.box_table: Optional[BoxTable] = (
-            load_box_file(box_file, strict=on_bad_sample == "raise") if box_file is not None else None
+            load_box_file(box_file, strict=on_bad_sample == "raise", cache_dir=box_cache_dir)
+            if box_file is not None
+            else None
         )
         # box_rows: (len,) int64, the box-table row of each sample's entry; -1 for none (text-only, allowed missing)
         self.text_data, self.box_rows = self._match_boxes(text_data, box_file)

@@ -59,6 +59,7 @@ extra_box_file = data_root + "boxes/sharegpt4v_docvqa_dvqa_ai2d_25k_boxes.json"
 prompt_template = PROMPT_TEMPLATE.vicuna
 max_length = int(2048 - (336 / 14) ** 2)  # text tokens; the 576 image and the box tokens come on top
 max_boxes = 100
+box_cache_dir = data_root + "boxes/cache"  # parsed box files as memory-mapped arrays, shared by every rank
 
 # Scheduler & Optimizer
 num_gpus = 8
@@ -137,6 +138,7 @@ llava_mix_dataset = dict(  # LLaVA-665K
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,
     max_boxes=max_boxes,
+    box_cache_dir=box_cache_dir,
 )
 
 allava_instruct_dataset = dict(  # ALLaVA instructions
@@ -150,6 +152,7 @@ allava_instruct_dataset = dict(  # ALLaVA instructions
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,
     max_boxes=max_boxes,
+    box_cache_dir=box_cache_dir,
 )
 
 extra_dataset = dict(  # 25K extra
@@ -163,6 +166,7 @@ extra_dataset = dict(  # 25K extra
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,
     max_boxes=max_boxes,
+    box_cache_dir=box_cache_dir,
 )
 
 train_dataset = dict(type=ConcatLLaVABoxDataset, datasets=[llava_mix_dataset, allava_instruct_dataset, extra_dataset])

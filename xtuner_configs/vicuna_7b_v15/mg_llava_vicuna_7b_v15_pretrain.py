@@ -53,6 +53,7 @@ allava_caption_box_file = data_root + "boxes/allava_caption_708k_boxes.json"
 prompt_template = PROMPT_TEMPLATE.vicuna
 max_length = int(2048 - (336 / 14) ** 2)  # text tokens; the 576 image and the box tokens come on top
 max_boxes = 100
+box_cache_dir = data_root + "boxes/cache"  # parsed box files as memory-mapped arrays, shared by every rank
 
 # Scheduler & Optimizer
 num_gpus = 8
@@ -119,6 +120,7 @@ llava_pretrain_dataset = dict(  # LLaVA-Pretrain
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,
     max_boxes=max_boxes,
+    box_cache_dir=box_cache_dir,
 )
 
 allava_caption_dataset = dict(  # ALLaVA captions
@@ -132,6 +134,7 @@ allava_caption_dataset = dict(  # ALLaVA captions
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,
     max_boxes=max_boxes,
+    box_cache_dir=box_cache_dir,
 )
 
 train_dataset = dict(type=ConcatLLaVABoxDataset, datasets=[llava_pretrain_dataset, allava_caption_dataset])
