@@ -182,7 +182,20 @@ class MGLLaVAModel(LLaVAModel):
             self.is_first_iter = False
         return super().forward(self.prepare_llm_inputs(data), data_samples, mode)
 
-    def to_hf(self, *args, **kwargs):
-        raise NotImplementedError("XTuner's LLaVA export (xtuner convert pth_to_hf) would drop the fusion and the box "
-                                  "projector; export the whole model with: python tools/export.py --config <config> "
-                                  "--checkpoint <iter_N.pth> --out-dir <folder>")
+    def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs=None, save_format="xtuner", **kwargs):
+        """What ``xtuner convert pth_to_hf <config> <pth> <dir>`` calls: the whole model, as ``tools/export.py``
+        writes it (XTuner's LLaVA formats would drop the fusion and the box projector). fp16 unless ``fp32``."""
+        from mg_llava.inference.export import export_model
+        from mg_llava.inference.loading import LoadedModel, spec_from_config
+
+        if save_format != "xtuner":
+            raise ValueError(f"save_format={save_format!r}: MG-LLaVA exports only its own (whole-model) format")
+        if any(p.is_meta for name, p in self.named_parameters() if name.startswith(("llm.", "fuse_module.",
+                                                                                     "projector.", "bbox_projector."))):
+            raise ValueError("parts of the model hold no weights (a stage-1 checkpoint has no LLM): export a stage-2 "
+                             "checkpoint, or use tools/export.py, which loads the base LLM")
+        tokenizer = build(cfg.tokenizer)
+        loaded = LoadedModel(self, tokenizer, None, spec_from_config(cfg), torch.device("cpu"))
+        max_shard_size = (save_pretrained_kwargs or {}).get("max_shard_size", "5GB")
+        export_model(loaded, save_dir, dtype=None if fp32 else torch.float16, max_shard_size=max_shard_size)
+        print_log(f"Exported the whole MG-LLaVA model to {save_dir}", "current")

@@ -126,3 +126,26 @@ def test_training_config_and_unsafe_checkpoints(tiny_models, tiny_data, loaded, 
         assert back.spec["object_features"] == dict(type="MultiScaleRoIFeatures", output_size=roi_output_size)
         for key, value in loaded.model.state_dict().items():
             assert torch.equal(back.model.state_dict()[key], value), key
+
+
+def test_xtuner_pth_to_hf_exports_the_whole_model(tiny_models, loaded, trained_checkpoint, tmp_path):
+    """`xtuner convert pth_to_hf <config> <pth> <dir>` writes the same whole-model export as tools/export.py."""
+    import subprocess
+
+    from mg_llava.inference import load_exported
+
+    assets = tmp_path / "assets"
+    (assets / "data").mkdir(parents=True)
+    os.symlink(osp.dirname(tiny_models["clip"]), assets / "models")
+    config = tmp_path / "finetune.py"
+    config.write_text((ROOT / "xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py").read_text()
+                      .replace('assets = "work_dirs/tiny_assets/"', f'assets = "{assets}/"'))
+    checkpoint = tmp_path / "iter_40.pth"
+    torch.save(dict(meta=dict(iter=40), state_dict=torch.load(trained_checkpoint, weights_only=True)), checkpoint)
+    out = tmp_path / "hf"
+    run = subprocess.run(["xtuner", "convert", "pth_to_hf", str(config), str(checkpoint), str(out), "--fp32"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert osp.isfile(out / "mg_llava.json"), run.stdout[-3000:] + run.stderr[-3000:]
+    back = load_exported(str(out), device="cpu")
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(back.model.state_dict()[key], value), key
