@@ -60,12 +60,19 @@ def _allow_mmengine_checkpoints():
 
 
 def _init_dist_pytorch_without_cuda(backend, init_backend="torch", **kwargs):
-    """torchrun initialisation for CPU-only machines: gloo, no ``torch.cuda.set_device``."""
-    if init_backend != "torch":
-        raise RuntimeError(f"init_backend={init_backend!r} needs a GPU; on CPU only 'torch' (gloo) is supported")
-    torch.distributed.init_process_group(
-        backend="gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]), **kwargs
-    )
+    """torchrun initialisation for CPU-only machines: gloo, no ``torch.cuda.set_device``. ``init_backend='deepspeed'``
+    (mmengine's DeepSpeed strategy) goes through ``deepspeed.init_distributed`` with gloo, the backend DeepSpeed's
+    own CPU accelerator falls back to without oneCCL."""
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if init_backend == "torch":
+        torch.distributed.init_process_group(backend="gloo", rank=rank, world_size=world_size, **kwargs)
+    elif init_backend == "deepspeed":
+        import deepspeed
+
+        _skip_deepspeed_shm_op()
+        deepspeed.init_distributed(dist_backend="gloo", rank=rank, world_size=world_size, **kwargs)
+    else:
+        raise RuntimeError(f"init_backend={init_backend!r} needs a GPU; on CPU 'torch' and 'deepspeed' (gloo) work")
 
 
 def _patch_mmengine_dist_for_cpu():
@@ -83,6 +90,38 @@ def _patch_mmengine_dist_for_cpu():
 
     init_dist_pytorch._mg_llava_cpu = True
     dist_utils._init_dist_pytorch = init_dist_pytorch
+
+
+def _skip_deepspeed_shm_op():
+    """DeepSpeed's CPU process group JIT-compiles a shared-memory all-reduce op when it starts (C++ toolchain, minutes,
+    every rank racing for one build lock), used only by ``inference_all_reduce``, never in training."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def _init_single_process_group():
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend, store=torch.distributed.HashStore(), rank=0, world_size=1)
+
+
+def _patch_deepspeed_single_process():
+    from mmengine._strategy import deepspeed as mmengine_deepspeed
+
+    strategy = mmengine_deepspeed.DeepSpeedStrategy
+    if getattr(strategy._wrap_model, "_mg_llava_single_process", False):
+        return
+    original = strategy._wrap_model
+
+    def wrap_model(self, model):
+        if not torch.distributed.is_initialized():  # no launcher: spare DeepSpeed its MPI discovery
+            _init_single_process_group()
+        if not torch.cuda.is_available():
+            _skip_deepspeed_shm_op()
+        return original(self, model)
+
+    wrap_model._mg_llava_single_process = True
+    strategy._wrap_model = wrap_model
 
 
 def _triton_ops_stand_in():
@@ -112,3 +151,4 @@ def apply():
     _patch_cpu_bf16_query()
     _allow_mmengine_checkpoints()
     _patch_mmengine_dist_for_cpu()
+    _patch_deepspeed_single_process()

@@ -12,6 +12,7 @@ from typing import Dict
 import torch
 
 DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
+ZERO3_WEIGHTS_FILE = "trainable_weights_16bit.pt"  # written by mg_llava.engine.ZeRO3TrainableWeightsHook
 RELEASED_PREFIXES = ("projector.", "bbox_projector.", "fuse_module.", "llm.")
 
 
@@ -46,7 +47,8 @@ def _unwrap(checkpoint, source: str) -> Dict[str, torch.Tensor]:
     empty = [k for k, v in checkpoint.items() if v.numel() == 0][:5]
     if empty:
         raise ValueError(f"{source} has empty tensors ({empty}...): a ZeRO-3 partitioned checkpoint; "
-                         f"consolidate it with DeepSpeed's zero_to_fp32.py first")
+                         f"train with ZeRO3TrainableWeightsHook (the ZeRO-3 configs do) or consolidate it with "
+                         f"DeepSpeed's zero_to_fp32.py")
     return checkpoint
 
 
@@ -57,6 +59,9 @@ def load_trainable_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
     """
     if osp.isdir(path):
         source = _deepspeed_model_file(path)
+        gathered = osp.join(osp.dirname(source), ZERO3_WEIGHTS_FILE)
+        if osp.isfile(gathered):  # a ZeRO-3 checkpoint: its model-states file holds only empty placeholders
+            source = gathered
     elif osp.isfile(path):
         source = path
     else:

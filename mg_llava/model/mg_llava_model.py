@@ -16,6 +16,7 @@ from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_gr
 from mg_llava.registry import MODELS, build
 from .checkpoint import load_trainable_state_dict
 from .token_placement import place_visual_tokens
+from .zero3 import is_partitioned, load_partitioned_state_dict
 
 
 def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> ProjectorModel:
@@ -135,7 +136,10 @@ class MGLLaVAModel(LLaVAModel):
         if missing:
             print_log(f"{path} has no weights for {missing}; they keep their initial values", "current",
                       level="WARNING")
-        self.load_state_dict(state_dict, strict=False)
+        if is_partitioned(self):  # ZeRO-3 (Yi-1.5-34B's stage 2): gathered module by module
+            load_partitioned_state_dict(self, state_dict)
+        else:
+            self.load_state_dict(state_dict, strict=False)
         print_log(f"Loaded {len(state_dict)} trainable tensors from {path}", "current")
 
     def encode_images(self, pixel_values: torch.Tensor, pixel_values_aux: Optional[torch.Tensor],

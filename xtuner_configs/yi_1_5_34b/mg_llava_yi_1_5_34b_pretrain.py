@@ -15,6 +15,7 @@ from xtuner.engine import DeepSpeedStrategy
 from xtuner.engine.runner import TrainLoop
 
 from mg_llava.dataset import PROMPT_TEMPLATE, ConcatLLaVABoxDataset, ImageViews, LLaVABoxDataset, llava_box_collate_fn
+from mg_llava.engine import ZeRO3TrainableWeightsHook
 from mg_llava.model import (
     CLIPVisionEncoder,
     ConvGateFusion,
@@ -203,6 +204,9 @@ default_hooks = dict(
     checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=save_steps, max_keep_ckpts=save_total_limit),
     sampler_seed=dict(type=DistSamplerSeedHook),
 )
+# ZeRO-3 keeps weights only as shards: also write the gathered trainable weights into each checkpoint folder
+# (what stage 2's pretrained_pth, tools/export.py and tools/chat.py read).
+custom_hooks = [dict(type=ZeRO3TrainableWeightsHook)]
 
 env_cfg = dict(
     cudnn_benchmark=False,
