@@ -14,7 +14,11 @@
    exact allow-list of the globals our own checkpoints need, never ``getattr``.
 3. mmengine's torchrun initialisation (``_init_dist_pytorch``) calls ``torch.cuda.set_device`` unconditionally, so
    ``NPROC_PER_NODE=2 xtuner train`` dies on a machine without a GPU. Without CUDA (and only then) we initialise the
-   process group with gloo and skip the device selection.
+   process group with gloo and skip the device selection; for mmengine's DeepSpeed strategy
+   (``init_backend='deepspeed'``) through ``deepspeed.init_distributed(dist_backend='gloo')``, the backend DeepSpeed's
+   CPU accelerator itself falls back to without oneCCL. There, DeepSpeed's process group would also JIT-compile its
+   shared-memory all-reduce op (a C++ build of minutes, every rank waiting on one lock; the op serves only
+   ``inference_all_reduce``), so on CPU we mark that op unavailable.
 
 XTuner parses configs in mmengine's lazy-import mode, in which a config's imports load nothing until an object is
 built, yet ``xtuner train --resume`` reads the checkpoint and the runner starts ``torch.distributed`` before any model
@@ -24,6 +28,9 @@ is built. Our configs therefore import ``mg_llava`` eagerly (``__import__("mg_ll
    bitsandbytes for LoRA/QLoRA, so both break. When (and only when) that module is missing we register a stand-in
    whose two functions raise if called: bitsandbytes imports, its CUDA 4-bit/8-bit paths (QLoRA) are unaffected,
    and only its triton int8 research kernels stay unusable, with a clear error.
+5. DeepSpeed started without a launcher (``xtuner train <deepspeed config>`` in one process) looks for MPI
+   (``mpi4py``) to learn its rank, and fails without it (InternLM/xtuner#592). When mmengine's DeepSpeed strategy wraps
+   the model and no process group exists, we start a one-process group (in-memory store; gloo, nccl on a GPU).
 """
 import os
 
