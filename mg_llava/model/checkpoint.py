@@ -64,10 +64,12 @@ def load_trainable_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
     :class:`~mg_llava.safe_load.RefusedPickleError` (an ``UnpicklingError``) for a file that names anything else.
     """
     if osp.isdir(path):
-        source = _deepspeed_model_file(path)
-        gathered = osp.join(osp.dirname(source), ZERO3_WEIGHTS_FILE)
-        if osp.isfile(gathered):  # a ZeRO-3 checkpoint: its model-states file holds only empty placeholders
-            source = gathered
+        # a ZeRO-3 folder holds weights only as shards (its model-states files have empty placeholders), so the
+        # gathered file comes first: in the folder itself (mmengine's iter_N.pth/) or in the tag named by 'latest'
+        tag = osp.join(path, "latest")
+        folders = [path] + ([osp.join(path, open(tag).read().strip())] if osp.isfile(tag) else [])
+        gathered = [osp.join(f, ZERO3_WEIGHTS_FILE) for f in folders if osp.isfile(osp.join(f, ZERO3_WEIGHTS_FILE))]
+        source = gathered[0] if gathered else _deepspeed_model_file(path)
     elif osp.isfile(path):
         source = path
     else:

@@ -162,16 +162,18 @@ def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2):
     exported, converted = str(workspace / "exported"), str(workspace / "converted")
     commands = [[sys.executable, osp.join(ROOT, "tools", "export.py"), "--config", config, "--checkpoint", folder,
                  "--out-dir", exported],
-                ["xtuner", "convert", "pth_to_hf", config, folder, converted]]
+                ["xtuner", "convert", "pth_to_hf", config, folder, converted, "--fp32"]]
     for command in commands:
         done = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and osp.isdir(command[-1]), done.stdout[-3000:] + done.stderr[-3000:]
-    trained = weights(work_dir, STAGE2_ITERS)
-    for out in (exported, converted):
+    trained = weights(work_dir, STAGE2_ITERS)  # the bf16 weights of the model-states file
+    # tools/export.py writes those; XTuner's pth_to_hf gathers the fp32 master weights from the ZeRO shards, which
+    # round to them (bf16 keeps 8 significant bits: relative difference <= 2^-8)
+    for out, rtol in ((exported, 0.0), (converted, 2.0 ** -8)):
         modules = load_file(osp.join(out, "mg_llava_modules.safetensors"))
         assert modules.keys() == {key for key in trained if not key.startswith("llm.")}
         for key, value in modules.items():
-            torch.testing.assert_close(value.float(), trained[key].float(), rtol=0, atol=0, msg=key)
+            torch.testing.assert_close(value.float(), trained[key].float(), rtol=rtol, atol=1e-12, msg=key)
 
     image = str(workspace / "work_dirs" / "tiny_assets" / "data" / "images" / "chelsea.jpg")
     done = subprocess.run([sys.executable, osp.join(ROOT, "tools", "chat.py"), "--checkpoint", exported,
@@ -184,10 +186,11 @@ def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2):
 
 
 def test_zero3_stage1_computes_what_zero2_computes(zero3_stage1, zero2_stage1):
-    """ZeRO-3 partitions every parameter, the frozen encoders included: the first step (before any update) must see
-    the same loss, and the gathered trainable weights keep exactly the released key names."""
+    """ZeRO-3 partitions every parameter, the frozen encoders included: each step sees the loss ZeRO-2 sees (the
+    first one before any update), and the gathered trainable weights keep exactly the released key names."""
     zero3, zero2 = scalars(zero3_stage1), scalars(zero2_stage1)
-    assert zero3[1]["loss"] == pytest.approx(zero2[1]["loss"], rel=1e-3)
+    for it in range(1, STAGE1_ITERS + 1):
+        assert zero3[it]["loss"] == pytest.approx(zero2[it]["loss"], rel=1e-3), f"iteration {it}"
     final = weights(zero3_stage1, STAGE1_ITERS)
     assert final.keys() == weights(zero2_stage1, STAGE1_ITERS).keys()
     assert {value.dtype for value in final.values()} == {torch.bfloat16}
