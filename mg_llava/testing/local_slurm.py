@@ -11,7 +11,6 @@ job steps as their user). ``missing_requirements()`` says what is missing, in on
 """
 import os
 import os.path as osp
-import re
 import shutil
 import signal
 import socket
@@ -38,7 +37,8 @@ def _which(name):
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
 
 
-def _free_port():
+def free_port():
+    """A TCP port nobody listens on right now (for the daemons, or a job's MASTER_PORT)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -66,7 +66,6 @@ class LocalSlurmCluster:
         self.env = dict(os.environ, SLURM_CONF=self.conf)
         self._procs = {}
 
-    # ---------------------------------------------------------------- files
     def _write_files(self):
         for sub in ("state", "spool", "log", "munge"):
             os.makedirs(osp.join(self.root, sub), mode=0o700, exist_ok=True)
@@ -84,8 +83,8 @@ class LocalSlurmCluster:
         lines = [
             "ClusterName=mgllavatest",
             f"SlurmctldHost={self.node}(127.0.0.1)",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
+            f"SlurmctldPort={free_port()}",
+            f"SlurmdPort={free_port()}",
             "SlurmUser=root",
             "SlurmdUser=root",
             "AuthType=auth/munge",
@@ -116,7 +115,6 @@ class LocalSlurmCluster:
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    # -------------------------------------------------------------- daemons
     def _start(self, name, *args):
         log = open(osp.join(self.log_dir, f"{name}.out"), "w")
         self._procs[name] = subprocess.Popen([_which(name), *args], env=self.env, stdout=log,
@@ -158,11 +156,14 @@ class LocalSlurmCluster:
     def stop(self):
         """Cancel the cluster's jobs, then stop the daemons (SIGTERM, SIGKILL after 15 s)."""
         if self._procs.get("slurmctld") and self._procs["slurmctld"].poll() is None:
-            subprocess.run(["scancel", "--full", f"--partition={self.partition}"], env=self.env,
-                           capture_output=True, timeout=30)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and self._jobs_left():
-                time.sleep(0.5)
+            try:  # best effort: the daemons below are stopped whatever happens here
+                subprocess.run(["scancel", "--full", f"--partition={self.partition}"], env=self.env,
+                               capture_output=True, timeout=30)
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and self._jobs_left():
+                    time.sleep(0.5)
+            except (OSError, subprocess.SubprocessError):
+                pass
         for name in reversed(DAEMONS):
             proc = self._procs.pop(name, None)
             if proc is None or proc.poll() is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mg_llava.testing.local_slurm import LocalSlurmCluster, missing_requirements
+from mg_llava.testing.local_slurm import LocalSlurmCluster, free_port, missing_requirements
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "slurm_train.py"
@@ -93,14 +93,6 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_slurm_tasks_train_together_on_a_cpu_partition(slurm_cluster, tiny_models, tmp_path):
     """srun starts 2 tasks with --launcher slurm; they form one gloo group of 2 and share the epoch's samples."""
     from mg_llava.testing.tiny_dataset import build_tiny_dataset
@@ -118,7 +110,7 @@ def test_two_slurm_tasks_train_together_on_a_cpu_partition(slurm_cluster, tiny_m
     env = dict(slurm_cluster.env, PATH="/usr/bin:/bin:/usr/sbin:/sbin")
     env.pop("OMP_NUM_THREADS", None)
     cmd = [sys.executable, str(TOOL), slurm_cluster.partition, "mgllava_tiny", str(PRETRAIN), "--gpus", "0",
-           "--tasks", "2", "--cpus-per-task", "1", "--port", str(_free_port()), "--",
+           "--tasks", "2", "--cpus-per-task", "1", "--port", str(free_port()), "--",
            "--work-dir", str(work_dir), "--cfg-options", "train_cfg.max_epochs=1",
            f"train_dataloader.batch_size={per_task_batch}", f"default_hooks.checkpoint.interval={iters}"]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
