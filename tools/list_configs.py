@@ -117,7 +117,7 @@ def _find_one(name: str, parser) -> str:
     matches = list_configs(name)
     if len(matches) != 1:
         listed = ": " + ", ".join(matches) if matches else ""
-        parser.exit(1, f"--dump {name!r} matches {len(matches)} configs{listed}; give a path or a pattern that matches one\n")
+        parser.exit(1, f"--dump {name!r} matches {len(matches)} configs{listed}; name a path or exactly one config\n")
     return osp.join(osp.dirname(CONFIG_ROOT), matches[0])
 
 
