@@ -36,14 +36,16 @@ def test_filters_by_pattern_and_fails_on_no_match():
     assert missing.returncode == 1 and "no config matches" in missing.stderr
 
 
-def test_dump_prints_one_flat_config():
-    out = _run("--dump", "yi_1_5_34b_pretrain")
-    assert out.returncode == 0, out.stderr
-    assert "read_base" not in out.stdout and "_base_" not in out.stdout
-    assert "llm_name_or_path = '01-ai/Yi-1.5-34B'" in out.stdout
-    assert "zero_optimization=dict(stage=3" in out.stdout
-    ambiguous = _run("--dump", "yi_1_5_34b")
-    assert ambiguous.returncode == 1 and "matches 2 configs" in ambiguous.stderr
+def test_dump_prints_one_flat_config(capsys):
+    tool = load_list_configs()
+    tool.main(["--dump", "yi_1_5_34b_pretrain"])
+    out = capsys.readouterr().out
+    assert "read_base" not in out and "_base_" not in out
+    assert "llm_name_or_path = '01-ai/Yi-1.5-34B'" in out
+    assert "zero_optimization=dict(stage=3" in out
+    with pytest.raises(SystemExit):
+        tool.main(["--dump", "yi_1_5_34b"])
+    assert "matches 2 configs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "xtuner_configs").rglob("mg_llava_*.py")
