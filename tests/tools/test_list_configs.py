@@ -42,7 +42,7 @@ def test_dump_prints_one_flat_config(capsys):
     out = capsys.readouterr().out
     assert "read_base" not in out and "_base_" not in out
     assert "llm_name_or_path = '01-ai/Yi-1.5-34B'" in out
-    assert "zero_optimization=dict(stage=3" in out
+    assert "zero_optimization=dict(\n            stage=3," in out
     with pytest.raises(SystemExit):
         tool.main(["--dump", "yi_1_5_34b"])
     assert "matches 2 configs" in capsys.readouterr().err
