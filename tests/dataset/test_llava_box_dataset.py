@@ -177,10 +177,10 @@ def test_concatenation_gives_shared_settings_to_each_part_config(dataset, views,
     part = dict(type=LLaVABoxDataset, data_path=data_path, box_file=box_file)
     shared = dict(image_folder=image_folder, image_views=views, tokenizer=tokenizers["vicuna"], num_proc=1,
                   template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE.vicuna), max_length=256)
-    mixture = ConcatLLaVABoxDataset([part, dict(part, max_length=8)], **shared)
+    mixture = ConcatLLaVABoxDataset([part, dict(part, max_boxes=1)], **shared)
     assert len(mixture) == 8
     for i in range(4):  # the first part is built exactly like the fixture's dataset
         assert list(mixture[i]["input_ids"]) == list(dataset[i]["input_ids"])
-    assert max(len(mixture[i]["input_ids"]) for i in range(4, 8)) < max(len(dataset[i]["input_ids"]) for i in range(4))
+    assert dataset[0]["boxes"][0].shape == (2, 4) and mixture[4]["boxes"][0].shape == (1, 4)  # the part's own limit
     with pytest.raises(TypeError, match="already built"):
         ConcatLLaVABoxDataset([dataset, part], **shared)
