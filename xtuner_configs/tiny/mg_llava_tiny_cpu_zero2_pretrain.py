@@ -6,9 +6,9 @@
 import torch
 from mmengine.config import read_base
 
-with read_base():
-    from .._base_.schedules.deepspeed_zero2_bf16 import optim_wrapper, runner_type, strategy
+with read_base():  # the DeepSpeed part last: its optim_wrapper replaces the tiny pair's plain one
     from .mg_llava_tiny_cpu_pretrain import *  # noqa: F401,F403
+    from .._base_.schedules.deepspeed_zero2_bf16 import optim_wrapper, runner_type, strategy
 
 model.llm.torch_dtype = torch.bfloat16
 # the shared DeepSpeed part, pointed at the tiny settings
