@@ -160,12 +160,12 @@ def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2):
     folder = checkpoint(work_dir, STAGE2_ITERS)
     config = CONFIGS[2, "finetune"]
     exported, converted = str(workspace / "exported"), str(workspace / "converted")
-    commands = [[sys.executable, osp.join(ROOT, "tools", "export.py"), "--config", config, "--checkpoint", folder,
-                 "--out-dir", exported],
-                ["xtuner", "convert", "pth_to_hf", config, folder, converted, "--fp32"]]
-    for command in commands:
-        done = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0 and osp.isdir(command[-1]), done.stdout[-3000:] + done.stderr[-3000:]
+    commands = {exported: [sys.executable, osp.join(ROOT, "tools", "export.py"), "--config", config, "--checkpoint",
+                           folder, "--out-dir", exported],
+                converted: ["xtuner", "convert", "pth_to_hf", config, folder, converted, "--fp32"]}
+    for out, command in commands.items():
+        done = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0 and osp.isdir(out), done.stdout[-3000:] + done.stderr[-3000:]
     trained = weights(work_dir, STAGE2_ITERS)  # the bf16 weights of the model-states file
     # tools/export.py writes those; XTuner's pth_to_hf gathers the fp32 master weights from the ZeRO shards, which
     # round to them (bf16 keeps 8 significant bits: relative difference <= 2^-8)
@@ -179,7 +179,7 @@ def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2):
     done = subprocess.run([sys.executable, osp.join(ROOT, "tools", "chat.py"), "--checkpoint", exported,
                            "--device", "cpu", "--image", image, "--no-boxes", "--prompt",
                            "What is the main object in the image?", "--max-new-tokens", "8"],
-                          cwd=workspace, capture_output=True, text=True, timeout=300)
+                          cwd=workspace, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     answer = done.stdout.split("ASSISTANT: ", 1)[-1].strip()
     assert answer, f"no answer: {done.stdout[-1000:]}"
