@@ -17,3 +17,11 @@ def tiny_models(tmp_path_factory):
     from mg_llava.testing.tiny_models import build_all
 
     return build_all(str(tmp_path_factory.mktemp("tiny_models")))
+
+
+@pytest.fixture(scope="session")
+def tiny_videos(tmp_path_factory):
+    """The tiny synthetic video dataset (mg_llava.testing.tiny_video_dataset), written once per test session."""
+    from mg_llava.testing.tiny_video_dataset import build_tiny_video_dataset
+
+    return build_tiny_video_dataset(str(tmp_path_factory.mktemp("tiny_videos")))
