@@ -10,9 +10,10 @@ from dataset_helpers import gpt, human, image_sample, text_sample
 
 from mg_llava.dataset import (VIDEO_TOKEN_INDEX, BadSampleError, llava_box_collate_fn, load_box_file, prepare_boxes,
                               read_video)
+from mg_llava.testing.tiny_video_dataset import NUM_FRAMES
 
 IMAGE_TOKEN_INDEX = -200
-T = 4  # frames the tiny video dataset's box file was written for
+T = NUM_FRAMES  # frames the tiny video dataset's box file was written for
 
 
 def video_sample(sample_id, video, question="<video>\nWhat is shown at the end of the video?", answer="a cat"):
@@ -88,8 +89,8 @@ def test_bad_video_samples_are_named_or_counted(make_dataset, tiny_videos, video
     samples, entries = video_rows
     folder = tiny_videos["video_folder"]
     good, other = samples[0], samples[2]
-    # the box entry holds 4 frames, the dataset samples 8: the sample is bad (the boxes would land on other frames)
-    with pytest.raises(BadSampleError, match=f"{good['id']}.*video box entry frames: .* 4 frames.*num_frames=8"):
+    # the box entry holds T frames, the dataset samples 8: the sample is bad (the boxes would land on other frames)
+    with pytest.raises(BadSampleError, match=f"{good['id']}.*video box entry frames: .* {T} frames.*num_frames=8"):
         make_dataset([good], [entries[good["id"]]], video_folder=folder, num_frames=8)
     # no entry at all
     with pytest.raises(BadSampleError, match="missing box entry: no video entry"):
