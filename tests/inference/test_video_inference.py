@@ -97,13 +97,13 @@ def test_video_qa_files_in_both_layouts_and_their_bad_rows(tiny_videos, tmp_path
 
     folder = tiny_videos["video_folder"]
     questions = [dict(video_name="chelsea_coffee_2", question_id=1, question="What is shown at the end?"),
-                 dict(video_name="coffee_rocket_2.mp4", question_id=2, question="What is at the start?")]
+                 dict(video_name="coffee_chelsea_2.mp4", question_id=2, question="What is at the start?")]
     answers = [dict(question_id=1, answer="a cup of coffee", type="what"), dict(question_id=2, answer="coffee")]
     (tmp_path / "test_q.json").write_text(json.dumps(questions))
     (tmp_path / "test_a.json").write_text(json.dumps(answers))
     benchmark = read_benchmark(str(tmp_path / "test_q.json"), "msvd_qa", image_folder=folder)
     assert [item.image for item in benchmark.items] == [osp.join(folder, "chelsea_coffee_2.mp4"),
-                                                         osp.join(folder, "coffee_rocket_2.mp4")]
+                                                         osp.join(folder, "coffee_chelsea_2.mp4")]
     assert all(item.video for item in benchmark.items)
     assert benchmark.items[0].target["answer"] == "a cup of coffee" and benchmark.items[0].target["type"] == "what"
     assert benchmark.items[0].question.endswith("\nAnswer the question using a single word or phrase.")
