@@ -6,247 +6,48 @@
 # LoRA on it with r=512, alpha=256, dropout 0.05, lr 2e-4, global batch 128, 1 epoch, warm-up 3 %, cosine; the LLM's
 # own weights stay frozen; the fusion and both projectors train in full; CLIP and ConvNeXt frozen. Starts from the
 # stage-1 checkpoint (pretrained_pth; the paper's video stage 1 adds 703K video captions to the 558K image captions).
+# Otherwise mg_llava_vicuna_7b_v15_finetune_qlora.py.
 #   NPROC_PER_NODE=8 xtuner train xtuner_configs/vicuna_7b_v15/mg_llava_vicuna_7b_v15_video_finetune_qlora.py
-import torch
-from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
-from mmengine.optim import CosineAnnealingLR, LinearLR
-from mmengine.runner import FlexibleRunner
-from torch.optim import AdamW
-from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, CLIPImageProcessor
-from xtuner.dataset.map_fns import llava_map_fn, template_map_fn_factory
-from xtuner.engine import DeepSpeedStrategy
-from xtuner.engine.runner import TrainLoop
+from mmengine.config import read_base
 
-from mg_llava.dataset import (
-    PROMPT_TEMPLATE,
-    ConcatLLaVABoxDataset,
-    ImageViews,
-    LLaVABoxDataset,
-    ModalityLengthGroupedSampler,
-    llava_box_collate_fn,
-)
-from mg_llava.model import (
-    CLIPVisionEncoder,
-    ConvGateFusion,
-    MGLLaVAModel,
-    MultiScaleRoIFeatures,
-    OpenCLIPConvNeXtEncoder,
-)
+from mg_llava.dataset import LLaVABoxDataset, ModalityLengthGroupedSampler
 
-# mmengine parses this file in lazy-import mode: the imports above load nothing until an object is built. Importing
-# mg_llava now applies its compatibility patches (mg_llava/compat.py) before XTuner reads a --resume checkpoint and
-# before torch.distributed starts.
-__import__("mg_llava")
+with read_base():
+    from .mg_llava_vicuna_7b_v15_finetune_qlora import *
 
-#######################################################################
-#                          PART 1  Settings                           #
-#######################################################################
-# Model
-llm_name_or_path = "lmsys/vicuna-7b-v1.5"
-visual_encoder_name_or_path = "openai/clip-vit-large-patch14-336"
-# open_clip ConvNeXt-L (LAION-2B ft-soup): the folder of open_clip_pytorch_model.bin from
-# laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup ("local-dir:<folder>" also works as the model name)
-visual_encoder_aux_name = "convnext_large_d_320"
-visual_encoder_aux_pretrained = "./pretrained/convnext_large_d_320/open_clip_pytorch_model.bin"
-pretrained_pth = "./work_dirs/mg_llava_vicuna_7b_v15_pretrain/iter_4942.pth"  # stage 1's last checkpoint: adjust
-high_res = 768
-low_res = 336
-object_roi_size = 56  # RoIAlign output grid before averaging (the released weights were trained with 56)
-
-# Data: LLaVA-665K mix + VideoInstruct-100K (LLaVA format: "video" + "<video>"), with their box files (the video
-# one per frame: data_prep/generate_boxes.py --num-frames 8 on the same file)
-data_root = "./data/"
-llava_mix_data_path = data_root + "LLaVA-Instruct-150K/llava_v1_5_mix665k.json"
-llava_mix_image_folder = data_root + "llava_images"
-llava_mix_box_file = data_root + "boxes/llava_v1_5_mix665k_boxes.json"
+# VideoInstruct-100K in LLaVA format ("video" + "<video>"), boxes per frame from data_prep/generate_boxes.py
+# --num-frames 8 on the same file
 video_data_path = data_root + "VideoInstruct-100K/videochatgpt_llavaformat_100k.json"
 video_folder = data_root + "VideoInstruct-100K/videos"
 video_box_file = data_root + "boxes/videochatgpt_100k_boxes.json"
 num_frames = 8  # SPEC 1.8: linspace(0, n - 1, 8)
 encoder_chunk_size = 16  # images/frames per encoder call: bounds the ConvNeXt-L activations at 768 px
-prompt_template = PROMPT_TEMPLATE.vicuna
-max_length = int(2048 - (336 / 14) ** 2)  # text tokens; the image (video: 8 x 576) and box tokens come on top
-max_boxes = 100
-box_cache_dir = data_root + "boxes/cache"  # parsed box files as memory-mapped arrays, shared by every rank
 
-# Scheduler & Optimizer
-num_gpus = 8
-batch_size = 16  # per device
-accumulative_counts = 1  # global batch 128 = 16 x 8 x 1
-dataloader_num_workers = 4
-max_epochs = 1
-optim_type = AdamW
-lr = 2e-4  # LoRA
-betas = (0.9, 0.999)
-weight_decay = 0
-max_norm = 1  # grad clip
-warmup_ratio = 0.03
+model.llm_lora.r = 512
+model.llm_lora.lora_alpha = 256
+model.update(encoder_chunk_size=encoder_chunk_size)
 
-# Save
-save_steps = 500
-save_total_limit = 2  # -1 keeps all
-
-#######################################################################
-#            PART 2  Model & Tokenizer & Image Processor              #
-#######################################################################
-tokenizer = dict(
-    type=AutoTokenizer.from_pretrained,
-    pretrained_model_name_or_path=llm_name_or_path,
-    trust_remote_code=False,
-    padding_side="right",
-)
-
-image_processor = dict(
-    type=CLIPImageProcessor.from_pretrained,
-    pretrained_model_name_or_path=visual_encoder_name_or_path,
-)
-
-model = dict(
-    type=MGLLaVAModel,
-    freeze_llm=True,
-    pretrained_pth=pretrained_pth,
-    use_activation_checkpointing=True,
-    llm=dict(
-        type=AutoModelForCausalLM.from_pretrained,
-        pretrained_model_name_or_path=llm_name_or_path,
-        torch_dtype=torch.bfloat16,
-        quantization_config=dict(
-            type=BitsAndBytesConfig,
-            load_in_4bit=True,
-            load_in_8bit=False,
-            llm_int8_threshold=6.0,
-            llm_int8_has_fp16_weight=False,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_quant_type="nf4",
-        ),
+train_dataloader.dataset.datasets = [
+    dict(  # LLaVA-665K
+        type=LLaVABoxDataset,
+        data_path=llava_mix_data_path,
+        image_folder=llava_mix_image_folder,
+        box_file=llava_mix_box_file,
     ),
-    llm_lora=dict(type=LoraConfig, r=512, lora_alpha=256, lora_dropout=0.05, bias="none", task_type="CAUSAL_LM"),
-    visual_encoder=dict(type=CLIPVisionEncoder, pretrained_model_name_or_path=visual_encoder_name_or_path),
-    visual_encoder_aux=dict(
-        type=OpenCLIPConvNeXtEncoder, model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained
-    ),
-    fusion=dict(type=ConvGateFusion),
-    object_features=dict(type=MultiScaleRoIFeatures, output_size=object_roi_size),
-    encoder_chunk_size=encoder_chunk_size,
-)
-
-#######################################################################
-#                      PART 3  Dataset & Dataloader                   #
-#######################################################################
-image_views = dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res)
-
-llava_mix_dataset = dict(  # LLaVA-665K
-    type=LLaVABoxDataset,
-    data_path=llava_mix_data_path,
-    image_folder=llava_mix_image_folder,
-    box_file=llava_mix_box_file,
-    tokenizer=tokenizer,
-    image_views=image_views,
-    dataset_map_fn=llava_map_fn,
-    template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
-    max_length=max_length,
-    max_boxes=max_boxes,
-    box_cache_dir=box_cache_dir,
-)
-
-video_dataset = dict(  # VideoInstruct-100K
-    type=LLaVABoxDataset,
-    data_path=video_data_path,
-    image_folder=llava_mix_image_folder,
-    video_folder=video_folder,
-    num_frames=num_frames,
-    box_file=video_box_file,
-    tokenizer=tokenizer,
-    image_views=image_views,
-    dataset_map_fn=llava_map_fn,
-    template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
-    max_length=max_length,
-    max_boxes=max_boxes,
-    box_cache_dir=box_cache_dir,
-)
-
-train_dataset = dict(type=ConcatLLaVABoxDataset, datasets=[llava_mix_dataset, video_dataset])
-
-train_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=dataloader_num_workers,
-    pin_memory=True,
-    persistent_workers=True,
-    dataset=train_dataset,
-    sampler=dict(
-        type=ModalityLengthGroupedSampler,
-        length_property="modality_length",
-        per_device_batch_size=batch_size * accumulative_counts,
-    ),
-    collate_fn=dict(type=llava_box_collate_fn),
-)
-
-#######################################################################
-#                    PART 4  Scheduler & Optimizer                    #
-#######################################################################
-# DeepSpeed ZeRO-2 in bf16, carried by the config (no --deepspeed flag needed; xtuner train sees it).
-strategy = dict(
-    type=DeepSpeedStrategy,
-    config=dict(
-        zero_optimization=dict(stage=2, overlap_comm=True),
-        bf16=dict(enabled=True),
-        zero_allow_untested_optimizer=True,
-        zero_force_ds_cpu_optimizer=False,
-    ),
-    gradient_accumulation_steps=accumulative_counts,
-    train_micro_batch_size_per_gpu=batch_size,
-    gradient_clipping=max_norm,
-    exclude_frozen_parameters=True,
-)
-optim_wrapper = dict(
-    type="DeepSpeedOptimWrapper",
-    optimizer=dict(type=optim_type, lr=lr, betas=betas, weight_decay=weight_decay),
-)
-runner_type = FlexibleRunner
-
-param_scheduler = [
-    dict(
-        type=LinearLR,
-        start_factor=1e-5,
-        by_epoch=True,
-        begin=0,
-        end=warmup_ratio * max_epochs,
-        convert_to_iter_based=True,
-    ),
-    dict(
-        type=CosineAnnealingLR,
-        eta_min=0.0,
-        by_epoch=True,
-        begin=warmup_ratio * max_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True,
+    dict(  # VideoInstruct-100K
+        type=LLaVABoxDataset,
+        data_path=video_data_path,
+        image_folder=video_folder,
+        video_folder=video_folder,
+        num_frames=num_frames,
+        box_file=video_box_file,
     ),
 ]
-
-train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
-
-#######################################################################
-#                           PART 5  Runtime                           #
-#######################################################################
-default_hooks = dict(
-    timer=dict(type=IterTimerHook),
-    logger=dict(type=LoggerHook, log_metric_by_epoch=False, interval=10),
-    param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=save_steps, max_keep_ckpts=save_total_limit),
-    sampler_seed=dict(type=DistSamplerSeedHook),
+train_dataloader.sampler = dict(
+    type=ModalityLengthGroupedSampler,
+    length_property="modality_length",
+    per_device_batch_size=batch_size * accumulative_counts,
 )
 
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-    dist_cfg=dict(backend="nccl"),
-)
-
-visualizer = None
-log_level = "INFO"
-load_from = None
-resume = False
-randomness = dict(seed=42, deterministic=False)
-log_processor = dict(by_epoch=False)
+lr = 2e-4  # LoRA
+optim_wrapper.optimizer.lr = lr
