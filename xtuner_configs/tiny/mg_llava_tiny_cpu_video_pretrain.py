@@ -4,7 +4,7 @@
 #   xtuner train xtuner_configs/tiny/mg_llava_tiny_cpu_video_pretrain.py
 from mmengine.config import read_base
 
-from mg_llava.dataset import ConcatLLaVABoxDataset, ModalityLengthGroupedSampler
+from mg_llava.dataset import ConcatLLaVABoxDataset, LLaVABoxDataset, ModalityLengthGroupedSampler
 
 with read_base():
     from .mg_llava_tiny_cpu_pretrain import *
@@ -16,9 +16,11 @@ num_frames = 2  # frames sampled per video: the first and the last (the released
 encoder_chunk_size = 8  # images/frames per encoder call
 
 model.update(encoder_chunk_size=encoder_chunk_size)
-video_dataset = dict(llava_dataset, data_path=video_data_path, video_folder=video_folder, num_frames=num_frames,
-                     box_file=video_box_file)
-train_dataloader.dataset = dict(type=ConcatLLaVABoxDataset, datasets=[llava_dataset, video_dataset])
+train_dataloader.dataset = dict(llava_dataset, type=ConcatLLaVABoxDataset, datasets=[  # shared settings, two sources
+    dict(type=LLaVABoxDataset, data_path=data_path, image_folder=image_folder, box_file=box_file),
+    dict(type=LLaVABoxDataset, data_path=video_data_path, image_folder=image_folder, video_folder=video_folder,
+         num_frames=num_frames, box_file=video_box_file),
+])
 train_dataloader.sampler = dict(type=ModalityLengthGroupedSampler, per_device_batch_size=batch_size * accumulative_counts)
 
 max_epochs = 10  # 8 image + 4 video captions, batch 4: 3 iterations an epoch
