@@ -37,3 +37,11 @@ def stock_checkpoints(tiny_models, tmp_path_factory):
     state_dict.update({"llm." + k: (v + 0.01 * torch.randn(v.shape, generator=generator)).to(torch.bfloat16)
                        for k, v in llm.state_dict().items()})
     return write_stock_checkpoints(state_dict, str(tmp_path_factory.mktemp("stock"))), state_dict
+
+
+@pytest.fixture(scope="session")
+def tiny_videos(tmp_path_factory):
+    """The tiny synthetic video dataset (mg_llava.testing.tiny_video_dataset), written once per test session."""
+    from mg_llava.testing.tiny_video_dataset import build_tiny_video_dataset
+
+    return build_tiny_video_dataset(str(tmp_path_factory.mktemp("tiny_videos")))

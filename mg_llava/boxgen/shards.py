@@ -130,8 +130,9 @@ def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: i
     """Check every shard finished, then write the box file (input order) and the summary; return the summary.
 
     The box file is the released format: a JSON list of ``{"id", "boxes", "scores", "labels"}``, one sample per
-    line. Skipped samples are not in it: ``skipped.json`` beside it lists every one (id, reason, error) and the
-    summary counts them by reason and shows the first ``max_listed_skips``.
+    line; a video sample is ``{"id", "video", "frames": [{"boxes", "scores", "labels"}, ...]}`` (its frames count as
+    images in the summary). Skipped samples are not in it: ``skipped.json`` beside it lists every one (id, reason,
+    error) and the summary counts them by reason and shows the first ``max_listed_skips``.
     """
     run_path = osp.join(out_dir, RUN_FILE)
     if not osp.exists(run_path):
@@ -163,6 +164,14 @@ def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: i
                 skipped[record["skipped"]] += 1
                 skipped_samples.append({k: record[k] for k in ("pos", "id", "skipped", "error")})
                 by_pos[record["pos"]] = None
+                continue
+            if "frames" in record:  # a video: the released per-frame format, one count per frame
+                entry = dict(id=record["id"], video=record["video"],
+                             frames=[{k: f[k] for k in RELEASED_KEYS[1:]} for f in record["frames"]])
+                by_pos[record["pos"]] = json.dumps(entry, separators=(",", ":"))
+                counts += [len(f["boxes"]) for f in record["frames"]]
+                no_tags += sum(not f["tags"] for f in record["frames"])
+                degenerate += record.get("num_degenerate", 0)
                 continue
             by_pos[record["pos"]] = json.dumps({k: record[k] for k in RELEASED_KEYS}, separators=(",", ":"))
             counts.append(len(record["boxes"]))

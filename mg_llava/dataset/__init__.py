@@ -6,6 +6,8 @@ Public API (all registered in :data:`mg_llava.registry.MODELS`):
 - :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules.
 - :class:`LLaVABoxDataset`, :func:`llava_box_collate_fn`: the dataset and the batch of docs/interfaces.md.
 - :class:`ConcatLLaVABoxDataset`: several of them as one mixture (keeps ``modality_length``).
+- :func:`read_video`, :func:`sample_frame_indices`: video decoding (PyAV or a frames folder) and the frame choice.
+- :class:`ModalityLengthGroupedSampler`: length-grouped batches of one modality (text, image or video).
 - :data:`PROMPT_TEMPLATE`: XTuner's prompt templates plus ``chatml`` (Yi-1.5).
 """
 from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxEntry, BoxTable, PreparedBoxes, load_box_file, prepare_boxes
@@ -14,7 +16,10 @@ from .concat import ConcatLLaVABoxDataset
 from .conversations import BadSample, BadSampleError, check_sample, read_llava_file
 from .image_views import ImageViews, ViewGeometry, Views, load_image
 from .llava_box_dataset import LLaVABoxDataset
+from .sampler import ModalityLengthGroupedSampler
 from .templates import CHATML_TEMPLATE, PROMPT_TEMPLATE
+from .video import (DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoFrames, VideoReadError, read_video,
+                    sample_frame_indices)
 
 __all__ = [
     "BadSample",
@@ -23,12 +28,18 @@ __all__ = [
     "BoxTable",
     "CHATML_TEMPLATE",
     "ConcatLLaVABoxDataset",
+    "DEFAULT_VIDEO_TOKEN",
     "ImageViews",
     "LLaVABoxDataset",
     "MAX_BOXES",
+    "ModalityLengthGroupedSampler",
     "NMS_IOU_THRESHOLD",
+    "NUM_FRAMES",
     "PROMPT_TEMPLATE",
     "PreparedBoxes",
+    "VIDEO_TOKEN_INDEX",
+    "VideoFrames",
+    "VideoReadError",
     "ViewGeometry",
     "Views",
     "check_sample",
@@ -37,4 +48,6 @@ __all__ = [
     "load_image",
     "prepare_boxes",
     "read_llava_file",
+    "read_video",
+    "sample_frame_indices",
 ]

@@ -5,6 +5,9 @@ original image pixels -> (+ pad offset) padded-square pixels -> (x scale = S_hig
 
 Box file (released format): a JSON list of ``{"id": str, "boxes": [[x1, y1, x2, y2], ...], "scores": [...],
 "labels": [str, ...]}``, boxes xyxy in original-image pixels. Several samples may share an id (they share the image).
+A video entry is ``{"id" (or only "video"), "video": path, "frames": [{"boxes", "scores", "labels"}, ...]}``, one
+item per sampled frame (the dataset's frame choice), boxes in that frame's pixels; it is keyed by its id, else by its
+video path, and each frame is kept as one row of the table.
 """
 import hashlib
 import json
@@ -25,6 +28,11 @@ from .image_views import ViewGeometry
 
 NMS_IOU_THRESHOLD = 0.2  # SPEC 2: class-aware NMS by label
 MAX_BOXES = 100  # SPEC 3: at most 100 boxes per image
+FRAME_SEPARATOR = "\x1f"  # table id of frame t of video entry k: f"{k}\x1f{t}" (no real id holds this character)
+
+
+def frame_id(key: str, t: int) -> str:
+    return f"{key}{FRAME_SEPARATOR}{t}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,11 @@ class BoxTable:
         self.label_ids = label_ids  # (total,) int32 into label_names
         self.label_names = label_names
         self.bad: Dict[str, str] = dict(bad or {})
+        self._frames: Dict[str, int] = {}  # video key -> frames in its entry
+        for sample_id in ids:
+            if FRAME_SEPARATOR in sample_id:
+                key, t = sample_id.rsplit(FRAME_SEPARATOR, 1)
+                self._frames[key] = max(self._frames.get(key, 0), int(t) + 1)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,6 +80,16 @@ class BoxTable:
     def row(self, sample_id) -> int:
         """Row of ``sample_id``, or -1 when the file has no entry for it."""
         return self._row.get(str(sample_id), -1)
+
+    @property
+    def video_keys(self) -> List[str]:
+        """Keys of the video entries (id, else video path)."""
+        return list(self._frames)
+
+    def frame_rows(self, key) -> Optional[List[int]]:
+        """Rows of the frames of video entry ``key`` (its id or video path) in time order; None when absent."""
+        count = self._frames.get(str(key))
+        return None if count is None else [self._row[frame_id(str(key), t)] for t in range(count)]
 
     def arrays(self, row: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(boxes (N, 4) original pixels, scores (N,), label ids (N,)) of entry ``row``; views, do not modify."""
@@ -106,28 +129,51 @@ def load_box_file(path: str, strict: bool = True, cache_dir: Optional[str] = Non
         raise ValueError(f"box file {path} must hold a JSON list of entries, got {type(raw).__name__}")
 
     # Per entry in Python: structure and repeated ids; then all numbers at once in numpy (_build_table).
+    # A video entry becomes one item per frame (id f"{key}\x1f{t}"); its problems are reported under its key.
+    items: List[Tuple[int, str, dict]] = []  # (position in the file, table id, {boxes, scores, labels})
     bad: Dict[str, Tuple[int, str]] = {}  # id -> (position in the file, reason)
-    first: Dict[str, int] = {}  # id -> position of its first entry
+    video_frames: Dict[str, int] = {}  # video key -> frames of its first entry
     for position, entry in enumerate(raw):
-        if isinstance(entry, dict) and "video" in entry:
-            raise ValueError(f"box file {path} entry #{position} is a video entry; video data is not supported yet")
+        if isinstance(entry, dict) and "frames" in entry:
+            key = entry.get("id", entry.get("video"))
+            if key is None:
+                raise ValueError(f"box file {path} entry #{position} is a video entry with neither 'id' nor 'video'")
+            key, frames = str(key), entry["frames"]
+            if not isinstance(frames, list) or not frames:
+                bad.setdefault(key, (position, "a video entry needs a non-empty 'frames' list"))
+                continue
+            if video_frames.setdefault(key, len(frames)) != len(frames):
+                bad.setdefault(key, (position, "appears more than once with different numbers of frames"))
+                continue
+            for t, frame in enumerate(frames):
+                if not isinstance(frame, dict):
+                    bad.setdefault(key, (position, f"frame {t} is not an object"))
+                    break
+                items.append((position, frame_id(key, t), frame))
+            continue
         if not isinstance(entry, dict) or "id" not in entry:
             raise ValueError(f"box file {path} entry #{position} has no 'id' (got {str(entry)[:80]!r})")
-        sample_id = str(entry["id"])
+        items.append((position, str(entry["id"]), entry))
+
+    first: Dict[str, dict] = {}  # id -> its first entry
+    for position, sample_id, entry in items:
         reason = _structure_problem(entry)
         if reason is None and sample_id in first:
-            earlier = raw[first[sample_id]]
+            earlier = first[sample_id]
             if any(entry[key] != earlier[key] for key in ("boxes", "scores", "labels")):
                 reason = "appears more than once with different boxes"
         if reason is not None:
             bad.setdefault(sample_id, (position, reason))
-        first.setdefault(sample_id, position)
+        first.setdefault(sample_id, entry)
+    _move_frame_problems_to_videos(bad)
 
-    ids = [sample_id for sample_id in first if sample_id not in bad]
+    positions = {sample_id: position for position, sample_id, _ in reversed(items)}
+    ids = [sample_id for sample_id in first if _video_key(sample_id) not in bad]
     try:
-        table = _build_table(path, ids, [raw[first[sample_id]] for sample_id in ids])
+        table = _build_table(path, ids, [first[sample_id] for sample_id in ids])
     except _BadNumbers as err:
-        bad.update({sample_id: (first[sample_id], reason) for sample_id, reason in err.reasons.items()})
+        bad.update({sample_id: (positions[sample_id], reason) for sample_id, reason in err.reasons.items()})
+        _move_frame_problems_to_videos(bad)
     if not bad:
         return table
     if strict:
@@ -139,10 +185,23 @@ def load_box_file(path: str, strict: bool = True, cache_dir: Optional[str] = Non
         logger="current",
         level=logging.WARNING,
     )
-    ids = [sample_id for sample_id in ids if sample_id not in bad]
-    table = _build_table(path, ids, [raw[first[sample_id]] for sample_id in ids])
+    ids = [sample_id for sample_id in ids if _video_key(sample_id) not in bad]
+    table = _build_table(path, ids, [first[sample_id] for sample_id in ids])
     table.bad = {sample_id: reason for sample_id, (_, reason) in bad.items()}
     return table
+
+
+def _video_key(sample_id: str) -> str:
+    """The entry key a table id belongs to (a frame's video key, else the id itself)."""
+    return sample_id.rsplit(FRAME_SEPARATOR, 1)[0] if FRAME_SEPARATOR in sample_id else sample_id
+
+
+def _move_frame_problems_to_videos(bad: Dict[str, Tuple[int, str]]) -> None:
+    """A bad frame makes its whole video entry bad: report it under the video's key as 'frame t: reason'."""
+    for sample_id in [s for s in bad if FRAME_SEPARATOR in s]:
+        position, reason = bad.pop(sample_id)
+        key, t = sample_id.rsplit(FRAME_SEPARATOR, 1)
+        bad.setdefault(key, (position, f"frame {t}: {reason}"))
 
 
 _CACHE_ARRAYS = ("offsets", "boxes", "scores", "label_ids")

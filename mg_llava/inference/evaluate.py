@@ -7,7 +7,8 @@ Output folder:
   image, missing boxes) under ``on_bad_sample='skip'`` gets a record ``{"id", "skipped": reason}``.
 - ``run.json``: the benchmark file, format and settings; a resumed run must match them.
 - ``metrics.json``: written by the process that finds every item predicted (any shard, or ``metrics_only``).
-- ``mmvet_answers.json`` / ``llava_wild_answers.jsonl``: answer files for the GPT-judged benchmarks.
+- ``mmvet_answers.json`` / ``llava_wild_answers.jsonl`` / ``video_qa_answers.jsonl``: answer files for the
+  GPT-judged benchmarks.
 
 Resuming: every ``predictions*.jsonl`` in the folder counts (whatever the shard layout that wrote it), and items
 already there are skipped. Sharding: item ``i`` (in file order) belongs to shard ``i % num_shards``.
@@ -31,6 +32,7 @@ from .benchmarks import Benchmark, EvalItem, bad_sample_counts
 from .generation import generate
 from .metrics import extract_option, mme_metrics, multiple_choice_metrics, pope_metrics, vqa_metrics
 from .preprocess import ImageLoadError, MissingBoxesError
+from .video_qa import video_qa_metrics, write_video_qa_answers
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -66,6 +68,8 @@ class ModelAnswerer:
 
     def prepare(self, item: EvalItem) -> dict:
         where = f"{self.source} id {item.id!r}"
+        if item.video:
+            return self._prepare_video(item, where)
         boxes = None
         if self.box_table is not None:
             key = item.key if item.key in self.box_table or item.image_key is None else item.image_key
@@ -81,6 +85,19 @@ class ModelAnswerer:
                 raise ImageLoadError(f"{where}: the image cell is not valid base64 ({err})") from err
         prepared = self.loaded.preprocessor.prepare_image(image, boxes, where=where)
         return self.loaded.preprocessor.sample(item.question, (), prepared, sample_id=item.id)
+
+    def _prepare_video(self, item: EvalItem, where: str) -> dict:
+        """A video item; its per-frame boxes are the video entry keyed by the question id, else the video name."""
+        boxes = None
+        if self.box_table is not None:
+            key = next((k for k in (item.key, item.image_key) if self.box_table.frame_rows(k) is not None), None)
+            if key is not None:
+                boxes = (self.box_table, key)
+            elif not self.allow_missing_boxes:
+                raise MissingBoxesError(f"{where}: no video entry {item.key!r} or {item.image_key!r} in box file "
+                                        f"{self.box_table.path}")
+        prepared = self.loaded.preprocessor.prepare_video(item.image, boxes, where=where)
+        return self.loaded.preprocessor.sample(item.question, (), sample_id=item.id, video=prepared)
 
     def answer(self, samples: Sequence[dict]) -> List[str]:
         preprocessor = self.loaded.preprocessor
@@ -174,12 +191,16 @@ def compute_metrics(fmt: str, records: Sequence[dict]) -> dict:
         return metrics
     if fmt == "mme":
         return mme_metrics(answered)
+    if fmt == "video_qa":
+        return video_qa_metrics(answered)
     return {}
 
 
 def write_answer_files(fmt: str, records: Sequence[dict], out_dir: str, model_id: str = "mg-llava") -> List[str]:
     """MM-Vet's ``{question_id: answer}`` JSON or LLaVA-Bench-in-the-Wild's answers JSONL."""
     answered = [r for r in records if "skipped" not in r]
+    if fmt == "video_qa":
+        return write_video_qa_answers(answered, out_dir)
     if fmt == "mmvet":
         path = osp.join(out_dir, "mmvet_answers.json")
         _write_json(path, {str(r["question_id"]): r["prediction"] for r in answered})

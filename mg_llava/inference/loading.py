@@ -25,7 +25,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, PROMPT_TEMPLATE, ImageViews
+from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, ImageViews
 from mg_llava.model import CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
 from mg_llava.registry import build as build_module
 
@@ -105,6 +105,15 @@ def views_from_spec(image: dict) -> ImageViews:
     return ImageViews(processor, high_res=image["high_res"], low_res=image["low_res"])
 
 
+def _num_frames(cfg: Config) -> int:
+    """Frames per video of the config's video dataset (``video_dataset``, the training dataset or a part of it)."""
+    train = cfg.train_dataloader.dataset
+    for dataset in (cfg.get("video_dataset"), train, *train.get("datasets", [])):
+        if dataset is not None and "num_frames" in dataset:
+            return dataset["num_frames"]
+    return NUM_FRAMES
+
+
 def spec_from_config(cfg: Config) -> dict:
     """The spec of the model a training config builds (paths made absolute when they exist here)."""
     model = cfg.model
@@ -131,6 +140,7 @@ def spec_from_config(cfg: Config) -> dict:
         boxes=dict(max_boxes=dataset.get("max_boxes", MAX_BOXES),
                    iou_threshold=dataset.get("iou_threshold", NMS_IOU_THRESHOLD)),
         prompt_template=template_name(template),
+        video=dict(num_frames=_num_frames(cfg)),
     )
 
 
@@ -264,7 +274,7 @@ def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optio
     model.is_first_iter = False  # XTuner's first-forward device move is done
     preprocessor = Preprocessor(tokenizer, PROMPT_TEMPLATE[spec["prompt_template"]], views_from_spec(spec["image"]),
                                 max_boxes=spec["boxes"]["max_boxes"], iou_threshold=spec["boxes"]["iou_threshold"],
-                                system=system)
+                                system=system, num_frames=spec.get("video", {}).get("num_frames", NUM_FRAMES))
     return LoadedModel(model, tokenizer, preprocessor, spec, device)
 
 

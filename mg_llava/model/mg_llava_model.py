@@ -17,6 +17,7 @@ from mg_llava.registry import MODELS, build
 from .checkpoint import load_trainable_state_dict
 from .token_placement import place_visual_tokens
 from .zero3 import is_partitioned, load_partitioned_state_dict
+from .video_tokens import group_frames, run_in_chunks
 
 
 def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> ProjectorModel:
@@ -31,7 +32,8 @@ class MGLLaVAModel(LLaVAModel):
 
     Takes the batch of ``docs/interfaces.md``: ``input_ids``/``attention_mask``/``labels`` (B, L),
     ``pixel_values`` (I, 3, s, s), ``pixel_values_aux`` (I, 3, S, S), ``boxes`` (I tensors (N_i, 4), xyxy pixels
-    of the high-res input). Text-only samples consume no image; N_i may be 0.
+    of the high-res input). Text-only samples consume no image; N_i may be 0. A ``<video>`` (-201) takes the next
+    T frames (``frames_per_video``) and becomes their token blocks in time order (SPEC 1.8, ``video_tokens.py``).
 
     Args:
         llm: the causal LM config or module (as for XTuner's ``LLaVAModel``).
@@ -45,17 +47,21 @@ class MGLLaVAModel(LLaVAModel):
             projectors always train.
         pretrained_pth: trainable weights to load once every module exists (a stage-1 result or a released
             checkpoint; see :func:`load_trainable_state_dict`).
+        encoder_chunk_size: images (video frames) per call of each frozen encoder; bounds the encoders' peak
+            memory for long videos and big batches. None: the whole batch at once.
         projector_depth, llm_lora, use_activation_checkpointing, max_position_embeddings: as in ``LLaVAModel``.
     """
 
     def __init__(self, llm, visual_encoder, *, visual_encoder_aux, fusion, object_features, freeze_llm=False,
                  pretrained_pth: Optional[str] = None, projector_depth: int = 2, llm_lora=None,
-                 use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None):
+                 use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None,
+                 encoder_chunk_size: Optional[int] = None):
         # XTuner builds the LLM and the low-res encoder (and a projector we replace below: its input width is the
         # fusion's). Checkpointing, LoRA and weight loading must see our extra modules, so they run further down.
         super().__init__(llm, visual_encoder, freeze_llm=freeze_llm, freeze_visual_encoder=True,
                          projector_depth=projector_depth, use_activation_checkpointing=False,
                          max_position_embeddings=max_position_embeddings)
+        self.encoder_chunk_size = encoder_chunk_size
         if not hasattr(self.visual_encoder, "hidden_size"):
             raise TypeError(f"visual_encoder must return tokens and expose hidden_size (CLIPVisionEncoder), "
                             f"got {type(self.visual_encoder).__name__}")
@@ -145,12 +151,12 @@ class MGLLaVAModel(LLaVAModel):
     def encode_images(self, pixel_values: torch.Tensor, pixel_values_aux: Optional[torch.Tensor],
                       boxes: Optional[Sequence[torch.Tensor]]) -> List[torch.Tensor]:
         """pixel_values (I, 3, s, s), pixel_values_aux (I, 3, S, S), boxes I x (N_i, 4) -> I x (T + N_i, H)."""
-        low = self.visual_encoder(pixel_values)
+        low = run_in_chunks(self.visual_encoder, pixel_values, self.encoder_chunk_size)
         stage_maps = None
         if self.visual_encoder_aux is not None:
             if pixel_values_aux is None:
                 raise ValueError("this model reads the high-res view but the batch has no pixel_values_aux")
-            stage_maps = self.visual_encoder_aux(pixel_values_aux)
+            stage_maps = run_in_chunks(self.visual_encoder_aux, pixel_values_aux, self.encoder_chunk_size)
         fused = self.fuse_module(low, stage_maps[-1] if stage_maps is not None else None)
         image_tokens = self.projector(fused.to(self.projector.dtype))
         if self.object_features is None:
@@ -174,6 +180,7 @@ class MGLLaVAModel(LLaVAModel):
         if "pixel_values" in data:
             visual_tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"),
                                                data.get("boxes"))
+            visual_tokens = group_frames(input_ids, attention_mask, visual_tokens, data.get("frames_per_video"))
         llm_inputs = place_visual_tokens(self.llm.get_input_embeddings(), input_ids, attention_mask,
                                          data.get("labels"), visual_tokens)
         if data.get("labels") is None:

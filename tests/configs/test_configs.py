@@ -50,13 +50,19 @@ def test_config_parses_with_its_recipe(path):
     global_batch = cfg.batch_size * cfg.num_gpus * cfg.accumulative_counts
     assert global_batch == (128 if stage2 else 256)
     expected_lr = (1e-5 if name == "Llama-3-8B" else 2e-5) if stage2 else 1e-3
+    video = "_video_" in osp.basename(path)
+    if video:  # the released QLoRA recipe (XTuner's LLaVA QLoRA fine-tune): LoRA r=512, alpha=256, lr 2e-4
+        expected_lr = 2e-4
+        assert cfg.model.llm_lora.r == 512 and cfg.model.llm_lora.lora_alpha == 256
+        assert cfg.model.llm.quantization_config.bnb_4bit_quant_type == "nf4" and cfg.num_frames == 8
     assert cfg.optim_wrapper.optimizer.lr == expected_lr
     assert cfg.optim_wrapper.optimizer.weight_decay == 0 and cfg.strategy.gradient_clipping == 1
     assert cfg.strategy.config.zero_optimization.stage == (3 if name == "Yi-1.5-34B" else 2)
     assert cfg.strategy.config.bf16.enabled
     assert cfg.warmup_ratio == 0.03 and cfg.max_epochs == 1
     sampler = cfg.train_dataloader.sampler.type.__name__
-    assert sampler == ("LengthGroupedSampler" if stage2 else "DefaultSampler")
+    assert sampler == ("ModalityLengthGroupedSampler" if video else "LengthGroupedSampler" if stage2 else
+                       "DefaultSampler")
     assert cfg.max_boxes == 100 and cfg.high_res == 768 and cfg.low_res == 336
 
 

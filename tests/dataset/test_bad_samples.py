@@ -40,7 +40,15 @@ def logged(monkeypatch):
         ({"id": "a", "conversations": [human("Hi."), {"from": "gpt", "value": None}]}, "bad turn"),
         ({"conversations": [human("Hi."), gpt("Hello.")]}, "missing id"),
         ({"id": "a", "image": "", "conversations": [human("<image>"), gpt("A.")]}, "bad image field"),
-        ({"id": "a", "video": "v.mp4", "conversations": [human("<video>"), gpt("A.")]}, "video sample"),
+        ({"id": "a", "video": "", "conversations": [human("<video>"), gpt("A.")]}, "bad video field"),
+        ({"id": "a", "video": "v.mp4", "image": "x.png", "conversations": [human("<video>"), gpt("A.")]},
+         "image and video"),
+        ({"id": "a", "video": "v.mp4", "conversations": [human("What?"), gpt("A.")]}, "video token count"),
+        ({"id": "a", "video": "v.mp4", "conversations": [human("<video><video>"), gpt("A.")]}, "video token count"),
+        ({"id": "a", "video": "v.mp4", "conversations": [human("<image>\n<video>"), gpt("A.")]},
+         "image token without image"),
+        (text_sample("a", question="<video>\nWhat happens?"), "video token without video"),
+        ({"id": "a", "video": "v.mp4", "conversations": [human("<video>"), gpt("<video>")]}, "video token in answer"),
         ([1, 2], "not a JSON object"),
     ],
 )
@@ -51,6 +59,7 @@ def test_sample_checks(sample, reason):
 def test_good_samples_pass_the_check():
     assert check_sample(image_sample("a", "x.png")) is None
     assert check_sample(text_sample("a")) is None
+    assert check_sample({"id": "v", "video": "v.mp4", "conversations": [human("<video>\nWhat?"), gpt("A.")]}) is None
 
 
 def test_malformed_json_line_is_located(tmp_path):
