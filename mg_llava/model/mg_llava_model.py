@@ -16,8 +16,8 @@ from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_gr
 from mg_llava.registry import MODELS, build
 from .checkpoint import load_trainable_state_dict
 from .token_placement import place_visual_tokens
-from .zero3 import is_partitioned, load_partitioned_state_dict
 from .video_tokens import group_frames, run_in_chunks
+from .zero3 import is_partitioned, load_partitioned_state_dict
 
 
 def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> ProjectorModel:
