@@ -34,7 +34,7 @@ visual_encoder_aux_pretrained = None  # the local-dir folder holds the weights
 pretrained_pth = "work_dirs/mg_llava_tiny_cpu_pretrain/iter_20.pth"  # stage 1's last checkpoint
 high_res = 128  # 768 for the released models
 low_res = 56  # 336
-object_roi_size = 7  # RoIAlign grid before averaging; the released models use 56, which costs CPU time here
+object_roi_size = 56  # RoIAlign output grid before averaging, as the released models
 
 # Data
 data_path = assets + "data/finetune.json"
