@@ -62,14 +62,16 @@ def published_architectures(device):
     llm_from_pretrained, clip_from_pretrained = AutoModelForCausalLM.from_pretrained, CLIPVisionModel.from_pretrained
     create_model = open_clip.create_model
 
-    def llm(path, *args, torch_dtype=None, **kwargs):
+    def llm(pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
+        path = pretrained_model_name_or_path
         if osp.isdir(path):
             return llm_from_pretrained(path, *args, torch_dtype=torch_dtype, **kwargs)
         if path not in hub_llms:
             raise ValueError(f"LLM {path!r} is neither a local folder nor a published one ({sorted(hub_llms)})")
         return AutoModelForCausalLM.from_config(llm_config(hub_llms[path]), torch_dtype=torch_dtype)
 
-    def clip(path, *args, torch_dtype=None, **kwargs):
+    def clip(pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
+        path = pretrained_model_name_or_path
         if osp.isdir(path):
             return clip_from_pretrained(path, *args, torch_dtype=torch_dtype, **kwargs)
         return CLIPVisionModel._from_config(CLIPVisionConfig(**CLIP_VIT_L_336), torch_dtype=torch_dtype)
@@ -290,7 +292,7 @@ def main(argv=None):
     step_macs = {part: float(np.mean([macs[i % len(macs)][part] for i in range(args.steps)])) for part in macs[0]}
     step_flops = 2 * sum(step_macs.values())
     peak, peak_source = peak_tflops(device, args.peak_tflops)
-    parts = dict(timers.seconds)
+    parts = {part: timers.seconds.get(part, 0.0) for part in PARTS}
     parts["other_forward"] = timings.get("forward", 0.0) - sum(parts.values())
     parts["backward"], parts["optimizer"] = timings.get("backward", 0.0), timings.get("optimizer", 0.0)
     shares = {part: value / profiled for part, value in parts.items()}
