@@ -51,30 +51,38 @@ def load_flops_report():
 
 
 @contextlib.contextmanager
-def published_architectures(device):
-    """Hub-named parts are built from their published configs with random weights on ``device``."""
+def published_architectures(model_cfg, device, folder):
+    """Parts of ``model_cfg`` named by a hub id are built from their published configs (written to ``folder`` as
+    config-only checkpoints, which XTuner reads too) with random weights, on ``device``."""
     import open_clip
-    from transformers import AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
+    from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
 
     from mg_llava.model.reference_configs import CLIP_VIT_L_336, LLMS, llm_config
 
     hub_llms = {hub: name for name, (_, _, hub) in LLMS.items()}
-    llm_from_pretrained, clip_from_pretrained = AutoModelForCausalLM.from_pretrained, CLIPVisionModel.from_pretrained
-    create_model = open_clip.create_model
+    llm_path = model_cfg.llm.pretrained_model_name_or_path
+    if not osp.isdir(llm_path):
+        if llm_path not in hub_llms:
+            raise ValueError(f"LLM {llm_path!r} is neither a local folder nor a published one ({sorted(hub_llms)})")
+        llm_config(hub_llms[llm_path]).save_pretrained(osp.join(folder, "llm"))
+        model_cfg.llm.pretrained_model_name_or_path = osp.join(folder, "llm")
 
-    def llm(pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
-        path = pretrained_model_name_or_path
-        if osp.isdir(path):
-            return llm_from_pretrained(path, *args, torch_dtype=torch_dtype, **kwargs)
-        if path not in hub_llms:
-            raise ValueError(f"LLM {path!r} is neither a local folder nor a published one ({sorted(hub_llms)})")
-        return AutoModelForCausalLM.from_config(llm_config(hub_llms[path]), torch_dtype=torch_dtype)
+        def random_llm(pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
+            config = AutoConfig.from_pretrained(pretrained_model_name_or_path)
+            return AutoModelForCausalLM.from_config(config, torch_dtype=torch_dtype)
+
+        model_cfg.llm.type = random_llm
+    clip_path = model_cfg.visual_encoder.pretrained_model_name_or_path
+    if not osp.isdir(clip_path):
+        CLIPVisionConfig(**CLIP_VIT_L_336).save_pretrained(osp.join(folder, "clip"))
+        model_cfg.visual_encoder.pretrained_model_name_or_path = osp.join(folder, "clip")
+    clip_from_pretrained, create_model = CLIPVisionModel.from_pretrained, open_clip.create_model
 
     def clip(pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
-        path = pretrained_model_name_or_path
-        if osp.isdir(path):
-            return clip_from_pretrained(path, *args, torch_dtype=torch_dtype, **kwargs)
-        return CLIPVisionModel._from_config(CLIPVisionConfig(**CLIP_VIT_L_336), torch_dtype=torch_dtype)
+        if pretrained_model_name_or_path == osp.join(folder, "clip"):
+            return CLIPVisionModel._from_config(CLIPVisionConfig.from_pretrained(pretrained_model_name_or_path),
+                                                torch_dtype=torch_dtype)
+        return clip_from_pretrained(pretrained_model_name_or_path, *args, torch_dtype=torch_dtype, **kwargs)
 
     def convnext(name, pretrained=None, **kwargs):
         if not name.startswith("local-dir:"):
@@ -82,22 +90,21 @@ def published_architectures(device):
         return create_model(name, pretrained=pretrained, **dict(kwargs, device=device))
 
     try:
-        AutoModelForCausalLM.from_pretrained, CLIPVisionModel.from_pretrained = llm, clip
-        open_clip.create_model = convnext
+        CLIPVisionModel.from_pretrained, open_clip.create_model = clip, convnext
         with torch.device(device):
-            yield llm
+            yield
     finally:
-        AutoModelForCausalLM.from_pretrained, CLIPVisionModel.from_pretrained = llm_from_pretrained, clip_from_pretrained
-        open_clip.create_model = create_model
+        CLIPVisionModel.from_pretrained, open_clip.create_model = clip_from_pretrained, create_model
 
 
 def build_model(cfg, device, dtype):
+    import tempfile
+
     from xtuner.registry import BUILDER
 
     model_cfg = cfg.model
     model_cfg.pretrained_pth = None
-    with published_architectures(device) as llm_builder:
-        model_cfg.llm.type = llm_builder
+    with tempfile.TemporaryDirectory() as folder, published_architectures(model_cfg, device, folder):
         model = BUILDER.build(model_cfg)
     return model.to(device, dtype).train()
 

@@ -79,3 +79,22 @@ def test_prints_the_table(runs, capsys):
     for text in ["step time (s)", "samples/s", "tokens/s", "peak memory (MB)", "MFU", "% of 0.5 TFLOP/s",
                  "vision side"] + PARTS:
         assert text in table
+
+
+def test_real_configs_build_with_random_weights_at_published_shapes():
+    """The GPU path's model building (hub ids -> published architectures), checked on the meta device: every part is
+    there at its real size and the trainable set follows the stage."""
+    import torch
+    from mmengine.config import Config
+
+    build_model = runpy.run_path(TOOL, run_name="benchmark_train_step")["build_model"]
+    trainable = {}
+    for stage in ["pretrain", "finetune"]:
+        cfg = Config.fromfile(osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15", f"mg_llava_vicuna_7b_v15_{stage}.py"))
+        model = build_model(cfg, torch.device("meta"), torch.bfloat16)
+        assert all(p.is_meta and p.dtype == torch.bfloat16 for p in model.parameters())
+        assert model.llm.config.hidden_size == 4096 and model.visual_encoder.hidden_size == 1024
+        assert model.visual_encoder_aux.out_channels == [192, 384, 768, 1536]
+        assert model.object_features.output_size == 56 and model.object_features.impl == "separable"
+        trainable[stage] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable["finetune"] - trainable["pretrain"] == 6_738_415_616  # Vicuna-7B v1.5
