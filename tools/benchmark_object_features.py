@@ -5,10 +5,11 @@
 Random stage maps shaped like ConvNeXt-L's at the given input (192@S/4, 384@S/8, 768@S/16, 1536@S/32) and random
 boxes (some past the border), fed to ``MultiScaleRoIFeatures`` with ``impl="separable"`` (the default) and
 ``impl="roi_align"`` (mmcv's op on the upsampled map, in chunks: the reference). Time is the best of ``--repeats``
-calls after a warm-up (one call for the slow reference). Peak extra memory is what one call allocates beyond its inputs: on CPU read from the
-profiler's allocation events (every tensor allocation and free, in order, intra-op temporaries included), on CUDA
-from ``torch.cuda.max_memory_allocated``. Agreement is the largest difference from the reference relative to the
-reference's largest magnitude. On a shared CPU the times are noisy: quote ratios from one run.
+calls after a warm-up (one call for the slow reference). Peak extra memory is what one call allocates beyond its
+inputs: on CPU read from the profiler's allocation events (every tensor allocation and free, in order, intra-op
+temporaries included), on CUDA from ``torch.cuda.max_memory_allocated``. Agreement is the largest difference from
+the reference relative to the reference's largest magnitude. On a shared CPU the times are noisy: quote ratios from
+one run.
 """
 import argparse
 import json
@@ -128,8 +129,8 @@ def main(argv=None):
         r = results[impl]
         print(f"{impl:<12}{r['seconds']:>10.3f}{r['speedup']:>9.1f}x{r['peak_extra_mb_per_image']:>22.1f}"
               f"{r['max_rel_err']:>15.2g}")
-    print("targets for separable: " + ", ".join(
-        f"{k} {'>=' if k == 'speedup' else '<='} {TARGETS[k]:g}: {'met' if ok else 'NOT met'}" for k, ok in met.items()))
+    print("targets for separable: " + ", ".join(f"{k} {'>=' if k == 'speedup' else '<='} {TARGETS[k]:g}: "
+                                                f"{'met' if ok else 'NOT met'}" for k, ok in met.items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
