@@ -41,6 +41,14 @@ def count(build, inputs, fake=False):
     return params, counter.get_total_flops() // 2
 
 
+def forward_macs_by_module(fn):
+    """MACs of ``fn()``, run without autograd, per module as FlopCounterMode names them: ``"Global"`` for all,
+    ``"<root class>.<attribute>..."`` for each submodule (a module counts its children)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn()
+    return {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
+
+
 def build_llm(name):
     from transformers import AutoModelForCausalLM
 
