@@ -129,6 +129,10 @@ def main(argv=None):
                 continue
             print("ASSISTANT: ", end="", flush=True)
         answers.append(session.ask(question))
+        if session.image is not None:
+            count = session.last_visual_tokens
+            print(f"[visual tokens: {count['visual_tokens']} (grid {count['granularity'][0]} + "
+                  f"{count['visual_tokens'] - count['granularity'][0]} object)]", flush=True)
         sys.stdout.flush()
     return answers
 

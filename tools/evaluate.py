@@ -83,6 +83,8 @@ def main(argv=None):
                     checkpoint=args.checkpoint, max_new_tokens=max_new_tokens)
     if benchmark.format == "video_qa":
         settings["num_frames"] = loaded.preprocessor.num_frames
+    if args.granularity is not None:  # AVG-LLaVA with a forced granularity: not to be mixed with routed predictions
+        settings["granularity"] = args.granularity
     result = run_evaluation(benchmark, args.out_dir, answerer.prepare, answerer.answer, batch_size=args.batch_size,
                             shard=shard, num_shards=num_shards, on_bad_sample=args.on_bad_sample,
                             num_workers=args.num_workers, settings=settings, progress=not args.no_progress)

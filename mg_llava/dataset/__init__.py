@@ -3,6 +3,7 @@
 Public API (all registered in :data:`mg_llava.registry.MODELS`):
 
 - :class:`ImageViews`, :class:`ViewGeometry`, :func:`load_image`: the two image views and their geometry.
+- :class:`AnyResImageViews`: the same plus LLaVA-NeXT's any-resolution crops of the low-res view.
 - :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules.
 - :class:`LLaVABoxDataset`, :func:`llava_box_collate_fn`: the dataset and the batch of docs/interfaces.md.
 - :class:`ConcatLLaVABoxDataset`: several of them as one mixture (keeps ``modality_length``).
@@ -10,6 +11,7 @@ Public API (all registered in :data:`mg_llava.registry.MODELS`):
 - :class:`ModalityLengthGroupedSampler`: length-grouped batches of one modality (text, image or video).
 - :data:`PROMPT_TEMPLATE`: XTuner's prompt templates plus ``chatml`` (Yi-1.5).
 """
+from .anyres_views import AnyResImageViews, AnyResViews, TileGeometry
 from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxEntry, BoxTable, PreparedBoxes, load_box_file, prepare_boxes
 from .collate import llava_box_collate_fn
 from .concat import ConcatLLaVABoxDataset
@@ -22,6 +24,8 @@ from .video import (DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoFra
                     sample_frame_indices)
 
 __all__ = [
+    "AnyResImageViews",
+    "AnyResViews",
     "BadSample",
     "BadSampleError",
     "BoxEntry",
@@ -40,6 +44,7 @@ __all__ = [
     "VIDEO_TOKEN_INDEX",
     "VideoFrames",
     "VideoReadError",
+    "TileGeometry",
     "ViewGeometry",
     "Views",
     "check_sample",

@@ -4,6 +4,8 @@ from typing import List, Optional, Tuple
 from .generation import generate
 from .loading import LoadedModel
 from .preprocess import ImageSource, PreparedImage, PreparedVideo
+from .preprocess import ImageSource, PreparedImage
+from .visual_tokens import visual_token_counts
 
 
 class ChatSession:
@@ -33,6 +35,7 @@ class ChatSession:
         self.history: List[Tuple[str, str]] = []
         self.image: Optional[PreparedImage] = None
         self.video: Optional[PreparedVideo] = None
+        self.last_visual_tokens: Optional[dict] = None  # the last answer's visual tokens (see visual_token_counts)
         if image is not None:
             self.image = loaded.preprocessor.prepare_image(image, boxes, where="chat image")
         if video is not None:
@@ -50,10 +53,12 @@ class ChatSession:
 
     def ask(self, question: str) -> str:
         preprocessor = self.loaded.preprocessor
-        answer = generate(self.loaded.model, preprocessor.tokenizer, [self.sample(question)],
+        sample = self.sample(question)
+        answer = generate(self.loaded.model, preprocessor.tokenizer, [sample],
                           max_new_tokens=self.max_new_tokens, stop_words=preprocessor.stop_words,
                           temperature=self.temperature, top_p=self.top_p, streamer=self.streamer,
                           device=self.loaded.device)[0]
+        self.last_visual_tokens = visual_token_counts(self.loaded.model, [sample])[0]
         self.history.append((question, answer))
         return answer
 

@@ -34,9 +34,29 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                             "files you trust")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="opt in to running the LLM's own modelling code from its folder or hub repo")
+    group.add_argument("--granularity", type=int,
+                       help="AVG-LLaVA models: give the LLM this many grid tokens per image (576, 288, 144, 72 or "
+                            "36 on the real grid) instead of the router's choice")
 
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
+    loaded = _load_from_args(args)
+    if getattr(args, "granularity", None) is not None:
+        force_granularity(loaded.model, args.granularity)
+    return loaded
+
+
+def force_granularity(model, num_tokens: int) -> None:
+    """Make an AVG-LLaVA model use the granularity with ``num_tokens`` grid tokens for every image."""
+    if not hasattr(model, "granularity_index"):
+        raise SystemExit(f"--granularity needs an AVG-LLaVA model; this one is a {type(model).__name__}")
+    try:
+        model.forced_granularity = model.granularity_index(num_tokens)
+    except ValueError as err:
+        raise SystemExit(f"--granularity {num_tokens}: {err}") from err
+
+
+def _load_from_args(args: argparse.Namespace) -> LoadedModel:
     common = dict(device=args.device, dtype=args.dtype, system=args.system)
     if is_export(args.checkpoint):
         return load_exported(args.checkpoint, trust_remote_code=args.trust_remote_code, **common)

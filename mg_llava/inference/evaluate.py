@@ -33,6 +33,7 @@ from .generation import generate
 from .metrics import extract_option, mme_metrics, multiple_choice_metrics, pope_metrics, vqa_metrics
 from .preprocess import ImageLoadError, MissingBoxesError
 from .video_qa import video_qa_metrics, write_video_qa_answers
+from .visual_tokens import summarize, visual_token_counts
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -99,10 +100,13 @@ class ModelAnswerer:
         prepared = self.loaded.preprocessor.prepare_video(item.image, boxes, where=where)
         return self.loaded.preprocessor.sample(item.question, (), sample_id=item.id, video=prepared)
 
-    def answer(self, samples: Sequence[dict]) -> List[str]:
+    def answer(self, samples: Sequence[dict]) -> List[dict]:
+        """``{"prediction", "visual_tokens", "granularity"}`` per sample."""
         preprocessor = self.loaded.preprocessor
-        return generate(self.loaded.model, preprocessor.tokenizer, samples, max_new_tokens=self.max_new_tokens,
-                        stop_words=preprocessor.stop_words, device=self.loaded.device)
+        texts = generate(self.loaded.model, preprocessor.tokenizer, samples, max_new_tokens=self.max_new_tokens,
+                         stop_words=preprocessor.stop_words, device=self.loaded.device)
+        counts = visual_token_counts(self.loaded.model, samples)
+        return [dict(prediction=text, **count) for text, count in zip(texts, counts)]
 
 
 class _Prepared(Dataset):
@@ -124,8 +128,11 @@ def _as_list(batch):
     return batch
 
 
-def make_record(fmt: str, item: EvalItem, prediction: str) -> dict:
-    record = dict(id=item.id, prediction=prediction, **item.target)
+def make_record(fmt: str, item: EvalItem, prediction) -> dict:
+    """``prediction``: the answer text, or a dict of it (``prediction``) and per-sample extras (visual tokens)."""
+    extra = dict(prediction) if isinstance(prediction, dict) else dict(prediction=prediction)
+    prediction = extra.pop("prediction")
+    record = dict(id=item.id, prediction=prediction, **item.target, **extra)
     if fmt == "multiple_choice":
         record["pred_option"] = extract_option(prediction, item.target["options"])
     return record
@@ -235,6 +242,7 @@ def finalize(benchmark: Benchmark, out_dir: str) -> Optional[dict]:
         bad_rows_skipped=bad_sample_counts(benchmark.bad),
         samples_skipped=bad_sample_counts([BadSample(r["skipped"], r["id"], benchmark.path, "") for r in skipped]),
         metrics=compute_metrics(benchmark.format, ordered),
+        visual_tokens_per_sample=summarize(ordered),
         answer_files=write_answer_files(benchmark.format, ordered, out_dir),
     )
     _write_json(osp.join(out_dir, METRICS_FILE), result)
@@ -249,7 +257,8 @@ def run_evaluation(benchmark: Benchmark, out_dir: str, prepare: Callable[[EvalIt
 
     ``prepare(item) -> sample`` may raise :class:`ImageLoadError`/:class:`MissingBoxesError`: under
     ``on_bad_sample='raise'`` that stops the run (predictions so far are kept), under ``'skip'`` the item gets a
-    skipped record. ``answer(samples) -> texts`` answers one batch.
+    skipped record. ``answer(samples)`` answers one batch: texts, or dicts of the text (``prediction``) and extras
+    the record keeps (the visual tokens of :class:`ModelAnswerer`).
     """
     shard, num_shards = resolve_shard(shard, num_shards)
     os.makedirs(out_dir, exist_ok=True)

@@ -23,6 +23,9 @@ from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, VISION_PREFIXES, LoadedMo
 
 def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, max_shard_size: str = "5GB") -> str:
     """Write ``loaded`` to ``folder`` (created; must be empty if it exists); returns the folder."""
+    if hasattr(loaded.model, "router"):
+        raise NotImplementedError(f"{type(loaded.model).__name__}: the export format has no router yet; use the "
+                                  f"training config and checkpoint (--config, --checkpoint) instead")
     if osp.isdir(folder) and os.listdir(folder):
         raise FileExistsError(f"{folder} exists and is not empty")
     os.makedirs(folder, exist_ok=True)

@@ -1,4 +1,5 @@
 """The multi-granularity vision flow and the MG-LLaVA model (SPEC 1, 3, 4). Importing registers every module."""
+from .avg import AVGLLaVAModel, VisualGranularityRouter, VisualGranularityScaler
 from .channel_concat_fusion import ChannelConcatFusion
 from .checkpoint import load_trainable_state_dict
 from .clip_encoder import CLIPVisionEncoder
@@ -10,6 +11,7 @@ from .object_features import MultiScaleRoIFeatures
 from .token_placement import place_visual_tokens
 
 __all__ = [
+    "AVGLLaVAModel",
     "CLIPVisionEncoder",
     "ChannelConcatFusion",
     "ConvGateFusion",
@@ -17,6 +19,8 @@ __all__ = [
     "MultiScaleRoIFeatures",
     "NoFusion",
     "OpenCLIPConvNeXtEncoder",
+    "VisualGranularityRouter",
+    "VisualGranularityScaler",
     "load_trainable_state_dict",
     "place_visual_tokens",
 ]

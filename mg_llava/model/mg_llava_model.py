@@ -3,6 +3,7 @@
 Shape shorthand: B samples, L tokens, I images in the batch, N_i boxes of image i, T low-res tokens per image
 (576), C low-res channels (1024), [C_k] high-res stage channels, H the LLM width.
 """
+import logging
 from collections import OrderedDict
 from typing import List, Optional, Sequence
 
@@ -141,7 +142,7 @@ class MGLLaVAModel(LLaVAModel):
         missing = sorted(k for k in self.state_dict() if k not in state_dict and not k.startswith("llm."))
         if missing:
             print_log(f"{path} has no weights for {missing}; they keep their initial values", "current",
-                      level="WARNING")
+                      level=logging.WARNING)
         if is_partitioned(self):  # ZeRO-3 (Yi-1.5-34B's stage 2): gathered module by module
             load_partitioned_state_dict(self, state_dict)
         else:
