@@ -55,9 +55,10 @@ def deformable_attention(attn: MultiScaleDeformableAttention, query: torch.Tenso
     value, weights = value.float(), weights.float()
     if value.is_cuda:
         level_start_index = torch.cat([spatial_shapes.new_zeros(1), spatial_shapes.prod(-1).cumsum(0)[:-1]])
+        # the kernel walks the batch in steps of min(I, im2col_step) and requires I to be a multiple of it
+        step = math.gcd(images, attn.im2col_step)
         sampled = MultiScaleDeformableAttnFunction.apply(value, spatial_shapes.to(value.device),
-                                                         level_start_index.to(value.device), locations, weights,
-                                                         attn.im2col_step)
+                                                         level_start_index.to(value.device), locations, weights, step)
     else:
         sampled = multi_scale_deformable_attn_pytorch(value, spatial_shapes, locations, weights)
     return attn.output_proj(sampled.to(query.dtype))
