@@ -101,13 +101,15 @@ model = dict(
 #######################################################################
 #                      PART 3  Dataset & Dataloader                   #
 #######################################################################
+image_views = dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res)
+
 llava_dataset = dict(
     type=LLaVABoxDataset,
     data_path=data_path,
     image_folder=image_folder,
     box_file=box_file,
     tokenizer=tokenizer,
-    image_views=dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res),
+    image_views=image_views,
     dataset_map_fn=llava_map_fn,
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,
