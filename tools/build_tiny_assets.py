@@ -2,7 +2,7 @@
 
     python tools/build_tiny_assets.py [OUT_DIR]     (default: work_dirs/tiny_assets, what the tiny configs read)
 
-Writes OUT_DIR/models/{clip,convnext,owlv2,llm_vicuna,llm_llama3,llm_phi3,llm_yi} and OUT_DIR/data/{images/,
+Writes OUT_DIR/models/{clip,clip_deep,convnext,owlv2,llm_vicuna,llm_llama3,llm_phi3,llm_yi} and OUT_DIR/data/{images/,
 pretrain.json, finetune.json, boxes.json} plus the tiny videos: OUT_DIR/data/{videos/, video_pretrain.json,
 video_finetune.json, video_boxes.json, video_qa.jsonl, video_qa_boxes.json}. Folders already complete are kept.
 """

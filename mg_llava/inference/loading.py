@@ -74,6 +74,8 @@ def _type_name(cfg) -> str:
 def _plain(value):
     if isinstance(value, torch.dtype):
         return str(value).replace("torch.", "")
+    if isinstance(value, dict) and "type" in value:  # a nested module config (MMFuser's high_res_fusion)
+        return _module_spec(value, keep_type=True)
     return value
 
 

@@ -6,6 +6,7 @@ from .clip_encoder import CLIPVisionEncoder
 from .conv_gate_fusion import ConvGateFusion
 from .convnext_encoder import OpenCLIPConvNeXtEncoder
 from .mg_llava_model import MGLLaVAModel
+from .multi_layer_deformable_fusion import MultiLayerDeformableFusion
 from .no_fusion import NoFusion
 from .object_features import MultiScaleRoIFeatures
 from .token_placement import place_visual_tokens
@@ -16,6 +17,7 @@ __all__ = [
     "ChannelConcatFusion",
     "ConvGateFusion",
     "MGLLaVAModel",
+    "MultiLayerDeformableFusion",
     "MultiScaleRoIFeatures",
     "NoFusion",
     "OpenCLIPConvNeXtEncoder",

@@ -41,8 +41,9 @@ class MGLLaVAModel(LLaVAModel):
         visual_encoder: the low-res encoder, returning tokens (I, T, C): ``CLIPVisionEncoder``.
         visual_encoder_aux: the high-res encoder, returning the stage maps: ``OpenCLIPConvNeXtEncoder``; None when
             neither the fusion nor the object branch reads it.
-        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` config; its channels come from the
-            encoders.
+        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` config, or ``MultiLayerDeformableFusion``
+            (MMFuser; it reads as many CLIP layers as the encoder's ``select_layer`` gives); its channels come from
+            the encoders.
         object_features: ``MultiScaleRoIFeatures`` config, or None for no object tokens (ablation).
         freeze_llm: True in stage 1, False in stage 2. The encoders are always frozen; the fusion and both
             projectors always train.
@@ -73,6 +74,10 @@ class MGLLaVAModel(LLaVAModel):
             self.visual_encoder_aux = self._build_from_cfg_or_module(visual_encoder_aux)
             channels["high_channels"] = self.visual_encoder_aux.out_channels[-1]
         self.fuse_module = build(fusion, **channels)
+        layers, wanted = getattr(self.visual_encoder, "num_layers", 1), getattr(self.fuse_module, "in_layers", 1)
+        if layers != wanted:
+            raise ValueError(f"{type(self.fuse_module).__name__} reads {wanted} CLIP layer(s) but the visual encoder "
+                             f"returns {layers} (its select_layer)")
 
         llm_hidden_size = self.llm.config.hidden_size
         self.projector = mlp_projector(self.fuse_module.out_channels, llm_hidden_size, projector_depth)
