@@ -3,7 +3,8 @@
 Public API (all registered in :data:`mg_llava.registry.MODELS`):
 
 - :class:`ImageViews`, :class:`ViewGeometry`, :func:`load_image`: the two image views and their geometry.
-- :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules.
+- :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules;
+  :func:`prepare_boxes_released` reproduces the released code's rules (``box_rule='released'``).
 - :class:`LLaVABoxDataset`, :func:`llava_box_collate_fn`: the dataset and the batch of docs/interfaces.md.
 - :class:`ConcatLLaVABoxDataset`: several of them as one mixture (keeps ``modality_length``).
 - :data:`PROMPT_TEMPLATE`: XTuner's prompt templates plus ``chatml`` (Yi-1.5).
@@ -14,9 +15,11 @@ from .concat import ConcatLLaVABoxDataset
 from .conversations import BadSample, BadSampleError, check_sample, read_llava_file
 from .image_views import ImageViews, ViewGeometry, Views, load_image
 from .llava_box_dataset import LLaVABoxDataset
+from .released_boxes import BOX_RULES, apply_box_rule, prepare_boxes_released
 from .templates import CHATML_TEMPLATE, PROMPT_TEMPLATE
 
 __all__ = [
+    "BOX_RULES",
     "BadSample",
     "BadSampleError",
     "BoxEntry",
@@ -29,6 +32,7 @@ __all__ = [
     "NMS_IOU_THRESHOLD",
     "PROMPT_TEMPLATE",
     "PreparedBoxes",
+    "apply_box_rule",
     "ViewGeometry",
     "Views",
     "check_sample",
@@ -36,5 +40,6 @@ __all__ = [
     "load_box_file",
     "load_image",
     "prepare_boxes",
+    "prepare_boxes_released",
     "read_llava_file",
 ]

@@ -51,9 +51,10 @@ from xtuner.dataset.map_fns import llava_map_fn
 from xtuner.utils import IMAGE_TOKEN_INDEX
 
 from ..registry import MODELS, build
-from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file, prepare_boxes
+from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file
 from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
 from .image_views import ImageViews
+from .released_boxes import BOX_RULES, apply_box_rule
 
 TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "length")
 MAX_CONSECUTIVE_REPLACEMENTS = 16  # unreadable images in a row before '__getitem__' gives up
@@ -84,6 +85,8 @@ class LLaVABoxDataset(Dataset):
             ``dict(type=template_map_fn_factory, template=...)``).
         max_length: text tokens kept per sample (image and box tokens come on top).
         max_boxes, iou_threshold: the box rules (:func:`prepare_boxes`).
+        box_rule: ``'clean'`` (the default, for new models) or ``'released'``: the rules the released checkpoints
+            were trained with (:mod:`.released_boxes`), to fine-tune them on the distribution they saw.
         on_bad_sample: ``'raise'`` or ``'skip'`` (see the module docstring).
         allow_missing_boxes: an image sample without a box entry gets zero boxes (counted and logged) instead of
             being a bad sample.
@@ -113,14 +116,19 @@ class LLaVABoxDataset(Dataset):
         allow_missing_boxes: bool = False,
         num_proc: Optional[int] = None,
         box_cache_dir: Optional[str] = None,
+        box_rule: str = "clean",
     ):
         super().__init__()
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
             raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
+        if box_rule not in BOX_RULES:
+            raise ValueError(f"box_rule must be one of {BOX_RULES}, got {box_rule!r}")
         self.image_folder = image_folder
         self.image_views: ImageViews = build(image_views)
         self.max_boxes = max_boxes
         self.iou_threshold = iou_threshold
+        self.box_rule = box_rule
+        self.max_length = max_length  # the released rule keeps 1 box per label near it
         self.on_bad_sample = on_bad_sample
         self.allow_missing_boxes = allow_missing_boxes
         self.skipped: List[BadSample] = []  # samples left out at start-up (policy 'skip')
@@ -296,16 +304,18 @@ class LLaVABoxDataset(Dataset):
             raise UnreadableImage(path) from err
         sample["pixel_values"] = image.pixel_values[None]
         sample["pixel_values_aux"] = image.pixel_values_aux[None]
-        sample["boxes"] = [self._boxes(index, image.geometry, row["id"])]
+        sample["boxes"] = [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))]
         return sample
 
-    def _boxes(self, index: int, geometry, sample_id: str) -> torch.Tensor:
+    def _boxes(self, index: int, geometry, sample_id: str, text_length: int) -> torch.Tensor:
         """(N, 4) boxes of sample ``index`` in high-res input pixels."""
         row = self.box_rows[index]
         if row < 0:
-            return torch.zeros(0, 4)
-        boxes, scores, label_ids = self.box_table.arrays(row)
-        prepared = prepare_boxes(boxes, scores, label_ids, geometry, self.max_boxes, self.iou_threshold)
+            boxes, scores, label_ids = np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+        else:
+            boxes, scores, label_ids = self.box_table.arrays(row)
+        prepared = apply_box_rule(self.box_rule, boxes, scores, label_ids, geometry, self.max_boxes,
+                                  self.iou_threshold, text_length, self.max_length)
         if prepared.num_degenerate:
             self._log_event(
                 "degenerate boxes",
