@@ -12,12 +12,19 @@ class ConcatLLaVABoxDataset(ConcatDataset):
 
     Unlike XTuner's ``ConcatDataset`` it exposes ``modality_length`` (the parts' lists, joined), so stage 2 can use
     ``LengthGroupedSampler(length_property='modality_length')`` over the whole mixture.
+
+    Keyword arguments are settings every part's config shares (tokenizer, template, image views, limits): each part
+    gets them unless it sets its own, so a config states them once for the whole mixture.
     """
 
-    def __init__(self, datasets):
+    def __init__(self, datasets, **shared):
         if not datasets:
             raise ValueError("ConcatLLaVABoxDataset needs at least one dataset")
-        super().__init__([build(dataset) for dataset in datasets])
+        built = [type(dataset).__name__ for dataset in datasets if not isinstance(dataset, dict)]
+        if shared and built:
+            raise TypeError(f"ConcatLLaVABoxDataset: the shared settings {sorted(shared)} apply to dataset configs, "
+                            f"but {len(built)} of the datasets are already built ({built[0]})")
+        super().__init__([build(dataset, **shared) for dataset in datasets])
 
     @property
     def modality_length(self) -> List[int]:

@@ -1,5 +1,6 @@
 """Every shipped config parses; every real-backbone config builds its model on the meta device (no weights) with the
-parameter count equal to the sum of its parts; the recipes carry SPEC 3's hyper-parameters."""
+parameter count equal to the sum of its parts; the recipes carry SPEC 3's hyper-parameters, and a config's settings
+reach every place its shared base parts hold them."""
 import contextlib
 import os.path as osp
 from glob import glob
@@ -13,7 +14,7 @@ from mg_llava.model import MGLLaVAModel
 from mg_llava.model.reference_configs import CLIP_VIT_L_336, LLMS, llm_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = sorted(glob(osp.join(ROOT, "xtuner_configs", "**", "*.py"), recursive=True))
+CONFIGS = sorted(p for p in glob(osp.join(ROOT, "xtuner_configs", "**", "*.py"), recursive=True) if "/_base_/" not in p)
 REAL = [c for c in CONFIGS if "/tiny/" not in c]
 HUB_TO_NAME = {hub: name for name, (_, _, hub) in LLMS.items()}
 TEMPLATES = {"Phi-3-mini-4k": "phi3_chat", "Vicuna-7B": "vicuna", "Vicuna-13B": "vicuna",
@@ -57,6 +58,56 @@ def test_config_parses_with_its_recipe(path):
     sampler = cfg.train_dataloader.sampler.type.__name__
     assert sampler == ("LengthGroupedSampler" if stage2 else "DefaultSampler")
     assert cfg.max_boxes == 100 and cfg.high_res == 768 and cfg.low_res == 336
+
+
+def _strings(value):
+    """Every string in a resolved config (lazy objects as their import paths)."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=_id)
+def test_settings_reach_every_part_that_holds_them(path):
+    """mmengine copies a base part's dicts, so a config that changes a setting must point each copy at it: the
+    tokenizer, LLM, datasets, batch and schedule all agree with the config's own variables, and nothing of the shared
+    Vicuna-7B default is left behind in another LLM's config."""
+    cfg = Config.fromfile(path)
+    dataset = cfg.train_dataloader.dataset
+    assert cfg.tokenizer.pretrained_model_name_or_path == cfg.llm_name_or_path
+    assert cfg.model.llm.pretrained_model_name_or_path == cfg.llm_name_or_path
+    assert dataset.tokenizer == cfg.tokenizer
+    assert dataset.template_map_fn.template == cfg.prompt_template
+    assert dataset.image_views == cfg.image_views and dataset.max_length == cfg.max_length
+    assert cfg.model.get("pretrained_pth") == cfg.get("pretrained_pth")
+    assert cfg.train_dataloader.batch_size == cfg.batch_size
+    assert cfg.optim_wrapper.optimizer.lr == cfg.lr
+    assert cfg.train_cfg.max_epochs == cfg.param_scheduler[1].end == cfg.max_epochs
+    assert cfg.param_scheduler[0].end == cfg.param_scheduler[1].begin == cfg.warmup_ratio * cfg.max_epochs
+    assert cfg.default_hooks.checkpoint.interval == cfg.save_steps
+    if cfg.train_dataloader.sampler.type.__name__ == "LengthGroupedSampler":
+        assert cfg.train_dataloader.sampler.per_device_batch_size == cfg.batch_size * cfg.accumulative_counts
+    if "strategy" in cfg:
+        assert cfg.strategy.train_micro_batch_size_per_gpu == cfg.batch_size
+        assert cfg.strategy.gradient_accumulation_steps == cfg.accumulative_counts
+    else:
+        assert cfg.optim_wrapper.accumulative_counts == cfg.accumulative_counts
+    strings = _strings(cfg.to_dict())
+    if cfg.llm_name_or_path != "lmsys/vicuna-7b-v1.5":
+        assert "lmsys/vicuna-7b-v1.5" not in strings
+    if cfg.prompt_template != PROMPT_TEMPLATE.vicuna:
+        assert "mg_llava.dataset.PROMPT_TEMPLATE.vicuna" not in strings
+
+
+@pytest.mark.parametrize("path", REAL, ids=_id)
+def test_real_config_file_holds_only_what_is_specific_to_it(path):
+    """A backbone's config is a short file on the shared parts of xtuner_configs/_base_/."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert len(lines) < 90, f"{_id(path)}: {len(lines)} lines"
+    assert any("from .._base_." in line or "from .mg_llava_" in line for line in lines)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import HIGH_RES
-from dataset_helpers import gpt, human, image_sample, text_sample
+from dataset_helpers import gpt, human, image_sample, text_sample, write_boxes, write_jsonl
 from mmengine.config import Config
 from xtuner.dataset.samplers import LengthGroupedSampler
 
@@ -164,3 +164,23 @@ def test_concatenation_keeps_modality_length(dataset, make_dataset):
     assert sorted(sampler) == list(range(6))
     with pytest.raises(ValueError, match="needs at least one dataset"):
         ConcatLLaVABoxDataset([])
+
+
+def test_concatenation_gives_shared_settings_to_each_part_config(dataset, views, tokenizers, image_folder, tmp_path):
+    """Settings given once to the mixture reach every part's config; a part's own setting wins."""
+    from xtuner.dataset.map_fns import template_map_fn_factory
+
+    from mg_llava.dataset import PROMPT_TEMPLATE, ConcatLLaVABoxDataset
+
+    data_path = write_jsonl(tmp_path / "parts.jsonl", SAMPLES)
+    box_file = write_boxes(tmp_path / "part_boxes.json", BOX_ENTRIES)
+    part = dict(type=LLaVABoxDataset, data_path=data_path, box_file=box_file)
+    shared = dict(image_folder=image_folder, image_views=views, tokenizer=tokenizers["vicuna"], num_proc=1,
+                  template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE.vicuna), max_length=256)
+    mixture = ConcatLLaVABoxDataset([part, dict(part, max_boxes=1)], **shared)
+    assert len(mixture) == 8
+    for i in range(4):  # the first part is built exactly like the fixture's dataset
+        assert list(mixture[i]["input_ids"]) == list(dataset[i]["input_ids"])
+    assert dataset[0]["boxes"][0].shape == (2, 4) and mixture[4]["boxes"][0].shape == (1, 4)  # the part's own limit
+    with pytest.raises(TypeError, match="already built"):
+        ConcatLLaVABoxDataset([dataset, part], **shared)

@@ -83,6 +83,15 @@ def test_export_tool_and_chat_from_the_export(exported, tiny_data, capsys):
         load_tool("export").main(["--checkpoint", exported, "--out-dir", exported])
 
 
+def tiny_finetune_config_at(assets, tmp_path):
+    """The tiny stage-2 config, flat (tools/list_configs.py --dump), with its assets at ``assets``."""
+    text = load_tool("list_configs").dump_config(str(ROOT / "xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py"))
+    assert "'work_dirs/tiny_assets/models/clip'" in text
+    config = tmp_path / "finetune.py"
+    config.write_text(text.replace("work_dirs/tiny_assets/", f"{assets}/"))
+    return config
+
+
 def test_training_config_and_unsafe_checkpoints(tiny_models, tiny_data, loaded, trained_checkpoint, tmp_path):
     """A training config (its assets pointed at the tiny models); an mmengine training checkpoint of this project
     (message-hub state included) loads safely; a file holding other Python objects is refused unless
@@ -96,10 +105,7 @@ def test_training_config_and_unsafe_checkpoints(tiny_models, tiny_data, loaded, 
     assets = tmp_path / "assets"
     (assets / "data").mkdir(parents=True)
     os.symlink(osp.dirname(tiny_models["clip"]), assets / "models")
-    config_text = (ROOT / "xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py").read_text()
-    assert 'assets = "work_dirs/tiny_assets/"' in config_text
-    config = tmp_path / "finetune.py"
-    config.write_text(config_text.replace('assets = "work_dirs/tiny_assets/"', f'assets = "{assets}/"'))
+    config = tiny_finetune_config_at(assets, tmp_path)
 
     hub = MessageHub.get_instance("inference_test")
     hub.update_scalar("train/loss", 1.0)
@@ -137,9 +143,7 @@ def test_xtuner_pth_to_hf_exports_the_whole_model(tiny_models, loaded, trained_c
     assets = tmp_path / "assets"
     (assets / "data").mkdir(parents=True)
     os.symlink(osp.dirname(tiny_models["clip"]), assets / "models")
-    config = tmp_path / "finetune.py"
-    config.write_text((ROOT / "xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py").read_text()
-                      .replace('assets = "work_dirs/tiny_assets/"', f'assets = "{assets}/"'))
+    config = tiny_finetune_config_at(assets, tmp_path)
     checkpoint = tmp_path / "iter_40.pth"
     torch.save(dict(meta=dict(iter=40), state_dict=torch.load(trained_checkpoint, weights_only=True)), checkpoint)
     out = tmp_path / "hf"

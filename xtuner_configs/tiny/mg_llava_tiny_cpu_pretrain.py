@@ -1,27 +1,17 @@
-# MG-LLaVA stage 1 (pretrain) on the tiny CPU default: tiny models and the bundled photo dataset, fp32, gloo.
+# MG-LLaVA stage 1 (pretrain) on the tiny CPU default: tiny models and the bundled photo dataset, fp32, gloo. The shared
+# model, schedule and runtime parts with the tiny sizes, paths and CPU settings.
 # Build the assets first:  python tools/build_tiny_assets.py work_dirs/tiny_assets
 # Then:                    xtuner train xtuner_configs/tiny/mg_llava_tiny_cpu_pretrain.py
+from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler
-from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
-from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
-from torch.optim import AdamW
-from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessor
-from xtuner.dataset.map_fns import llava_map_fn, template_map_fn_factory
-from xtuner.engine.runner import TrainLoop
+from mmengine.optim import OptimWrapper
 
-from mg_llava.dataset import PROMPT_TEMPLATE, ImageViews, LLaVABoxDataset, llava_box_collate_fn
-from mg_llava.model import (
-    CLIPVisionEncoder,
-    ConvGateFusion,
-    MGLLaVAModel,
-    MultiScaleRoIFeatures,
-    OpenCLIPConvNeXtEncoder,
-)
+from mg_llava.dataset import llava_box_collate_fn
 
-# mmengine parses this file in lazy-import mode: the imports above load nothing until an object is built. Importing
-# mg_llava now applies its compatibility patches (mg_llava/compat.py) before XTuner reads a --resume checkpoint and
-# before torch.distributed starts.
-__import__("mg_llava")
+with read_base():
+    from .._base_.datasets.llava_box_dataset import *
+    from .._base_.default_runtime import *
+    from .._base_.schedules.adamw_warmup_cosine import *
 
 #######################################################################
 #                          PART 1  Settings                           #
@@ -40,7 +30,6 @@ object_roi_size = 7  # RoIAlign grid before averaging; the released models use 5
 data_path = assets + "data/pretrain.json"
 image_folder = assets + "data/images"
 box_file = assets + "data/boxes.json"
-prompt_template = PROMPT_TEMPLATE.vicuna
 max_length = 512
 max_boxes = 100
 
@@ -49,11 +38,7 @@ batch_size = 4  # per device; global batch = batch_size x processes x accumulati
 accumulative_counts = 1
 dataloader_num_workers = 0
 max_epochs = 10
-optim_type = AdamW
 lr = 1e-2  # the real recipes: 1e-3; the frozen LLM here is random, so the projectors need more
-betas = (0.9, 0.999)
-weight_decay = 0
-max_norm = 1  # grad clip
 warmup_ratio = 0.1  # of the iterations (the real recipes: 0.03; the tiny run needs at least one warm-up step)
 
 # Save
@@ -63,44 +48,25 @@ save_total_limit = -1
 #######################################################################
 #            PART 2  Model & Tokenizer & Image Processor              #
 #######################################################################
-tokenizer = dict(
-    type=AutoTokenizer.from_pretrained,
-    pretrained_model_name_or_path=llm_name_or_path,
-    padding_side="right",
-)
-
-image_processor = dict(
-    type=CLIPImageProcessor.from_pretrained,
-    pretrained_model_name_or_path=visual_encoder_name_or_path,
-)
-
-model = dict(
-    type=MGLLaVAModel,
-    freeze_llm=True,
-    use_activation_checkpointing=False,
-    llm=dict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=llm_name_or_path),
-    visual_encoder=dict(type=CLIPVisionEncoder, pretrained_model_name_or_path=visual_encoder_name_or_path),
-    visual_encoder_aux=dict(
-        type=OpenCLIPConvNeXtEncoder, model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained
-    ),
-    fusion=dict(type=ConvGateFusion),
-    object_features=dict(type=MultiScaleRoIFeatures, output_size=object_roi_size),
-)
+# The shared parts, pointed at the settings above; the LLM stays in fp32 on CPU.
+tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
+image_processor.pretrained_model_name_or_path = visual_encoder_name_or_path
+image_views.update(image_processor=image_processor, high_res=high_res, low_res=low_res)
+model.llm.pop("torch_dtype")
+model.visual_encoder.pretrained_model_name_or_path = visual_encoder_name_or_path
+model.visual_encoder_aux.update(model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained)
+model.object_features.output_size = object_roi_size
 
 #######################################################################
 #                      PART 3  Dataset & Dataloader                   #
 #######################################################################
-llava_dataset = dict(
-    type=LLaVABoxDataset,
+llava_dataset.update(
     data_path=data_path,
     image_folder=image_folder,
     box_file=box_file,
     tokenizer=tokenizer,
-    image_views=dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res),
-    dataset_map_fn=llava_map_fn,
-    template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
+    image_views=image_views,
     max_length=max_length,
-    max_boxes=max_boxes,
     num_proc=1,
 )
 
@@ -122,50 +88,15 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=max_norm, error_if_nonfinite=False),
     accumulative_counts=accumulative_counts,
 )
-
-param_scheduler = [
-    dict(
-        type=LinearLR,
-        start_factor=1e-5,
-        by_epoch=True,
-        begin=0,
-        end=warmup_ratio * max_epochs,
-        convert_to_iter_based=True,
-    ),
-    dict(
-        type=CosineAnnealingLR,
-        eta_min=0.0,
-        by_epoch=True,
-        begin=warmup_ratio * max_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True,
-    ),
-]
-
-train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
+param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
+param_scheduler[1].end = train_cfg.max_epochs = max_epochs
 
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
-default_hooks = dict(
-    timer=dict(type=IterTimerHook),
-    logger=dict(type=LoggerHook, log_metric_by_epoch=False, interval=1),
-    param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=save_steps, max_keep_ckpts=save_total_limit),
-    sampler_seed=dict(type=DistSamplerSeedHook),
-)
-
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-    dist_cfg=dict(backend="gloo"),
-)
-
+default_hooks.logger.interval = 1
+default_hooks.checkpoint.update(interval=save_steps, max_keep_ckpts=save_total_limit)
+env_cfg.dist_cfg.backend = "gloo"
 # Multi-process on CPU: DDP without device ids (mmengine's default names the GPU of LOCAL_RANK).
 model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
-visualizer = None
-log_level = "INFO"
-load_from = None
-resume = False
-randomness = dict(seed=42, deterministic=False)
-log_processor = dict(by_epoch=False, window_size=1)  # log each iteration's own loss
+log_processor.window_size = 1  # log each iteration's own loss

@@ -1,0 +1,60 @@
+# MG-LLaVA stage 2 (instruction tuning), the recipe every backbone shares: starts from the stage-1 checkpoint
+# (pretrained_pth) and trains the LLM (full), the fusion and both projectors; CLIP and ConvNeXt stay frozen. DeepSpeed
+# ZeRO-2, bf16, gradient checkpointing, length-grouped batches, lr 2e-5, global batch 128. Vicuna-7B v1.5 unless a
+# config says otherwise.
+from mmengine.config import read_base
+from xtuner.dataset.samplers import LengthGroupedSampler
+
+from mg_llava.dataset import LLaVABoxDataset
+
+with read_base():
+    from .datasets.llava_box_mixture import *
+    from .default_runtime import *
+    from .schedules.deepspeed_zero2_bf16 import *
+
+pretrained_pth = "./work_dirs/mg_llava_vicuna_7b_v15_pretrain/iter_4942.pth"  # stage 1's last checkpoint: adjust
+model.update(freeze_llm=False, pretrained_pth=pretrained_pth, use_activation_checkpointing=True)
+
+lr = 2e-5
+optim_wrapper.optimizer.lr = lr
+batch_size = 16  # per device
+accumulative_counts = 1  # global batch 128 = 16 x 8 x 1
+strategy.train_micro_batch_size_per_gpu = batch_size
+
+# Data: LLaVA-665K mix + ALLaVA instructions (692K) + 25K (ShareGPT4V, DocVQA, DVQA, AI2D), with their box files
+llava_mix_data_path = data_root + "LLaVA-Instruct-150K/llava_v1_5_mix665k.json"
+llava_mix_image_folder = data_root + "llava_images"
+llava_mix_box_file = data_root + "boxes/llava_v1_5_mix665k_boxes.json"
+allava_instruct_data_path = data_root + "ALLaVA/allava_instruct_692k.json"
+allava_instruct_image_folder = data_root + "ALLaVA/images"
+allava_instruct_box_file = data_root + "boxes/allava_instruct_692k_boxes.json"
+extra_data_path = data_root + "extra/sharegpt4v_docvqa_dvqa_ai2d_25k.json"
+extra_image_folder = data_root + "extra/images"
+extra_box_file = data_root + "boxes/sharegpt4v_docvqa_dvqa_ai2d_25k_boxes.json"
+
+train_dataloader.batch_size = batch_size
+train_dataloader.dataset.datasets = [
+    dict(  # LLaVA-665K
+        type=LLaVABoxDataset,
+        data_path=llava_mix_data_path,
+        image_folder=llava_mix_image_folder,
+        box_file=llava_mix_box_file,
+    ),
+    dict(  # ALLaVA instructions
+        type=LLaVABoxDataset,
+        data_path=allava_instruct_data_path,
+        image_folder=allava_instruct_image_folder,
+        box_file=allava_instruct_box_file,
+    ),
+    dict(  # 25K extra
+        type=LLaVABoxDataset,
+        data_path=extra_data_path,
+        image_folder=extra_image_folder,
+        box_file=extra_box_file,
+    ),
+]
+train_dataloader.sampler = dict(
+    type=LengthGroupedSampler,
+    length_property="modality_length",
+    per_device_batch_size=batch_size * accumulative_counts,
+)
