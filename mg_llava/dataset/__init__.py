@@ -5,6 +5,8 @@ Public API (all registered in :data:`mg_llava.registry.MODELS`):
 - :class:`ImageViews`, :class:`ViewGeometry`, :func:`load_image`: the two image views and their geometry.
 - :class:`AnyResImageViews`: the same plus LLaVA-NeXT's any-resolution crops of the low-res view.
 - :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules.
+- :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules;
+  :func:`prepare_boxes_released` reproduces the released code's rules (``box_rule='released'``).
 - :class:`LLaVABoxDataset`, :func:`llava_box_collate_fn`: the dataset and the batch of docs/interfaces.md.
 - :class:`ConcatLLaVABoxDataset`: several of them as one mixture (keeps ``modality_length``).
 - :func:`read_video`, :func:`sample_frame_indices`: video decoding (PyAV or a frames folder) and the frame choice.
@@ -19,6 +21,7 @@ from .conversations import BadSample, BadSampleError, check_sample, read_llava_f
 from .image_views import ImageViews, ViewGeometry, Views, load_image
 from .llava_box_dataset import LLaVABoxDataset
 from .sampler import ModalityLengthGroupedSampler
+from .released_boxes import BOX_RULES, apply_box_rule, prepare_boxes_released
 from .templates import CHATML_TEMPLATE, PROMPT_TEMPLATE
 from .video import (DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoFrames, VideoReadError, read_video,
                     sample_frame_indices)
@@ -26,6 +29,7 @@ from .video import (DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoFra
 __all__ = [
     "AnyResImageViews",
     "AnyResViews",
+    "BOX_RULES",
     "BadSample",
     "BadSampleError",
     "BoxEntry",
@@ -45,6 +49,7 @@ __all__ = [
     "VideoFrames",
     "VideoReadError",
     "TileGeometry",
+    "apply_box_rule",
     "ViewGeometry",
     "Views",
     "check_sample",
@@ -52,6 +57,7 @@ __all__ = [
     "load_box_file",
     "load_image",
     "prepare_boxes",
+    "prepare_boxes_released",
     "read_llava_file",
     "read_video",
     "sample_frame_indices",

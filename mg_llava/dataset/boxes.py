@@ -318,6 +318,34 @@ class PreparedBoxes:
     num_degenerate: int  # boxes kept by NMS/limit but dropped because nothing was left after clipping
 
 
+def padded_square_boxes(boxes: np.ndarray, geometry: ViewGeometry) -> torch.Tensor:
+    """(N, 4) xyxy original-image pixels -> (N, 4) float32 padded-square pixels (shifted by the pad offset)."""
+    square = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4).clone()
+    square[:, 0::2] += geometry.pad_x
+    square[:, 1::2] += geometry.pad_y
+    return square
+
+
+def class_aware_nms(square: torch.Tensor, scores: np.ndarray, label_ids: np.ndarray,
+                    iou_threshold: float) -> np.ndarray:
+    """Indices (int64) of the boxes that survive NMS within each label, by descending score, ties by file order.
+
+    ``square``: (N, 4) xyxy boxes (any one pixel space); ``scores``, ``label_ids``: (N,).
+    """
+    from mmcv.ops import batched_nms
+
+    # batched_nms separates labels by offsetting each label's boxes past the largest coordinate, which only holds
+    # for non-negative coordinates; NMS is translation invariant, so move the boxes there first.
+    nms_input = square - square.min().clamp(max=0)
+    _, keep = batched_nms(
+        nms_input, torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(label_ids, dtype=torch.long),
+        dict(type="nms", iou_threshold=iou_threshold),
+    )
+    keep = keep.numpy()
+    order = np.lexsort((keep, -np.asarray(scores)[keep]))  # descending score, ties by file order
+    return keep[order].astype(np.int64)
+
+
 @MODELS.register_module()
 def prepare_boxes(
     boxes: np.ndarray,
@@ -340,25 +368,14 @@ def prepare_boxes(
     rescale to high-res input pixels; clip to the image's rectangle in the view (inside [0, S_high]: a box part
     over the padding has no image under it); drop boxes with zero width or height after clipping.
     """
-    from mmcv.ops import batched_nms
     from mmdet.structures.bbox import HorizontalBoxes
 
     num = len(scores)
     if num == 0:
         return PreparedBoxes(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 0)
-    square = HorizontalBoxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(num, 4).clone())
-    square.translate_([geometry.pad_x, geometry.pad_y])
-    score_t = torch.as_tensor(scores, dtype=torch.float32)
-    # batched_nms separates labels by offsetting each label's boxes past the largest coordinate, which only holds
-    # for non-negative coordinates; NMS is translation invariant, so move the boxes there first.
-    nms_input = square.tensor - square.tensor.min().clamp(max=0)
-    _, keep = batched_nms(
-        nms_input, score_t, torch.as_tensor(label_ids, dtype=torch.long),
-        dict(type="nms", iou_threshold=iou_threshold),
-    )
-    keep = keep.numpy()
-    order = np.lexsort((keep, -scores[keep]))  # descending score, ties by file order
-    keep = torch.from_numpy(keep[order][:max_boxes].astype(np.int64))
+    square = HorizontalBoxes(padded_square_boxes(boxes, geometry))
+    keep = class_aware_nms(square.tensor, scores, label_ids, iou_threshold)
+    keep = torch.from_numpy(keep[:max_boxes])
 
     high = square[keep]
     high.rescale_([geometry.scale, geometry.scale])

@@ -59,9 +59,10 @@ from xtuner.dataset.map_fns import llava_map_fn
 from xtuner.utils import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 
 from ..registry import MODELS, build
-from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file, prepare_boxes
+from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file
 from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
 from .image_views import ImageViews
+from .released_boxes import BOX_RULES, apply_box_rule
 from .video import DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoReadError, read_video
 
 TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "length")  # and "video" if any
@@ -94,6 +95,8 @@ class LLaVABoxDataset(Dataset):
             ``dict(type=template_map_fn_factory, template=...)``).
         max_length: text tokens kept per sample (image and box tokens come on top).
         max_boxes, iou_threshold: the box rules (:func:`prepare_boxes`).
+        box_rule: ``'clean'`` (the default, for new models) or ``'released'``: the rules the released checkpoints
+            were trained with (:mod:`.released_boxes`), to fine-tune them on the distribution they saw.
         on_bad_sample: ``'raise'`` or ``'skip'`` (see the module docstring).
         allow_missing_boxes: an image sample without a box entry gets zero boxes (counted and logged) instead of
             being a bad sample.
@@ -128,10 +131,13 @@ class LLaVABoxDataset(Dataset):
         box_cache_dir: Optional[str] = None,
         video_folder: Optional[str] = None,
         num_frames: int = NUM_FRAMES,
+        box_rule: str = "clean",
     ):
         super().__init__()
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
             raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
+        if box_rule not in BOX_RULES:
+            raise ValueError(f"box_rule must be one of {BOX_RULES}, got {box_rule!r}")
         self.image_folder = image_folder
         self.video_folder = video_folder if video_folder is not None else image_folder
         if num_frames < 1:
@@ -140,6 +146,8 @@ class LLaVABoxDataset(Dataset):
         self.image_views: ImageViews = build(image_views)
         self.max_boxes = max_boxes
         self.iou_threshold = iou_threshold
+        self.box_rule = box_rule
+        self.max_length = max_length  # the released rule keeps 1 box per label near it
         self.on_bad_sample = on_bad_sample
         self.allow_missing_boxes = allow_missing_boxes
         self.skipped: List[BadSample] = []  # samples left out at start-up (policy 'skip')
@@ -354,7 +362,7 @@ class LLaVABoxDataset(Dataset):
             raise UnreadableImage(path) from err
         sample["pixel_values"] = image.pixel_values[None]
         sample["pixel_values_aux"] = image.pixel_values_aux[None]
-        sample["boxes"] = [self._boxes(index, image.geometry, row["id"])]
+        sample["boxes"] = [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))]
         return sample
 
     def _load_video(self, index: int, row: dict, sample: dict) -> dict:
@@ -368,18 +376,21 @@ class LLaVABoxDataset(Dataset):
         sample["pixel_values"] = torch.stack([v.pixel_values for v in views])
         sample["pixel_values_aux"] = torch.stack([v.pixel_values_aux for v in views])
         first = self.box_rows[index]
-        sample["boxes"] = [self._boxes(index, v.geometry, row["id"], -1 if first < 0 else first + t)
-                           for t, v in enumerate(views)]
+        sample["boxes"] = [self._boxes(index, v.geometry, row["id"], len(row["input_ids"]),
+                                       -1 if first < 0 else first + t) for t, v in enumerate(views)]
         sample["frames_per_video"] = [len(views)]
         return sample
 
-    def _boxes(self, index: int, geometry, sample_id: str, row: Optional[int] = None) -> torch.Tensor:
+    def _boxes(self, index: int, geometry, sample_id: str, text_length: int,
+               row: Optional[int] = None) -> torch.Tensor:
         """(N, 4) boxes of sample ``index`` (or of table row ``row``) in high-res input pixels."""
         row = self.box_rows[index] if row is None else row
         if row < 0:
-            return torch.zeros(0, 4)
-        boxes, scores, label_ids = self.box_table.arrays(row)
-        prepared = prepare_boxes(boxes, scores, label_ids, geometry, self.max_boxes, self.iou_threshold)
+            boxes, scores, label_ids = np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+        else:
+            boxes, scores, label_ids = self.box_table.arrays(row)
+        prepared = apply_box_rule(self.box_rule, boxes, scores, label_ids, geometry, self.max_boxes,
+                                  self.iou_threshold, text_length, self.max_length)
         if prepared.num_degenerate:
             self._log_event(
                 "degenerate boxes",

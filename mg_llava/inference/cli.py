@@ -2,7 +2,7 @@
 import argparse
 from typing import Optional
 
-from mg_llava.dataset import MAX_BOXES
+from mg_llava.dataset import BOX_RULES, MAX_BOXES
 
 from .loading import DTYPES, LoadedModel, is_export, load_exported, load_from_config, load_from_spec, spec_from_paths
 
@@ -25,6 +25,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--low-res", type=int, help="low-res view side (paths only; default: the CLIP processor's)")
     group.add_argument("--roi-output-size", type=int, default=56, help="RoIAlign output side (paths only)")
     group.add_argument("--max-boxes", type=int, default=MAX_BOXES, help="box limit per image (paths only)")
+    group.add_argument("--box-rule", choices=BOX_RULES,
+                       help="load-time box rule (default: the training config's or the export's; 'released' for a "
+                            "checkpoint loaded from paths, i.e. a released one)")
     group.add_argument("--device", help="cuda / cpu (default: cuda when available)")
     group.add_argument("--dtype", choices=sorted(DTYPES), help="cast the model (default: as loaded)")
     group.add_argument("--system", help="system prompt (the training data had none)")
@@ -57,7 +60,7 @@ def force_granularity(model, num_tokens: int) -> None:
 
 
 def _load_from_args(args: argparse.Namespace) -> LoadedModel:
-    common = dict(device=args.device, dtype=args.dtype, system=args.system)
+    common = dict(device=args.device, dtype=args.dtype, system=args.system, box_rule=args.box_rule)
     if is_export(args.checkpoint):
         return load_exported(args.checkpoint, trust_remote_code=args.trust_remote_code, **common)
     if args.checkpoint is None:

@@ -98,13 +98,14 @@ def template_name(template) -> str:
 
 def image_spec(views: ImageViews) -> dict:
     return dict(high_res=views.high_res, low_res=views.low_res, image_mean=list(views.mean), image_std=list(views.std),
-                resample=int(views.resample))
+                resample=int(views.resample), reduced_jpeg_decode=views.reduced_jpeg_decode)
 
 
 def views_from_spec(image: dict) -> ImageViews:
     processor = SimpleNamespace(image_mean=image["image_mean"], image_std=image["image_std"],
                                 resample=image["resample"])
-    return ImageViews(processor, high_res=image["high_res"], low_res=image["low_res"])
+    return ImageViews(processor, high_res=image["high_res"], low_res=image["low_res"],
+                      reduced_jpeg_decode=image.get("reduced_jpeg_decode", False))
 
 
 def _num_frames(cfg: Config) -> int:
@@ -140,7 +141,8 @@ def spec_from_config(cfg: Config) -> dict:
         projector_depth=model.get("projector_depth", 2),
         image=image_spec(views),
         boxes=dict(max_boxes=dataset.get("max_boxes", MAX_BOXES),
-                   iou_threshold=dataset.get("iou_threshold", NMS_IOU_THRESHOLD)),
+                   iou_threshold=dataset.get("iou_threshold", NMS_IOU_THRESHOLD),
+                   rule=dataset.get("box_rule", "clean")),
         prompt_template=template_name(template),
         video=dict(num_frames=_num_frames(cfg)),
     )
@@ -151,8 +153,9 @@ def spec_from_paths(llm: str, visual_encoder: str, visual_encoder_aux: Optional[
                     image_processor: Optional[str] = None, fusion: str = "ConvGateFusion",
                     object_tokens: bool = True, roi_output_size: int = 56, select_layer: int = -2,
                     projector_depth: int = 2, max_boxes: int = MAX_BOXES,
-                    iou_threshold: float = NMS_IOU_THRESHOLD) -> dict:
-    """The spec of the released architecture from model paths (defaults: the released MG-LLaVA settings)."""
+                    iou_threshold: float = NMS_IOU_THRESHOLD, box_rule: str = "released") -> dict:
+    """The spec of the released architecture from model paths (defaults: the released MG-LLaVA settings, the
+    released box rule included: this route is how a released checkpoint is loaded)."""
     from transformers import AutoImageProcessor
 
     if prompt_template not in PROMPT_TEMPLATE:
@@ -169,7 +172,7 @@ def spec_from_paths(llm: str, visual_encoder: str, visual_encoder_aux: Optional[
         object_features=dict(type="MultiScaleRoIFeatures", output_size=roi_output_size) if object_tokens else None,
         projector_depth=projector_depth,
         image=image_spec(views),
-        boxes=dict(max_boxes=max_boxes, iou_threshold=iou_threshold),
+        boxes=dict(max_boxes=max_boxes, iou_threshold=iou_threshold, rule=box_rule),
         prompt_template=prompt_template,
     )
 
@@ -268,7 +271,15 @@ def default_device() -> torch.device:
 
 
 def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optional[str] = None,
-           system: Optional[str] = None) -> LoadedModel:
+           system: Optional[str] = None, box_rule: Optional[str] = None) -> LoadedModel:
+    """Device, dtype and the preprocessor; ``box_rule`` overrides the spec's (the rule the model was trained with:
+    the config's, the export's, or 'released' for a released checkpoint loaded from paths)."""
+    boxes = dict(spec["boxes"])
+    boxes.setdefault("rule", "clean")  # exports written before the rule was recorded
+    if box_rule is not None:
+        boxes["rule"] = box_rule
+    spec = dict(spec, boxes=boxes)
+    print_log(f"box rule: {spec['boxes']['rule']}", "current")
     device = torch.device(device) if device is not None else default_device()
     if dtype is not None:
         model.to(DTYPES[dtype])
@@ -276,7 +287,8 @@ def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optio
     model.is_first_iter = False  # XTuner's first-forward device move is done
     preprocessor = Preprocessor(tokenizer, PROMPT_TEMPLATE[spec["prompt_template"]], views_from_spec(spec["image"]),
                                 max_boxes=spec["boxes"]["max_boxes"], iou_threshold=spec["boxes"]["iou_threshold"],
-                                system=system, num_frames=spec.get("video", {}).get("num_frames", NUM_FRAMES))
+                                system=system, box_rule=spec["boxes"]["rule"],
+                                num_frames=spec.get("video", {}).get("num_frames", NUM_FRAMES))
     return LoadedModel(model, tokenizer, preprocessor, spec, device)
 
 

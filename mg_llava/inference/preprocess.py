@@ -4,9 +4,9 @@ Text: LLaVA turns -> XTuner's ``llava_map_fn`` -> ``template_map_fn`` -> ``encod
 runs), stopping where the answer to the last question would start; a video's ``<video>`` is encoded as the dataset
 does (as an ``<image>``, then marked -201). Video: :func:`read_video` frames, each through :class:`ImageViews`.
 Image: :class:`ImageViews` (both views and the box geometry; ``ImageViews.load`` for files, as the dataset decodes
-them). Boxes: :func:`prepare_boxes` on a box-file entry or on boxes found on the fly by
-:class:`~mg_llava.boxgen.BoxGenerator`. The sample is what ``LLaVABoxDataset.__getitem__`` returns, so
-``llava_box_collate_fn`` batches it.
+them). Boxes: the model's box rule (:func:`~mg_llava.dataset.apply_box_rule`: clean, or released for the released
+checkpoints) on a box-file entry or on boxes found on the fly by :class:`~mg_llava.boxgen.BoxGenerator`. The
+sample is what ``LLaVABoxDataset.__getitem__`` returns, so ``llava_box_collate_fn`` batches it.
 
 Shape shorthand: L prompt tokens, S_low / S_high the two view sides, N boxes.
 """
@@ -22,7 +22,7 @@ from xtuner.dataset.utils import encode_fn, get_bos_eos_token_ids
 from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from mg_llava.dataset import (DEFAULT_VIDEO_TOKEN, MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, VIDEO_TOKEN_INDEX,
-                              ImageViews, VideoReadError, Views, load_image, prepare_boxes, read_video)
+                              ImageViews, VideoReadError, Views, apply_box_rule, load_image, read_video)
 
 ImageSource = Union[str, bytes, Image.Image]
 NO_LENGTH_LIMIT = 1 << 30
@@ -84,11 +84,13 @@ class Preprocessor:
         max_boxes, iou_threshold: the load-time box rules of the training config.
         system: an optional system prompt (the training data had none).
         num_frames: T, frames sampled per video (the training dataset's ``num_frames``).
+        box_rule: ``'clean'`` or ``'released'`` (:func:`~mg_llava.dataset.apply_box_rule`): the rule the model was
+            trained with. Under ``'released'`` an image without boxes gets the released dummy box.
     """
 
     def __init__(self, tokenizer, template, image_views: ImageViews, max_boxes: int = MAX_BOXES,
                  iou_threshold: float = NMS_IOU_THRESHOLD, system: Optional[str] = None,
-                 num_frames: int = NUM_FRAMES):
+                 num_frames: int = NUM_FRAMES, box_rule: str = "clean"):
         self.num_frames = num_frames
         self.tokenizer = tokenizer
         self.template = template
@@ -96,6 +98,7 @@ class Preprocessor:
         self.max_boxes = max_boxes
         self.iou_threshold = iou_threshold
         self.system = system
+        self.box_rule = box_rule
 
     # ------------------------------------------------------------------------------------------------- text
     def encode_prompt(self, question: str, history: Sequence[Tuple[str, str]] = (), has_image: bool = False,
@@ -159,15 +162,15 @@ class Preprocessor:
     def prepare_image(self, source: ImageSource, boxes=None, where: str = "") -> PreparedImage:
         """Both views of ``source`` and its boxes.
 
-        ``boxes``: None (zero boxes), a ``(BoxTable, id)`` pair, a box-file entry dict ``{boxes, scores,
+        ``boxes``: None (no detections: zero boxes, or the released rule's dummy box), a ``(BoxTable, id)`` pair, a box-file entry dict ``{boxes, scores,
         labels}`` in original-image pixels, or a :class:`~mg_llava.boxgen.BoxGenerator` (run on the full-resolution
         image).
         """
-        image, size = decode_image(source, min_side=self.image_views.high_res, where=where)
+        image, size = decode_image(source, min_side=self.image_views.reduced_decode_side, where=where)
         views = self.image_views(image, original_size=size)
         if boxes is None:
-            return PreparedImage(views, torch.zeros(0, 4), 0)
-        if isinstance(boxes, tuple):
+            raw, scores, label_ids = np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        elif isinstance(boxes, tuple):
             table, key = boxes
             row = table.row(key)
             if row < 0:
@@ -178,7 +181,8 @@ class Preprocessor:
                 full = source if isinstance(source, Image.Image) else decode_image(source, where=where)[0]
                 boxes = boxes(full)
             raw, scores, label_ids = entry_arrays(boxes, where)
-        prepared = prepare_boxes(raw, scores, label_ids, views.geometry, self.max_boxes, self.iou_threshold)
+        prepared = apply_box_rule(self.box_rule, raw, scores, label_ids, views.geometry, self.max_boxes,
+                                  self.iou_threshold)
         return PreparedImage(views, prepared.boxes, len(scores))
 
     # ------------------------------------------------------------------------------------------------- video
@@ -212,8 +216,8 @@ class Preprocessor:
         if len(per_frame) != len(frames):
             raise ValueError(f"{where or 'video'}: boxes for {len(per_frame)} frames, but {len(frames)} frames are "
                              f"sampled (num_frames={self.num_frames})")
-        prepared = [prepare_boxes(raw, scores, label_ids, views.geometry, self.max_boxes, self.iou_threshold)
-                    for (raw, scores, label_ids), views in zip(per_frame, frames)]
+        prepared = [apply_box_rule(self.box_rule, raw, scores, label_ids, views.geometry, self.max_boxes,
+                                   self.iou_threshold) for (raw, scores, label_ids), views in zip(per_frame, frames)]
         return PreparedVideo(frames, [p.boxes for p in prepared], video.indices,
                              sum(len(scores) for _, scores, _ in per_frame))
 

@@ -14,7 +14,7 @@ from xtuner.model import LLaVAModel
 from xtuner.model.modules import ProjectorConfig, ProjectorModel
 from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_grad
 
-from mg_llava.registry import MODELS, build
+from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 from .checkpoint import load_trainable_state_dict
 from .token_placement import place_visual_tokens
 from .video_tokens import group_frames, run_in_chunks
@@ -201,18 +201,13 @@ class MGLLaVAModel(LLaVAModel):
 
     def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs=None, save_format="xtuner", **kwargs):
         """What ``xtuner convert pth_to_hf <config> <pth> <dir>`` calls: the whole model, as ``tools/export.py``
-        writes it (XTuner's LLaVA formats would drop the fusion and the box projector). fp16 unless ``fp32``."""
-        from mg_llava.inference.export import export_model
-        from mg_llava.inference.loading import LoadedModel, spec_from_config
+        writes it (XTuner's LLaVA formats would drop the fusion and the box projector). fp16 unless ``fp32``.
 
-        if save_format != "xtuner":
-            raise ValueError(f"save_format={save_format!r}: MG-LLaVA exports only its own (whole-model) format")
-        if any(p.is_meta for name, p in self.named_parameters() if name.startswith(("llm.", "fuse_module.",
-                                                                                     "projector.", "bbox_projector."))):
-            raise ValueError("parts of the model hold no weights (a stage-1 checkpoint has no LLM): export a stage-2 "
-                             "checkpoint, or use tools/export.py, which loads the base LLM")
-        tokenizer = build(cfg.tokenizer)
-        loaded = LoadedModel(self, tokenizer, None, spec_from_config(cfg), torch.device("cpu"))
-        max_shard_size = (save_pretrained_kwargs or {}).get("max_shard_size", "5GB")
-        export_model(loaded, save_dir, dtype=None if fp32 else torch.float16, max_shard_size=max_shard_size)
-        print_log(f"Exported the whole MG-LLaVA model to {save_dir}", "current")
+        The export lives with the inference code, registered as ``WHOLE_MODEL_EXPORT`` (the model does not import
+        the inference side, which imports the model)."""
+        export = MODELS.get(WHOLE_MODEL_EXPORT)
+        if export is None:
+            raise RuntimeError(f"no {WHOLE_MODEL_EXPORT!r} in the mg_llava registry (mg_llava.inference.export "
+                               f"registers it)")
+        export(self, cfg, save_dir, fp32=fp32, save_pretrained_kwargs=save_pretrained_kwargs,
+               save_format=save_format)
