@@ -28,11 +28,10 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..registry import MODELS
-from .image_views import _TORCH_MODES, ImageViews, Views
+from .image_views import ImageViews, Views
 
 LLAVA_NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))  # (width, height)
 
@@ -131,14 +130,12 @@ class AnyResImageViews(ImageViews):
         views = super().__call__(image, original_size)
         width, height = original_size if original_size is not None else image.size
         tiles = self.tile_geometry(width, height)
-        pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None]
-        resized = F.interpolate(pixels, size=(tiles.resized_height, tiles.resized_width),
-                                mode=_TORCH_MODES[self.resample], antialias=True, align_corners=False)
-        canvas = torch.tensor(self.fill, dtype=torch.uint8).view(1, 3, 1, 1).repeat(
-            1, 1, tiles.canvas_height, tiles.canvas_width)
-        canvas[..., tiles.pad_y:tiles.pad_y + tiles.resized_height,
-               tiles.pad_x:tiles.pad_x + tiles.resized_width] = resized
-        normalised = canvas[0].float().mul_(self._a).add_(self._b)  # (3, canvas_h, canvas_w)
+        # the crops come from the image resized to fit the canvas, pasted at the centre offset (PIL's resampling,
+        # as the square views), normalised as the CLIP processor does
+        resized = image.convert("RGB").resize((tiles.resized_width, tiles.resized_height), resample=self.resample)
+        canvas = Image.new("RGB", (tiles.canvas_width, tiles.canvas_height), self.fill)
+        canvas.paste(resized, (tiles.pad_x, tiles.pad_y))
+        normalised = self.normalize(torch.from_numpy(np.array(canvas)).permute(2, 0, 1))  # (3, canvas_h, canvas_w)
         side = self.low_res
         crops = normalised.unfold(1, side, side).unfold(2, side, side)  # (3, rows, cols, S_low, S_low)
         crops = crops.permute(1, 2, 0, 3, 4).reshape(-1, 3, side, side)
