@@ -1,7 +1,6 @@
 """The restricted unpickler: stock trainer checkpoints load in every layout, malicious files are refused before
 anything runs, large files are memory-mapped, and mmengine's --resume reads a stock checkpoint through it."""
 import copy
-import os
 import os.path as osp
 import pickle
 import subprocess

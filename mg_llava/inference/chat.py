@@ -4,7 +4,6 @@ from typing import List, Optional, Tuple
 from .generation import generate
 from .loading import LoadedModel
 from .preprocess import ImageSource, PreparedImage, PreparedVideo
-from .preprocess import ImageSource, PreparedImage
 from .visual_tokens import visual_token_counts
 
 

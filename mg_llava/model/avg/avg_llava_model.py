@@ -23,7 +23,6 @@ At inference (any mode but training's ``loss``) the router picks each image's gr
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.model import BaseModel
 from xtuner.utils import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from mg_llava.registry import MODELS, build
