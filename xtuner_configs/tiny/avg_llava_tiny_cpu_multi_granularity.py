@@ -4,23 +4,15 @@
 # After MG-LLaVA's two stages:  xtuner train xtuner_configs/tiny/avg_llava_tiny_cpu_multi_granularity.py
 from mmengine.config import read_base
 
-from mg_llava.model import AVGLLaVAModel, VisualGranularityRouter, VisualGranularityScaler
-
 with read_base():
     from .mg_llava_tiny_cpu_finetune import *
+    from .._base_.models.avg_llava import *
 
 pretrained_pth = "work_dirs/mg_llava_tiny_cpu_finetune/iter_360.pth"  # MG-LLaVA stage 2's last checkpoint
+model.update(avg_llava_model, stage="multi_granularity", pretrained_pth=pretrained_pth)
 # RoIAlign grid before averaging; the released models use 56, which costs CPU time here
 model.object_features.output_size = object_roi_size = 7
-granularity_pools = ((1, 1), (1, 2), (2, 2), (2, 4), (4, 4))  # (rows, cols) averaged: 16, 8, 4, 2, 1 tokens
-router_instruction_tokens = 32
-model.update(
-    type=AVGLLaVAModel,
-    stage="multi_granularity",
-    pretrained_pth=pretrained_pth,
-    scaler=dict(type=VisualGranularityScaler, pools=granularity_pools),
-    router=dict(type=VisualGranularityRouter, num_instruction_tokens=router_instruction_tokens, num_heads=8),
-)
+del avg_llava_model
 
 max_epochs = 10
 param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs

@@ -6,22 +6,10 @@
 #   xtuner train xtuner_configs/vicuna_7b_v15/avg_llava_vicuna_7b_v15_multi_granularity.py
 from mmengine.config import read_base
 
-from mg_llava.model import AVGLLaVAModel, VisualGranularityRouter, VisualGranularityScaler
-
 with read_base():
     from .mg_llava_vicuna_7b_v15_finetune import *
+    from .._base_.models.avg_llava import *
 
 pretrained_pth = "./work_dirs/mg_llava_vicuna_7b_v15_finetune/iter_10808.pth"  # MG-LLaVA stage 2: adjust
-granularity_pools = ((1, 1), (1, 2), (2, 2), (2, 4), (4, 4))  # (rows, cols) averaged: 576, 288, 144, 72, 36
-router_instruction_tokens = 32  # instruction tokens the router reads (most similar to the image)
-rglf_ce_weight = 0.1
-rglf_margin = 1.0
-model.update(
-    type=AVGLLaVAModel,
-    stage="multi_granularity",
-    pretrained_pth=pretrained_pth,
-    scaler=dict(type=VisualGranularityScaler, pools=granularity_pools),
-    router=dict(type=VisualGranularityRouter, num_instruction_tokens=router_instruction_tokens, num_heads=8),
-    rglf_ce_weight=rglf_ce_weight,
-    rglf_margin=rglf_margin,
-)
+model.update(avg_llava_model, stage="multi_granularity", pretrained_pth=pretrained_pth)
+del avg_llava_model

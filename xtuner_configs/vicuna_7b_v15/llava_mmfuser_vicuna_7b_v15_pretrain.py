@@ -8,28 +8,14 @@ from mmengine.config import read_base
 from xtuner.dataset.map_fns import llava_map_fn, template_map_fn_factory
 
 from mg_llava.dataset import ImageViews, LLaVABoxDataset
-from mg_llava.model import CLIPVisionEncoder, MultiLayerDeformableFusion
 
 with read_base():
     from .mg_llava_vicuna_7b_v15_pretrain import *
+    from .._base_.models.mmfuser import *
 
-clip_layers = (-22, -17, -12, -7, -2)  # MMFuser: four shallow levels, then the query layer (LLaVA-1.5's -2)
-mmfuser_heads = 16
-mmfuser_points = 4
 high_res = low_res  # no high-res branch: the padded square is resized to 336 once (LLaVA-1.5's view)
-model.update(
-    visual_encoder=dict(
-        type=CLIPVisionEncoder, pretrained_model_name_or_path=visual_encoder_name_or_path, select_layer=clip_layers
-    ),
-    visual_encoder_aux=None,
-    fusion=dict(
-        type=MultiLayerDeformableFusion,
-        num_levels=len(clip_layers) - 1,
-        num_heads=mmfuser_heads,
-        num_points=mmfuser_points,
-    ),
-    object_features=None,
-)
+model.visual_encoder.select_layer = clip_layers
+model.update(visual_encoder_aux=None, fusion=mmfuser_fusion, object_features=None)
 image_views = dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res)
 
 # Data: LLaVA-Pretrain (558K LAION/CC/SBU captions); no boxes
@@ -46,5 +32,5 @@ train_dataloader.dataset = dict(  # LLaVA-Pretrain
     max_length=max_length,  # text tokens; the 576 image tokens come on top
 )
 # MG-LLaVA's settings that this model does not have
-del (visual_encoder_aux_name, visual_encoder_aux_pretrained, object_roi_size, max_boxes, box_rule, box_cache_dir,
-     llava_pretrain_box_file, allava_caption_data_path, allava_caption_image_folder, allava_caption_box_file)
+del (mmfuser_fusion, visual_encoder_aux_name, visual_encoder_aux_pretrained, object_roi_size, max_boxes, box_rule,
+     box_cache_dir, llava_pretrain_box_file, allava_caption_data_path, allava_caption_image_folder, allava_caption_box_file)

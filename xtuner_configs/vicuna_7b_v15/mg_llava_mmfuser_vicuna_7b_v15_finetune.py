@@ -4,25 +4,14 @@
 #   xtuner train xtuner_configs/vicuna_7b_v15/mg_llava_mmfuser_vicuna_7b_v15_finetune.py
 from mmengine.config import read_base
 
-from mg_llava.model import CLIPVisionEncoder, ConvGateFusion, MultiLayerDeformableFusion
+from mg_llava.model import ConvGateFusion
 
 with read_base():
     from .mg_llava_vicuna_7b_v15_finetune import *
+    from .._base_.models.mmfuser import *
 
-clip_layers = (-22, -17, -12, -7, -2)  # MMFuser: four shallow levels, then the query layer (MG-LLaVA's -2)
-mmfuser_heads = 16
-mmfuser_points = 4
 pretrained_pth = "./work_dirs/mg_llava_mmfuser_vicuna_7b_v15_pretrain/iter_4942.pth"  # stage 1's last checkpoint
-model.update(
-    pretrained_pth=pretrained_pth,
-    visual_encoder=dict(
-        type=CLIPVisionEncoder, pretrained_model_name_or_path=visual_encoder_name_or_path, select_layer=clip_layers
-    ),
-    fusion=dict(  # MMFuser on the CLIP layers, then the Conv-Gate with the ConvNeXt map
-        type=MultiLayerDeformableFusion,
-        num_levels=len(clip_layers) - 1,
-        num_heads=mmfuser_heads,
-        num_points=mmfuser_points,
-        high_res_fusion=dict(type=ConvGateFusion),
-    ),
-)
+model.pretrained_pth = pretrained_pth
+model.visual_encoder.select_layer = clip_layers
+model.fusion = dict(mmfuser_fusion, high_res_fusion=dict(type=ConvGateFusion))  # MMFuser, then the Conv-Gate
+del mmfuser_fusion
