@@ -267,10 +267,13 @@ def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optio
     return LoadedModel(model, tokenizer, preprocessor, spec, device)
 
 
-def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle: bool = False, **kwargs
-                     ) -> LoadedModel:
-    """The model, tokenizer, views and template of a training config, with ``checkpoint``'s weights."""
+def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle: bool = False,
+                     cfg_options: Optional[dict] = None, **kwargs) -> LoadedModel:
+    """The model, tokenizer, views and template of a training config, with ``checkpoint``'s weights.
+    ``cfg_options`` overrides the config's settings (``--cfg-options``, as ``xtuner train`` merges them)."""
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     spec = spec_from_config(cfg)
     model_cfg = cfg.model.copy()
     model_cfg.update(pretrained_pth=None, use_activation_checkpointing=False)
