@@ -87,6 +87,10 @@ def test_settings_reach_every_part_that_holds_them(path):
     assert cfg.train_cfg.max_epochs == cfg.param_scheduler[1].end == cfg.max_epochs
     assert cfg.param_scheduler[0].end == cfg.param_scheduler[1].begin == cfg.warmup_ratio * cfg.max_epochs
     assert cfg.default_hooks.checkpoint.interval == cfg.save_steps
+    assert cfg.custom_hooks[0].type.__name__ == "SampleAnswersHook"
+    assert cfg.custom_hooks[0].every_n_iters == cfg.evaluation_freq
+    assert cfg.model.fusion.type == cfg.fusion_type
+    assert (cfg.model.get("object_features") is not None) == cfg.object_tokens
     if cfg.train_dataloader.sampler.type.__name__ == "LengthGroupedSampler":
         assert cfg.train_dataloader.sampler.per_device_batch_size == cfg.batch_size * cfg.accumulative_counts
     if "strategy" in cfg:
