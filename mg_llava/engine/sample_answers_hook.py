@@ -6,9 +6,10 @@ from typing import Optional, Sequence
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
 
 from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD
-from mg_llava.registry import MODELS, build
+from mg_llava.registry import build
 
 SAMPLES_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "samples")  # the shipped sample images
 
@@ -22,7 +23,7 @@ def find_sample_image(path: str) -> str:
                             f"samples in {SAMPLES_DIR}")
 
 
-@MODELS.register_module()
+@HOOKS.register_module()
 class SampleAnswersHook(Hook):
     """Logs the model's greedy answers to ``samples`` before training, every ``every_n_iters`` iterations and after
     training.
