@@ -4,13 +4,14 @@
    is ``torch.cpu``, which has no such function, so building ``LLaVAModel`` from a config crashes. We give
    ``torch.cpu`` the missing query (answering False, which makes XTuner keep its float16 fallback for flash
    attention only; on CPU it does not select flash attention at all).
-2. Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``. mmengine's resume loads checkpoints whose
-   ``meta`` holds a ``MessageHub`` state (``HistoryBuffer`` objects and numpy scalars/arrays), which the safe
-   unpickler refuses. We allow-list exactly those globals, so ``--resume`` works without weakening ``torch.load``
-   for anything else. ``HistoryBuffer`` also pickled its statistics functions (``getattr(HistoryBuffer, 'mean')``),
-   and allowing ``getattr`` would let a file reach arbitrary callables; those functions are class-level and
-   restored by ``__setstate__`` anyway, so we stop writing them. Checkpoints written by other mmengine programs
-   still need ``weights_only=False`` (only for files you trust).
+2. Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``, which refuses mmengine training checkpoints
+   (their ``MessageHub`` state holds ``HistoryBuffer`` objects, numpy values, and in stock mmengine
+   ``getattr(HistoryBuffer, 'mean')``). mmengine reads local checkpoints (``--resume``, ``load_from``) through its
+   ``CheckpointLoader`` scheme ``''``; we register :func:`mg_llava.safe_load.mmengine_load_from_local` for it, the
+   restricted unpickler that also reads stock files and runs nothing they name. ``HistoryBuffer``'s statistics
+   functions are class-level code, so they are no longer written into (``__getstate__``) nor taken from
+   (``__setstate__``) a file; other ``torch.load(weights_only=True)`` callers (XTuner's ``pth_to_hf``) get an
+   exact allow-list of the globals our own checkpoints need, never ``getattr``.
 3. mmengine's torchrun initialisation (``_init_dist_pytorch``) calls ``torch.cuda.set_device`` unconditionally, so
    ``NPROC_PER_NODE=2 xtuner train`` dies on a machine without a GPU. Without CUDA (and only then) we initialise the
    process group with gloo and skip the device selection.
@@ -46,14 +47,26 @@ def mmengine_resume_safe_globals():
 
 def _history_buffer_getstate(self) -> dict:
     state = dict(self.__dict__)
-    state.pop("statistics_methods", None)  # class-level; HistoryBuffer.__setstate__ restores them
+    state.pop("statistics_methods", None)  # class-level; registered by code, not restored from files
     return state
+
+
+def _history_buffer_setstate(self, state: dict) -> None:
+    state = dict(state)
+    state.pop("statistics_methods", None)  # a file must not replace the class's statistics functions
+    self._set_default_statistics()
+    self.__dict__.update(state)
 
 
 def _allow_mmengine_checkpoints():
     from mmengine.logging.history_buffer import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .safe_load import mmengine_load_from_local
 
     HistoryBuffer.__getstate__ = _history_buffer_getstate
+    HistoryBuffer.__setstate__ = _history_buffer_setstate
+    CheckpointLoader.register_scheme(prefixes="", loader=mmengine_load_from_local, force=True)
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
     if add_safe_globals is not None:  # torch < 2.4 loads everything anyway
         add_safe_globals(mmengine_resume_safe_globals())

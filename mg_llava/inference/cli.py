@@ -29,8 +29,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", choices=sorted(DTYPES), help="cast the model (default: as loaded)")
     group.add_argument("--system", help="system prompt (the training data had none)")
     group.add_argument("--allow-unsafe-pickle", action="store_true",
-                       help="opt in to full unpickling of checkpoints that weights_only loading refuses (mmengine "
-                            "training checkpoints with optimizer state); only for files you trust")
+                       help="opt in to full unpickling of checkpoints the safe loader refuses (files that name "
+                            "callables other than tensors, containers and training-framework records); only for "
+                            "files you trust")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="opt in to running the LLM's own modelling code from its folder or hub repo")
 

@@ -5,11 +5,12 @@ training config's image views, box rules and prompt template, and a *spec*: a JS
 the model again (LLM path, vision encoder references, fusion and object-feature settings, image geometry, box rules,
 template name), which :mod:`.export` writes next to the weights.
 
-Checkpoints (our ``state_dict()`` files, mmengine checkpoints, DeepSpeed folders, the released ``.pth`` files) load
-through :meth:`MGLLaVAModel.load_trainable`, i.e. ``torch.load(weights_only=True)``. A file that needs full
-unpickling (an mmengine training checkpoint with optimizer and message-hub objects) is refused with
-:class:`UnsafeCheckpointError` unless ``allow_unsafe_pickle=True`` is passed explicitly (``--allow-unsafe-pickle``):
-unpickling runs code from the file. ``trust_remote_code`` (for LLMs with custom code) is likewise off unless asked for.
+Checkpoints (our ``state_dict()`` files, stock mmengine/XTuner training checkpoints, DeepSpeed folders, the released
+``.pth`` files) load through :meth:`MGLLaVAModel.load_trainable`, i.e. the restricted unpickler of
+:mod:`mg_llava.safe_load`, which runs nothing a file names. A file it refuses (one that names e.g. ``os.system``) is
+refused with :class:`UnsafeCheckpointError` unless ``allow_unsafe_pickle=True`` is passed explicitly
+(``--allow-unsafe-pickle``): full unpickling runs code from the file. ``trust_remote_code`` (for LLMs with custom
+code) is likewise off unless asked for.
 """
 import json
 import os
@@ -224,10 +225,10 @@ def load_checkpoint(model: MGLLaVAModel, path: str, allow_unsafe_pickle: bool = 
     except pickle.UnpicklingError as err:
         if not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
-                f"{path} holds Python objects besides tensors (e.g. an mmengine training checkpoint with optimizer "
-                f"and message-hub state), which weights_only loading refuses. If you trust the file, pass "
-                f"--allow-unsafe-pickle (full unpickling runs code from the file); or save the weights once with "
-                f"tools/export.py and use the export from then on.\n({str(err).splitlines()[0]})") from err
+                f"{path} names Python objects the safe loader does not reconstruct (tensors, containers and "
+                f"training-framework records load; see mg_llava/safe_load.py). If you trust the file, pass "
+                f"--allow-unsafe-pickle (full unpickling runs code from the file).\n({str(err).splitlines()[0]})"
+            ) from err
         print_log(f"{path}: loading with full unpickling (--allow-unsafe-pickle)", "current")
         load_state_dict_checked(model, _unsafe_state_dict(path), path)
 

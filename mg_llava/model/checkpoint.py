@@ -3,6 +3,7 @@
 The released files hold only trainable weights under ``projector.*``, ``bbox_projector.*``, ``fuse_module.*`` and
 (stage 2) ``llm.*``. ``MGLLaVAModel`` uses the same module names, so the key map is the identity once the wrappers
 are removed: mmengine's ``{'state_dict': ...}``, DeepSpeed's ``{'module': ...}`` and DDP's ``module.`` prefix.
+Files are read with :func:`mg_llava.safe_load.safe_load`: stock trainer checkpoints load, and nothing they name runs.
 """
 import os
 import os.path as osp
@@ -10,6 +11,8 @@ from collections import OrderedDict
 from typing import Dict
 
 import torch
+
+from ..safe_load import safe_load
 
 DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
 RELEASED_PREFIXES = ("projector.", "bbox_projector.", "fuse_module.", "llm.")
@@ -53,7 +56,10 @@ def _unwrap(checkpoint, source: str) -> Dict[str, torch.Tensor]:
 def load_trainable_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
     """Read a plain state dict, an mmengine checkpoint or a DeepSpeed checkpoint folder into our key names.
 
-    Loads with ``weights_only=True``; strips the ``module.`` prefix that DDP-wrapped saves carry.
+    Reads with the restricted unpickler (:func:`~mg_llava.safe_load.safe_load`, memory-mapped), so the trainer's
+    whole checkpoint (message hub, optimizer, DeepSpeed config) may be in the file; only the model states are
+    opened in a DeepSpeed folder. Strips the ``module.`` prefix that DDP-wrapped saves carry. Raises
+    :class:`~mg_llava.safe_load.RefusedPickleError` (an ``UnpicklingError``) for a file that names anything else.
     """
     if osp.isdir(path):
         source = _deepspeed_model_file(path)
@@ -61,7 +67,7 @@ def load_trainable_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
         source = path
     else:
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state_dict = _unwrap(torch.load(source, map_location="cpu", weights_only=True), source)
+    state_dict = _unwrap(safe_load(source, map_location="cpu"), source)
     out = OrderedDict()
     for key, value in state_dict.items():
         while key.startswith("module."):
