@@ -142,7 +142,7 @@ def draw_main(argv=None) -> str:
     args = parser.parse_args(argv)
     _logging()
     from .draw import draw_samples
-    from .images import ImageSkip, decode_base64, open_rgb, to_uint8_tensor
+    from .images import ImageDecodeError, decode_base64, open_rgb, to_uint8_tensor
     from .samples import read_samples
 
     samples, _ = read_samples(args.data, args.image_folder, id_key=args.id_key,
@@ -161,7 +161,7 @@ def draw_main(argv=None) -> str:
         try:
             source = sample.path if sample.path is not None else decode_base64(sample.b64, where)
             image, _ = open_rgb(source, args.max_pixels, where=where)
-        except ImageSkip as skip:
+        except ImageDecodeError as skip:
             logging.getLogger(__name__).warning("not drawn: %s", skip)
             continue
         if generator is not None:

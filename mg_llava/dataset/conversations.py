@@ -6,7 +6,7 @@ A LLaVA file is a JSON list (``.json``) or one JSON object per line (``.jsonl``)
 import json
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import print_log
 from xtuner.utils import DEFAULT_IMAGE_TOKEN
@@ -29,9 +29,17 @@ class BadSample:
 
 
 class BadSampleError(ValueError):
-    """Raised for bad samples under ``on_bad_sample='raise'``; ``.samples`` lists them."""
+    """Raised for bad samples under ``on_bad_sample='raise'``; ``.samples`` lists them.
 
-    def __init__(self, samples: Sequence[BadSample], total: Optional[int] = None):
+    Raised inside a DataLoader worker, it reaches the main process as a ``BadSampleError`` again (torch rebuilds it
+    from its message: the text, with the worker's traceback, names every sample; ``.samples`` is then empty).
+    """
+
+    def __init__(self, samples: Union[Sequence[BadSample], str], total: Optional[int] = None):
+        if isinstance(samples, str):  # rebuilt from its message (DataLoader workers, unpickling)
+            self.samples = []
+            super().__init__(samples)
+            return
         self.samples = list(samples)
         shown = "\n  ".join(s.describe() for s in self.samples[:10])
         more = f"\n  ... and {len(self.samples) - 10} more" if len(self.samples) > 10 else ""
