@@ -14,6 +14,8 @@ Pixels (the choices, so that an image never becomes a different picture without 
 - ``1``, ``L``, ``CMYK``, ``YCbCr``: PIL's conversion (``CMYK``: R = 255 - C - K, clipped).
 - Transparency (``LA``, ``RGBA``, ``PA``, palette with a transparent index): composited on white, as an image viewer
   shows it on a page; dropping the alpha channel instead shows whatever colour the transparent pixels happen to hold.
+- PNG chunk checksums are verified before decoding (PIL skips them for pixel data), so a flipped bit is an error,
+  not a different picture. JPEG has no checksum: damage inside its entropy-coded data cannot be detected.
 - EXIF orientation is applied (the picture as a camera app and a person see it). Box generation decodes through
   this function too, so boxes and pixels share one grid. ``size`` is the ORIENTED original size.
 """
@@ -81,10 +83,16 @@ def open_image(source: ImageSource, where: str = "", min_side: Optional[int] = N
         cause = f" ({type(err).__name__}: {err})" if err is not None else ""
         return ImageDecodeError(f"{prefix}: {problem}{cause}", reason, path)
 
-    try:
+    def reopen():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
-            image = Image.open(path if path is not None else io.BytesIO(source))
+            return Image.open(path if path is not None else io.BytesIO(source))
+
+    try:
+        image = reopen()
+        if image.format == "PNG":  # PIL does not check the pixel chunks' CRCs when decoding; verify() does
+            image.verify()
+            image = reopen()
     except FileNotFoundError as err:
         raise fail("missing", "image file not found") from err
     except Image.DecompressionBombError as err:

@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from ..data_files import named_file_errors, read_json
 from .images import DEFAULT_MAX_PIXELS
 from .owlv2 import DEFAULT_OWLV2
 from .taggers.clip import DEFAULT_CLIP
@@ -148,8 +149,8 @@ def draw_main(argv=None) -> str:
     samples, _ = read_samples(args.data, args.image_folder, id_key=args.id_key,
                               on_conflict=args.on_duplicate_conflict)
     if args.boxes:
-        with open(args.boxes, encoding="utf-8") as f:
-            records = {r["id"]: r for r in json.load(f)}
+        with named_file_errors(args.boxes, "box file"):
+            records = {r["id"]: r for r in read_json(args.boxes, "box file")}
         samples = [s for s in samples if s.id in records]
     random.Random(args.seed).shuffle(samples)
     generator = None if args.boxes else build_generator(args)

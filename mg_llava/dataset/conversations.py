@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 from mmengine.logging import print_log
 from xtuner.utils import DEFAULT_IMAGE_TOKEN
 
+from ..data_files import reads_file
+
 BAD_SAMPLE_POLICIES = ("raise", "skip")
 
 
@@ -69,6 +71,7 @@ def apply_bad_sample_policy(bad: Sequence[BadSample], policy: str, total: int, w
     )
 
 
+@reads_file("LLaVA annotation file")
 def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
     """Parse and check a LLaVA file.
 
@@ -81,7 +84,7 @@ def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
     if path.endswith(".jsonl"):
         items = _read_jsonl(path)
     elif path.endswith(".json"):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             try:
                 data = json.load(f)
             except json.JSONDecodeError as err:
@@ -116,13 +119,13 @@ def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
 
 def _read_jsonl(path: str):
     items = []
-    with open(path) as f:
+    with open(path, "rb") as f:  # decoded per line: one line of bad bytes is one bad sample
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue  # a blank line holds no sample
             try:
-                items.append((f"line {number}", json.loads(line), None))
-            except json.JSONDecodeError as err:
+                items.append((f"line {number}", json.loads(line.decode("utf-8")), None))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 items.append((f"line {number}", None, str(err)))
     return items
 
