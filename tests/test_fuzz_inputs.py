@@ -177,3 +177,32 @@ def test_export_folders(tmp_path):
             if result == "error":
                 assert name in str(value), f"{name} {mutation}: {value}"
         (folder / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "refused"])
+def test_checkpoint_problems_come_before_any_model_is_built(damage, checkpoint_bytes, tmp_path, monkeypatch):
+    import os
+
+    from mg_llava.inference import loading
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built before the checkpoint was read")
+
+    monkeypatch.setattr(loading, "build_from_spec", never)
+    path = tmp_path / "c.pth"
+    if damage == "truncated":
+        path.write_bytes(checkpoint_bytes[: len(checkpoint_bytes) // 2])
+    elif damage == "refused":
+        class Evil:
+            def __reduce__(self):
+                return os.system, ("true",)
+
+        torch.save({"state_dict": {}, "meta": Evil()}, path)
+    expected = {"missing": FileNotFoundError, "truncated": CorruptCheckpointError, "refused": UnsafeCheckpointError}
+    with pytest.raises(expected[damage], match="c.pth"):
+        loading.load_from_spec({"llm": str(tmp_path / "no-llm")}, str(path))
+    if damage == "truncated":  # the opt-in to full unpickling does not turn damage into 'holds Python objects'
+        with pytest.raises(CorruptCheckpointError, match="c.pth"):
+            loading.load_from_spec({"llm": str(tmp_path / "no-llm")}, str(path), allow_unsafe_pickle=True)
+    with pytest.raises(FileNotFoundError, match="LLM path .*no-llm does not exist"):  # then the model paths
+        loading.check_model_paths({"llm": str(tmp_path / "no-llm")})
