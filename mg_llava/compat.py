@@ -12,9 +12,12 @@
    functions are class-level code, so they are no longer written into (``__getstate__``) nor taken from
    (``__setstate__``) a file; other ``torch.load(weights_only=True)`` callers (XTuner's ``pth_to_hf``) get an
    exact allow-list of the globals our own checkpoints need, never ``getattr``.
-3. mmengine's torchrun initialisation (``_init_dist_pytorch``) calls ``torch.cuda.set_device`` unconditionally, so
-   ``NPROC_PER_NODE=2 xtuner train`` dies on a machine without a GPU. Without CUDA (and only then) we initialise the
-   process group with gloo and skip the device selection.
+3. mmengine's torchrun and slurm initialisations (``_init_dist_pytorch``, ``_init_dist_slurm``) call
+   ``torch.cuda.set_device`` unconditionally, so ``NPROC_PER_NODE=2 xtuner train`` and ``srun ... xtuner train
+   --launcher slurm`` die on a machine without a GPU. Without CUDA (and only then) we initialise the process group
+   with gloo and skip the device selection; under slurm we first set the variables mmengine derives from slurm's
+   (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``, ``MASTER_ADDR``
+   = the job's first node, ``MASTER_PORT`` from the environment or 29500), as mmengine 0.10.6 does.
 
 XTuner parses configs in mmengine's lazy-import mode, in which a config's imports load nothing until an object is
 built, yet ``xtuner train --resume`` reads the checkpoint and the runner starts ``torch.distributed`` before any model
@@ -26,6 +29,7 @@ is built. Our configs therefore import ``mg_llava`` eagerly (``__import__("mg_ll
    and only its triton int8 research kernels stay unusable, with a clear error.
 """
 import os
+import subprocess
 
 import numpy as np
 import torch
@@ -81,21 +85,45 @@ def _init_dist_pytorch_without_cuda(backend, init_backend="torch", **kwargs):
     )
 
 
+def _init_dist_slurm_without_cuda(backend, port=None, init_backend="torch", **kwargs):
+    """slurm initialisation for CPU-only machines: mmengine's environment from slurm's variables, then gloo."""
+    if port is not None:
+        os.environ["MASTER_PORT"] = str(port)
+    os.environ.setdefault("MASTER_PORT", "29500")
+    if "MASTER_ADDR" not in os.environ:  # the job's first node
+        hosts = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_NODELIST"]], capture_output=True,
+                               text=True, check=True)
+        os.environ["MASTER_ADDR"] = hosts.stdout.split()[0]
+    os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+    os.environ["RANK"] = os.environ["SLURM_PROCID"]
+    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
+    _init_dist_pytorch_without_cuda(backend, init_backend=init_backend, **kwargs)
+
+
+def _without_cuda(original, cpu_init):
+    """``original`` where mmengine has a device to select, ``cpu_init`` where it has none."""
+    from mmengine.dist import utils as dist_utils
+
+    def init_dist(backend, *args, **kwargs):
+        accelerators = (dist_utils.is_npu_available, dist_utils.is_mlu_available, dist_utils.is_musa_available)
+        if torch.cuda.is_available() or any(available() for available in accelerators):
+            return original(backend, *args, **kwargs)
+        return cpu_init(backend, *args, **kwargs)
+
+    init_dist._mg_llava_cpu = True
+    return init_dist
+
+
 def _patch_mmengine_dist_for_cpu():
     from mmengine.dist import utils as dist_utils
 
-    if torch.cuda.is_available() or getattr(dist_utils._init_dist_pytorch, "_mg_llava_cpu", False):
+    if torch.cuda.is_available():
         return
-    original = dist_utils._init_dist_pytorch
-
-    def init_dist_pytorch(backend, init_backend="torch", **kwargs):
-        accelerators = (dist_utils.is_npu_available, dist_utils.is_mlu_available, dist_utils.is_musa_available)
-        if torch.cuda.is_available() or any(available() for available in accelerators):
-            return original(backend, init_backend=init_backend, **kwargs)
-        return _init_dist_pytorch_without_cuda(backend, init_backend=init_backend, **kwargs)
-
-    init_dist_pytorch._mg_llava_cpu = True
-    dist_utils._init_dist_pytorch = init_dist_pytorch
+    for name, cpu_init in (("_init_dist_pytorch", _init_dist_pytorch_without_cuda),
+                           ("_init_dist_slurm", _init_dist_slurm_without_cuda)):
+        original = getattr(dist_utils, name)
+        if not getattr(original, "_mg_llava_cpu", False):
+            setattr(dist_utils, name, _without_cuda(original, cpu_init))
 
 
 def _triton_ops_stand_in():

@@ -1,4 +1,5 @@
 """The two patches applied by ``import mg_llava``: XTuner on a machine without CUDA, and mmengine resume."""
+import os
 import pickle
 
 import pytest
@@ -78,6 +79,32 @@ def test_mmengine_torchrun_init_works_without_cuda(monkeypatch):
     init_dist("pytorch", backend="nccl")  # the configs' GPU default; on CPU it must fall back to gloo
     try:
         assert dist.get_backend() == "gloo" and dist.get_world_size() == 1
+    finally:
+        dist.destroy_process_group()
+
+
+def test_mmengine_slurm_init_works_without_cuda(monkeypatch):
+    """mmengine's init_dist('slurm') sets rank/world size from slurm's variables and uses gloo on a CPU-only machine."""
+    import socket
+
+    import torch.distributed as dist
+    from mmengine.dist import init_dist
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only path")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # What srun gives one task of a 1-task job; MASTER_ADDR spares the test scontrol (the slurm test covers it).
+    for key, value in dict(SLURM_PROCID="0", SLURM_NTASKS="1", SLURM_LOCALID="0", SLURM_NODELIST="localhost",
+                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # set by the launcher; monkeypatch removes them afterwards
+        monkeypatch.setenv(key, "unset")
+    init_dist("slurm", backend="nccl")  # the configs' GPU default
+    try:
+        assert dist.get_backend() == "gloo" and dist.get_world_size() == 1 and dist.get_rank() == 0
+        assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("0", "1", "0")
     finally:
         dist.destroy_process_group()
 
