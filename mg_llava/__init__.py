@@ -9,6 +9,6 @@ from .version import __version__
 compat.apply()
 
 from .registry import MODELS  # noqa: E402
-from . import boxgen, dataset, model  # noqa: E402,F401  (registers every module)
+from . import boxgen, dataset, engine, model  # noqa: E402,F401  (registers every module)
 
 __all__ = ["MODELS", "__version__"]

@@ -4,19 +4,24 @@
    is ``torch.cpu``, which has no such function, so building ``LLaVAModel`` from a config crashes. We give
    ``torch.cpu`` the missing query (answering False, which makes XTuner keep its float16 fallback for flash
    attention only; on CPU it does not select flash attention at all).
-2. Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``. mmengine's resume loads checkpoints whose
-   ``meta`` holds a ``MessageHub`` state (``HistoryBuffer`` objects and numpy scalars/arrays), which the safe
-   unpickler refuses. We allow-list exactly those globals, so ``--resume`` works without weakening ``torch.load``
-   for anything else. ``HistoryBuffer`` also pickled its statistics functions (``getattr(HistoryBuffer, 'mean')``),
-   and allowing ``getattr`` would let a file reach arbitrary callables; those functions are class-level and
-   restored by ``__setstate__`` anyway, so we stop writing them. Checkpoints written by other mmengine programs
-   still need ``weights_only=False`` (only for files you trust).
+2. Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``, which refuses mmengine training checkpoints
+   (their ``MessageHub`` state holds ``HistoryBuffer`` objects, numpy values, and in stock mmengine
+   ``getattr(HistoryBuffer, 'mean')``). mmengine reads local checkpoints (``--resume``, ``load_from``) through its
+   ``CheckpointLoader`` scheme ``''``; we register :func:`mg_llava.safe_load.mmengine_load_from_local` for it, the
+   restricted unpickler that also reads stock files and runs nothing they name. ``HistoryBuffer``'s statistics
+   functions are class-level code, so they are no longer written into (``__getstate__``) nor taken from
+   (``__setstate__``) a file; other ``torch.load(weights_only=True)`` callers (XTuner's ``pth_to_hf``) get an
+   exact allow-list of the globals our own checkpoints need, never ``getattr``.
 3. mmengine's torchrun and slurm initialisations (``_init_dist_pytorch``, ``_init_dist_slurm``) call
    ``torch.cuda.set_device`` unconditionally, so ``NPROC_PER_NODE=2 xtuner train`` and ``srun ... xtuner train
    --launcher slurm`` die on a machine without a GPU. Without CUDA (and only then) we initialise the process group
    with gloo and skip the device selection; under slurm we first set the variables mmengine derives from slurm's
    (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``, ``MASTER_ADDR``
-   = the job's first node, ``MASTER_PORT`` from the environment or 29500), as mmengine 0.10.6 does.
+   = the job's first node, ``MASTER_PORT`` from the environment or 29500), as mmengine 0.10.6 does. For mmengine's
+   DeepSpeed strategy (``init_backend='deepspeed'``) the group starts through ``deepspeed.init_distributed(dist_backend='gloo')``, the backend DeepSpeed's CPU
+   accelerator itself falls back to without oneCCL; there DeepSpeed would also JIT-compile its shared-memory
+   all-reduce op (a C++ build of minutes, every rank waiting on one lock; the op serves only
+   ``inference_all_reduce``), so on CPU we mark that op unavailable.
 
 XTuner parses configs in mmengine's lazy-import mode, in which a config's imports load nothing until an object is
 built, yet ``xtuner train --resume`` reads the checkpoint and the runner starts ``torch.distributed`` before any model
@@ -26,6 +31,9 @@ is built. Our configs therefore import ``mg_llava`` eagerly (``__import__("mg_ll
    bitsandbytes for LoRA/QLoRA, so both break. When (and only when) that module is missing we register a stand-in
    whose two functions raise if called: bitsandbytes imports, its CUDA 4-bit/8-bit paths (QLoRA) are unaffected,
    and only its triton int8 research kernels stay unusable, with a clear error.
+5. DeepSpeed started without a launcher (``xtuner train <deepspeed config>`` in one process) looks for MPI
+   (``mpi4py``) to learn its rank, and fails without it (InternLM/xtuner#592). When mmengine's DeepSpeed strategy wraps
+   the model and no process group exists, we start a one-process group (in-memory store; gloo, nccl on a GPU).
 """
 import os
 import subprocess
@@ -50,26 +58,45 @@ def mmengine_resume_safe_globals():
 
 def _history_buffer_getstate(self) -> dict:
     state = dict(self.__dict__)
-    state.pop("statistics_methods", None)  # class-level; HistoryBuffer.__setstate__ restores them
+    state.pop("statistics_methods", None)  # class-level; registered by code, not restored from files
     return state
+
+
+def _history_buffer_setstate(self, state: dict) -> None:
+    state = dict(state)
+    state.pop("statistics_methods", None)  # a file must not replace the class's statistics functions
+    self._set_default_statistics()
+    self.__dict__.update(state)
 
 
 def _allow_mmengine_checkpoints():
     from mmengine.logging.history_buffer import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .safe_load import mmengine_load_from_local
 
     HistoryBuffer.__getstate__ = _history_buffer_getstate
+    HistoryBuffer.__setstate__ = _history_buffer_setstate
+    CheckpointLoader.register_scheme(prefixes="", loader=mmengine_load_from_local, force=True)
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
     if add_safe_globals is not None:  # torch < 2.4 loads everything anyway
         add_safe_globals(mmengine_resume_safe_globals())
 
 
 def _init_dist_pytorch_without_cuda(backend, init_backend="torch", **kwargs):
-    """torchrun initialisation for CPU-only machines: gloo, no ``torch.cuda.set_device``."""
-    if init_backend != "torch":
-        raise RuntimeError(f"init_backend={init_backend!r} needs a GPU; on CPU only 'torch' (gloo) is supported")
-    torch.distributed.init_process_group(
-        backend="gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]), **kwargs
-    )
+    """torchrun initialisation for CPU-only machines: gloo, no ``torch.cuda.set_device``. ``init_backend='deepspeed'``
+    (mmengine's DeepSpeed strategy) goes through ``deepspeed.init_distributed`` with gloo, the backend DeepSpeed's
+    own CPU accelerator falls back to without oneCCL."""
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if init_backend == "torch":
+        torch.distributed.init_process_group(backend="gloo", rank=rank, world_size=world_size, **kwargs)
+    elif init_backend == "deepspeed":
+        import deepspeed
+
+        _skip_deepspeed_shm_op()
+        deepspeed.init_distributed(dist_backend="gloo", rank=rank, world_size=world_size, **kwargs)
+    else:
+        raise RuntimeError(f"init_backend={init_backend!r} needs a GPU; on CPU 'torch' and 'deepspeed' (gloo) work")
 
 
 def _init_dist_slurm_without_cuda(backend, port=None, init_backend="torch", **kwargs):
@@ -113,6 +140,38 @@ def _patch_mmengine_dist_for_cpu():
             setattr(dist_utils, name, _without_cuda(original, cpu_init))
 
 
+def _skip_deepspeed_shm_op():
+    """DeepSpeed's CPU process group JIT-compiles a shared-memory all-reduce op when it starts (C++ toolchain, minutes,
+    every rank racing for one build lock), used only by ``inference_all_reduce``, never in training."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def _init_single_process_group():
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend, store=torch.distributed.HashStore(), rank=0, world_size=1)
+
+
+def _patch_deepspeed_single_process():
+    from mmengine._strategy import deepspeed as mmengine_deepspeed
+
+    strategy = mmengine_deepspeed.DeepSpeedStrategy
+    if getattr(strategy._wrap_model, "_mg_llava_single_process", False):
+        return
+    original = strategy._wrap_model
+
+    def wrap_model(self, model):
+        if not torch.distributed.is_initialized():  # no launcher: spare DeepSpeed its MPI discovery
+            _init_single_process_group()
+        if not torch.cuda.is_available():
+            _skip_deepspeed_shm_op()
+        return original(self, model)
+
+    wrap_model._mg_llava_single_process = True
+    strategy._wrap_model = wrap_model
+
+
 def _triton_ops_stand_in():
     import importlib.util
     import sys
@@ -140,3 +199,4 @@ def apply():
     _patch_cpu_bf16_query()
     _allow_mmengine_checkpoints()
     _patch_mmengine_dist_for_cpu()
+    _patch_deepspeed_single_process()

@@ -8,10 +8,13 @@ object (XTuner's habit: ``dict(type=ConvGateFusion, ...)``), by plain string thr
 from mmengine.registry import Registry
 from xtuner.registry import BUILDER
 
-MODELS = Registry("mg_llava", parent=BUILDER, scope="mg_llava", locations=["mg_llava"])
+# ``mg_llava.inference.export`` registers the whole-model export that MGLLaVAModel.to_hf delegates to: the model
+# layer names it by key and never imports the inference layer above it.
+MODELS = Registry("mg_llava", parent=BUILDER, scope="mg_llava", locations=["mg_llava", "mg_llava.inference.export"])
 DATASETS = MODELS  # one registry: datasets, collate functions and modules are all built the same way
+WHOLE_MODEL_EXPORT = "export_whole_model"
 
-__all__ = ["MODELS", "DATASETS", "build"]
+__all__ = ["MODELS", "DATASETS", "WHOLE_MODEL_EXPORT", "build"]
 
 
 def build(cfg_or_obj, **default_args):

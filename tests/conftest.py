@@ -17,3 +17,31 @@ def tiny_models(tmp_path_factory):
     from mg_llava.testing.tiny_models import build_all
 
     return build_all(str(tmp_path_factory.mktemp("tiny_models")))
+
+
+@pytest.fixture(scope="session")
+def stock_checkpoints(tiny_models, tmp_path_factory):
+    """A stage-2 checkpoint (SPEC 4 keys at the tiny sizes + the tiny vicuna LLM, bf16) written in every layout of
+    ``tests/stock_checkpoints.py`` by stock mmengine in a process that never imports mg_llava.
+    Returns ``(paths by layout, state_dict)``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mg_llava.testing.released import released_shapes
+    from stock_checkpoints import write_stock_checkpoints
+
+    generator = torch.Generator().manual_seed(5)
+    state_dict = {k: (0.05 * torch.randn(s, generator=generator)).to(torch.bfloat16)
+                  for k, s in released_shapes().items()}
+    llm = AutoModelForCausalLM.from_pretrained(tiny_models["llm_vicuna"])
+    state_dict.update({"llm." + k: (v + 0.01 * torch.randn(v.shape, generator=generator)).to(torch.bfloat16)
+                       for k, v in llm.state_dict().items()})
+    return write_stock_checkpoints(state_dict, str(tmp_path_factory.mktemp("stock"))), state_dict
+
+
+@pytest.fixture(scope="session")
+def tiny_videos(tmp_path_factory):
+    """The tiny synthetic video dataset (mg_llava.testing.tiny_video_dataset), written once per test session."""
+    from mg_llava.testing.tiny_video_dataset import build_tiny_video_dataset
+
+    return build_tiny_video_dataset(str(tmp_path_factory.mktemp("tiny_videos")))

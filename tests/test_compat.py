@@ -83,6 +83,32 @@ def test_mmengine_torchrun_init_works_without_cuda(monkeypatch):
         dist.destroy_process_group()
 
 
+def test_mmengine_deepspeed_init_works_without_cuda(monkeypatch):
+    """mmengine's DeepSpeed strategy start-up (init_backend='deepspeed') on CPU: gloo, and DeepSpeed's process group
+    does not JIT-compile its shared-memory inference op."""
+    import socket
+
+    import deepspeed.comm.comm as ds_comm
+    import torch.distributed as dist
+    from mmengine.dist import init_dist
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only path")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(ds_comm, "cdb", None)
+    init_dist("pytorch", backend="nccl", init_backend="deepspeed")
+    try:
+        assert dist.get_backend() == "gloo" and dist.get_world_size() == 1
+        assert ds_comm.cdb is not None and ds_comm.cdb.shm_comm_op is None
+    finally:
+        dist.destroy_process_group()
+
+
 def test_mmengine_slurm_init_works_without_cuda(monkeypatch):
     """mmengine's init_dist('slurm') sets rank/world size from slurm's variables and uses gloo on a CPU-only machine."""
     import socket

@@ -176,7 +176,7 @@ def stage_times(dataset, indices):
         t0 = clock()
         row = dataset.text_data[index]
         t1 = clock()
-        image, size = load_image(osp.join(dataset.image_folder, row["image"]), min_side=views.high_res)
+        image, size = load_image(osp.join(dataset.image_folder, row["image"]), min_side=views.reduced_decode_side)
         t2 = clock()
         out = views(image, original_size=size)
         t3 = clock()

@@ -1,34 +1,42 @@
-"""Peak memory, time and exactness of the object branch (MultiScaleRoIFeatures) at the real size.
+"""Time, peak memory and agreement of the object branch's two implementations, side by side in one run.
 
-    python tools/benchmark_object_features.py [--boxes 100] [--image-size 768] [--json out.json]
+    python tools/benchmark_object_features.py [--boxes 100] [--image-size 768] [--images 1] [--json out.json]
 
 Random stage maps shaped like ConvNeXt-L's at the given input (192@S/4, 384@S/8, 768@S/16, 1536@S/32) and random
-boxes, one image. Peak extra memory is what the call allocates beyond its inputs: on CPU read from the profiler's
-allocation events (every tensor allocation and free, in order, intra-op temporaries included), on CUDA from
-``torch.cuda.max_memory_allocated``. ``--check`` compares with the plain formula (the whole multi-scale map, then
-RoIAlign and the mean box by box).
+boxes (some past the border), fed to ``MultiScaleRoIFeatures`` with ``impl="separable"`` (the default) and
+``impl="roi_align"`` (mmcv's op on the upsampled map, in chunks: the reference). Time is the best of ``--repeats``
+calls after a warm-up (one call for the slow reference). Peak extra memory is what one call allocates beyond its
+inputs: on CPU read from the profiler's allocation events (every tensor allocation and free, in order, intra-op
+temporaries included), on CUDA from ``torch.cuda.max_memory_allocated``. Agreement is the largest difference from
+the reference relative to the reference's largest magnitude. On a shared CPU the times are noisy: quote ratios from
+one run.
 """
 import argparse
 import json
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
+from tqdm import tqdm
 
 from mg_llava.model import MultiScaleRoIFeatures
 
-MIB = 2 ** 20
+MB = 1e6
+IMPLS = ("roi_align", "separable")  # the reference first
+TARGETS = dict(speedup=20.0, max_rel_err=1e-5, peak_extra_mb_per_image=32.0)  # issue 13, for the separable one
 
 
-def random_inputs(image_size, channels, num_boxes, dtype, device, seed=0):
+def random_inputs(images, image_size, channels, num_boxes, dtype, device, seed=0):
     generator = torch.Generator().manual_seed(seed)
     side = image_size // 4
-    maps = [torch.randn(1, c, side >> k, side >> k, generator=generator).to(device, dtype)
+    maps = [torch.randn(images, c, side >> k, side >> k, generator=generator).to(device, dtype)
             for k, c in enumerate(channels)]
-    corners = torch.rand(num_boxes, 2, generator=generator) * (image_size - 16)
-    sides = 8 + torch.rand(num_boxes, 2, generator=generator) * (image_size - 8 - corners)
-    return maps, torch.cat([corners, corners + sides], dim=1).to(device)
+    boxes = []
+    for _ in range(images):
+        corners = torch.rand(num_boxes, 2, generator=generator) * (image_size - 16) - 8
+        sides = 8 + torch.rand(num_boxes, 2, generator=generator) * (image_size - corners)
+        boxes.append(torch.cat([corners, corners + sides], dim=1).to(device))
+    return maps, boxes
 
 
 def cpu_peak_bytes(fn):
@@ -53,62 +61,80 @@ def cuda_peak_bytes(fn):
     return result, torch.cuda.max_memory_allocated() - start
 
 
-@torch.no_grad()
-def plain_formula(maps, boxes, image_size, output_size):
-    from mmcv.ops import roi_align
-
-    size = maps[0].shape[-2:]
-    multi_scale = torch.cat([maps[0].float()] + [
-        F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False) for m in maps[1:]], dim=1)
-    rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)
-    return torch.cat([roi_align(multi_scale, rois[i:i + 1], output_size, size[0] / image_size, 0, "avg", False)
-                      .mean(dim=(2, 3)) for i in range(len(boxes))])
+def timed(fn, device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image-size", type=int, default=768)
     parser.add_argument("--channels", type=int, nargs=4, default=[192, 384, 768, 1536])
-    parser.add_argument("--boxes", type=int, default=100)
+    parser.add_argument("--boxes", type=int, default=100, help="per image")
+    parser.add_argument("--images", type=int, default=1)
     parser.add_argument("--output-size", type=int, default=56)
-    parser.add_argument("--channel-chunk", type=int, default=128)
-    parser.add_argument("--box-chunk", type=int, default=32)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--check", action="store_true", help="compare with the plain formula (slow on CPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls of the separable one (best is kept)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
 
-    maps, boxes = random_inputs(args.image_size, args.channels, args.boxes, getattr(torch, args.dtype),
+    maps, boxes = random_inputs(args.images, args.image_size, args.channels, args.boxes, getattr(torch, args.dtype),
                                 args.device)
-    module = MultiScaleRoIFeatures(args.channels, args.output_size, channel_chunk=args.channel_chunk,
-                                   box_chunk=args.box_chunk)
     size = (args.image_size, args.image_size)
     measure = cuda_peak_bytes if args.device.startswith("cuda") else cpu_peak_bytes
-    module(maps, [boxes[:2]], size)  # warm-up: loads the op library
-    start = time.perf_counter()
-    (features,), peak = measure(lambda: module(maps, [boxes], size))
-    seconds = time.perf_counter() - start
+    results, outputs = {}, {}
+    repeats = dict(roi_align=1, separable=args.repeats)
+    with tqdm(total=sum(repeats.values()) + 2 * len(IMPLS), desc="object branch", unit="call") as bar:
+        for impl in IMPLS:
+            module = MultiScaleRoIFeatures(args.channels, args.output_size, impl=impl)
+            module(maps, [b[:2] for b in boxes], size)  # warm-up: loads the op library, first-call allocations
+            bar.update()
+            seconds = []
+            for _ in range(repeats[impl]):
+                outputs[impl], elapsed = timed(lambda: module(maps, boxes, size), args.device)
+                seconds.append(elapsed)
+                bar.update()
+            _, peak = measure(lambda: module(maps, boxes, size))
+            bar.update()
+            results[impl] = dict(seconds=min(seconds), all_seconds=seconds,
+                                 peak_extra_mb_per_image=peak / MB / args.images)
+    reference = torch.cat(outputs["roi_align"])
+    for impl in IMPLS:
+        got = torch.cat(outputs[impl])
+        results[impl]["max_rel_err"] = ((got - reference).abs().max() / reference.abs().max()).item()
+        results[impl]["speedup"] = results["roi_align"]["seconds"] / results[impl]["seconds"]
 
+    separable = results["separable"]
+    met = dict(speedup=separable["speedup"] >= TARGETS["speedup"],
+               max_rel_err=separable["max_rel_err"] <= TARGETS["max_rel_err"],
+               peak_extra_mb_per_image=separable["peak_extra_mb_per_image"] <= TARGETS["peak_extra_mb_per_image"])
     side, total = args.image_size // 4, sum(args.channels)
-    result = dict(
-        device=args.device, dtype=args.dtype, image_size=args.image_size, channels=args.channels, boxes=args.boxes,
-        output_size=args.output_size, channel_chunk=args.channel_chunk, box_chunk=args.box_chunk,
-        peak_extra_mib=peak / MIB, seconds=seconds,
-        bound_mib=4 * args.channel_chunk * (side * side + args.box_chunk * args.output_size ** 2) / MIB,
-        naive_multi_scale_map_mib=4 * total * side * side / MIB,
-        naive_roi_output_mib=4 * args.boxes * total * args.output_size ** 2 / MIB,
+    summary = dict(
+        device=args.device, threads=torch.get_num_threads(), dtype=args.dtype, image_size=args.image_size,
+        channels=args.channels, images=args.images, boxes_per_image=args.boxes, output_size=args.output_size,
+        results=results, targets=TARGETS, targets_met=met,
+        naive_multi_scale_map_mb=4 * total * side * side / MB,
+        naive_roi_output_mb=4 * args.boxes * total * args.output_size ** 2 / MB,
     )
-    if args.check:
-        expected = plain_formula(maps, boxes, args.image_size, args.output_size)
-        result["max_rel_err"] = ((features - expected).abs().max() / expected.abs().max()).item()
-    print(f"{'quantity':<34}{'value':>12}")
-    for key, value in result.items():
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        print(f"{key:<34}{text:>12}")
+    print(f"\n{args.images} image(s) at {args.image_size} px, channels {args.channels}, {args.boxes} boxes each, "
+          f"P = {args.output_size}, {args.dtype} on {args.device} ({torch.get_num_threads()} threads)")
+    print(f"{'impl':<12}{'seconds':>10}{'speed-up':>10}{'peak extra MB/image':>22}{'max rel. err':>15}")
+    for impl in IMPLS:
+        r = results[impl]
+        print(f"{impl:<12}{r['seconds']:>10.3f}{r['speedup']:>9.1f}x{r['peak_extra_mb_per_image']:>22.1f}"
+              f"{r['max_rel_err']:>15.2g}")
+    print("targets for separable: " + ", ".join(f"{k} {'>=' if k == 'speedup' else '<='} {TARGETS[k]:g}: "
+                                                f"{'met' if ok else 'NOT met'}" for k, ok in met.items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+            json.dump(summary, f, indent=2)
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Chat with a trained MG-LLaVA about an image (or without one), streaming the answers.
+"""Chat with a trained MG-LLaVA about an image or a video (or without either), streaming the answers.
 
     # our training run, through its config
     python tools/chat.py --config xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py \\
@@ -11,6 +11,8 @@
         --detector google/owlv2-large-patch14-ensemble --tagger clip --tagger-model openai/clip-vit-large-patch14
     # an exported folder, text only
     python tools/chat.py --checkpoint exported/
+    # a video (file or frames folder): the training config's frame count, per-frame boxes from a video box file
+    python tools/chat.py --checkpoint exported/ --video clip.mp4 --boxes clip_boxes.json
 
 Without --prompt it reads questions from stdin ('reset' clears the history, 'exit' or EOF quits). With one or more
 --prompt it asks those in order (multi-turn) and exits. Greedy decoding unless --temperature > 0.
@@ -30,9 +32,13 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Chat with MG-LLaVA", formatter_class=argparse.RawTextHelpFormatter)
     add_model_args(parser)
     parser.add_argument("--image", help="image file; omit for text-only chat")
-    parser.add_argument("--boxes", help="box file (released format) holding the image's boxes")
+    parser.add_argument("--video", help="video file or frames folder (instead of --image)")
+    parser.add_argument("--num-frames", type=int, help="frames sampled from --video (default: the training "
+                                                        "config's, 8 for the released models)")
+    parser.add_argument("--boxes", help="box file (released format) holding the image's (video's per-frame) boxes")
     parser.add_argument("--box-id", help="id of the image's entry in --boxes (default: the only entry, else the "
-                                         "image's file name without extension)")
+                                         "image's file name without extension); for --video the video entry's id "
+                                         "or video path (default: the only video entry, else the file name)")
     parser.add_argument("--no-boxes", action="store_true", help="use the image without object boxes")
     add_box_generator_args(parser)
     parser.add_argument("--prompt", action="append", help="a question to ask (repeat for several turns)")
@@ -44,18 +50,20 @@ def parse_args(argv=None):
 
 def box_source(args, device):
     """What the session's boxes come from, checked before the model is loaded where possible."""
-    if args.image is None:
+    if args.image is None and args.video is None:
         return None
     chosen = [name for name, value in (("--boxes", args.boxes), ("--detector", args.detector),
                                        ("--no-boxes", args.no_boxes)) if value]
     if len(chosen) != 1:
-        raise SystemExit(f"with --image, give exactly one of --boxes, --detector (boxes found on the fly) or "
-                         f"--no-boxes; got {chosen or 'none'}")
+        raise SystemExit(f"with --image or --video, give exactly one of --boxes, --detector (boxes found on the "
+                         f"fly) or --no-boxes; got {chosen or 'none'}")
     if args.no_boxes:
         return None
     if args.detector is not None:
         return build_box_generator(args, device)
     table = load_box_file(args.boxes)
+    if args.video is not None:
+        return table, video_box_key(table, args)
     key = args.box_id
     if key is None:
         key = table.ids[0] if len(table) == 1 else osp.splitext(osp.basename(args.image))[0]
@@ -64,17 +72,41 @@ def box_source(args, device):
     return table, key
 
 
+def video_box_key(table, args) -> str:
+    """The video entry of --boxes for --video: --box-id, the only video entry, or the video's file name."""
+    keys = table.video_keys
+    if args.box_id is not None:
+        candidates = [args.box_id]
+    elif len(keys) == 1:
+        candidates = keys
+    else:
+        name = osp.basename(osp.normpath(args.video))
+        candidates = [args.video, name, osp.splitext(name)[0]]
+    for key in candidates:
+        if table.frame_rows(key) is not None:
+            return key
+    raise SystemExit(f"{args.boxes} has no video entry {candidates[0]!r} for {args.video}; pass --box-id")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.image is not None and args.video is not None:
+        raise SystemExit("give --image or --video, not both")
     if args.image is not None and not osp.isfile(args.image):
         raise SystemExit(f"image not found: {args.image}")
+    if args.video is not None and not osp.exists(args.video):
+        raise SystemExit(f"video not found: {args.video}")
     loaded = load_from_args(args)
+    if args.num_frames is not None:
+        loaded.preprocessor.num_frames = args.num_frames
     boxes = box_source(args, loaded.device)
     streamer = TextStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
     session = ChatSession(loaded, image=args.image, boxes=boxes, max_new_tokens=args.max_new_tokens,
-                          temperature=args.temperature, top_p=args.top_p, streamer=streamer)
+                          temperature=args.temperature, top_p=args.top_p, streamer=streamer, video=args.video)
     if args.image is not None:
         print(f"[image {args.image}: {session.num_boxes} object boxes]", flush=True)
+    if args.video is not None:
+        print(f"[video {args.video}: frames {session.video.indices}, {session.num_boxes} object boxes]", flush=True)
     questions = iter(args.prompt) if args.prompt else None
     answers = []
     while True:
@@ -97,6 +129,10 @@ def main(argv=None):
                 continue
             print("ASSISTANT: ", end="", flush=True)
         answers.append(session.ask(question))
+        if session.image is not None:
+            count = session.last_visual_tokens
+            print(f"[visual tokens: {count['visual_tokens']} (grid {count['granularity'][0]} + "
+                  f"{count['visual_tokens'] - count['granularity'][0]} object)]", flush=True)
         sys.stdout.flush()
     return answers
 

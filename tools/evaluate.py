@@ -7,11 +7,15 @@
     # TextVQA (JSONL + image folder) on 8 GPUs: each process takes its shard from torchrun's RANK/WORLD_SIZE
     torchrun --nproc_per_node 8 tools/evaluate.py --checkpoint exported/ --benchmark textvqa_val.jsonl \\
         --image-folder textvqa/train_images --format textvqa --boxes textvqa_boxes.json --out-dir eval/textvqa
+    # MSVD-QA (test_q.json + test_a.json beside it, videos by name), per-frame boxes from a video box file
+    python tools/evaluate.py --checkpoint exported/ --benchmark msvd/test_q.json --image-folder msvd/videos \
+        --format msvd_qa --boxes msvd_boxes.json --out-dir eval/msvd_qa
     # metrics again from the predictions already written
     python tools/evaluate.py --benchmark textvqa_val.jsonl --format vqa --out-dir eval/textvqa --metrics-only
 
 Formats: multiple_choice (mmbench, seed, mmstar, scienceqa, ai2d), vqa (textvqa, docvqa, gqa, vqav2), pope, mme,
-mmvet and llava_wild (answer files only); see mg_llava/inference/benchmarks.py for the file layouts. Writes
+mmvet and llava_wild (answer files only), video_qa (msvd_qa, msrvtt_qa, activitynet_qa: exact/normalised match
+and the answer file of the GPT-assisted scorers); see mg_llava/inference/benchmarks.py for the file layouts. Writes
 <out-dir>/predictions.shard<k>of<n>.jsonl and, once every item is predicted, <out-dir>/metrics.json. Rerunning the
 same command resumes. Without --shard/--num-shards the shard comes from RANK/WORLD_SIZE (torchrun), else 0 of 1.
 """
@@ -32,7 +36,9 @@ def parse_args(argv=None):
     add_model_args(parser)
     parser.add_argument("--benchmark", required=True, help="the benchmark file (.tsv or .jsonl)")
     parser.add_argument("--format", required=True, help=f"one of {FORMATS} or a benchmark name")
-    parser.add_argument("--image-folder", help="root of the JSONL files' 'image' (and a TSV's 'image_path')")
+    parser.add_argument("--image-folder", help="root of the JSONL files' 'image' (and a TSV's 'image_path'); for "
+                                               "video_qa the folder of the videos")
+    parser.add_argument("--num-frames", type=int, help="frames sampled per video (default: the training config's)")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--circular", action="store_true", help="circular evaluation (multiple choice)")
     parser.add_argument("--prompt-suffix", help="override SPEC 5's instruction appended to each question ('' for "
@@ -68,11 +74,17 @@ def main(argv=None):
     box_table = load_box_file(args.boxes) if args.boxes else None
     shard, num_shards = resolve_shard(args.shard, args.num_shards)
     loaded = load_from_args(args)
+    if args.num_frames is not None:
+        loaded.preprocessor.num_frames = args.num_frames
     max_new_tokens = args.max_new_tokens or (1024 if benchmark.format in OPEN_ENDED else 128)
     answerer = ModelAnswerer(loaded, box_table, allow_missing_boxes=args.allow_missing_boxes,
                              max_new_tokens=max_new_tokens, source=args.benchmark)
     settings = dict(circular=args.circular, prompt_suffix=args.prompt_suffix, boxes=args.boxes,
                     checkpoint=args.checkpoint, max_new_tokens=max_new_tokens)
+    if benchmark.format == "video_qa":
+        settings["num_frames"] = loaded.preprocessor.num_frames
+    if args.granularity is not None:  # AVG-LLaVA with a forced granularity: not to be mixed with routed predictions
+        settings["granularity"] = args.granularity
     result = run_evaluation(benchmark, args.out_dir, answerer.prepare, answerer.answer, batch_size=args.batch_size,
                             shard=shard, num_shards=num_shards, on_bad_sample=args.on_bad_sample,
                             num_workers=args.num_workers, settings=settings, progress=not args.no_progress)

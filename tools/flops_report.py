@@ -1,4 +1,5 @@
-"""FLOPs and parameters of MG-LLaVA against LLaVA-1.5, per component, for each LLM backbone (paper Table 4).
+"""FLOPs and parameters of MG-LLaVA against LLaVA-1.5, per component, for each LLM backbone (paper Table 4), and of
+both with MMFuser (multi-layer CLIP features fused by deformable attention; ``MultiLayerDeformableFusion``).
 
     python tools/flops_report.py [--text-tokens 256] [--boxes 10] [--json flops.json]
 
@@ -9,7 +10,9 @@ tensor's device, which refuses ``meta``. One image:
 CLIP ViT-L/14 at 336, ConvNeXt-L trunk at 768, ``--boxes`` object tokens, ``--text-tokens`` text tokens.
 Multiply-adds (MACs) are what the paper's "#TFLOPS" column reports; FLOPs = 2 x MACs. Upsampling and RoIAlign
 are not matmuls, so the object branch's MACs are counted analytically (4 per bilinear sample, one sample per bin,
-i.e. boxes up to 224 px at 768; the box projector is counted like the rest).
+i.e. boxes up to 224 px at 768; the box projector is counted like the rest). MMFuser's projections are counted by
+the flop counter and its deformable sampling analytically: 4 MACs per channel for the bilinear sample and 1 for the
+weighted sum, at every query, level and point.
 """
 import argparse
 import json
@@ -21,6 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from mg_llava.model.reference_configs import CLIP_VIT_L_336, LLMS, llm_config
 
 LOW_RES, HIGH_RES, PATCH, ROI_SIZE = 336, 768, 14, 56
+MMFUSER = dict(num_levels=4, num_heads=16, num_points=4)  # CLIP layers -22, -17, -12, -7 into -2
+VARIANTS = {"llava_1_5": "LLaVA-1.5", "llava_1_5_mmfuser": "+MMFuser", "mg_llava": "MG-LLaVA",
+            "mg_llava_mmfuser": "MG+MMFuser"}
 # Paper, Table 4 (TMACs, LLaVA-1.5 -> MG-LLaVA; params) and the Param. column of its main tables (MG-LLaVA).
 PAPER = {
     "Phi-3-mini-4k": dict(tmacs=(3.3, 3.73), params_b=(4.0, 4.2)),
@@ -41,6 +47,14 @@ def count(build, inputs, fake=False):
     return params, counter.get_total_flops() // 2
 
 
+def forward_macs_by_module(fn):
+    """MACs of ``fn()``, run without autograd, per module as FlopCounterMode names them: ``"Global"`` for all,
+    ``"<root class>.<attribute>..."`` for each submodule (a module counts its children)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn()
+    return {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
+
+
 def build_llm(name):
     from transformers import AutoModelForCausalLM
 
@@ -52,7 +66,7 @@ def vision_components(boxes):
     from transformers import CLIPVisionConfig, CLIPVisionModel
     import timm
 
-    from mg_llava.model import ConvGateFusion
+    from mg_llava.model import ConvGateFusion, MultiLayerDeformableFusion
 
     tokens = (LOW_RES // PATCH) ** 2
     clip = count(lambda: CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_L_336)),
@@ -66,10 +80,15 @@ def vision_components(boxes):
     stage_channels = [192, 384, 768, 1536]
     fusion = count(lambda: ConvGateFusion(1024, stage_channels[-1]),
                    lambda: (torch.zeros(1, tokens, 1024), torch.zeros(1, stage_channels[-1], 24, 24)))
+    levels, points = MMFUSER["num_levels"], MMFUSER["num_points"]
+    mmfuser = count(lambda: MultiLayerDeformableFusion(1024, **MMFUSER),
+                    lambda: (torch.zeros(1, levels + 1, tokens, 1024),))
+    sampling = tokens * (levels + 1) * points * 1024 * (4 + 1)  # cross-attention over 4 levels, self over 1
     side = HIGH_RES // 4
     upsample = sum(stage_channels[1:]) * side * side * 4
     roi = boxes * sum(stage_channels) * ROI_SIZE ** 2 * (4 + 1)  # one bilinear sample per bin, then the mean
-    return dict(clip=clip, convnext=convnext, fusion=fusion, roi_align=(0, upsample + roi if boxes else 0)), tokens
+    return dict(clip=clip, convnext=convnext, mmfuser=(mmfuser[0], mmfuser[1] + sampling), fusion=fusion,
+                roi_align=(0, upsample + roi if boxes else 0)), tokens
 
 
 def projector(in_channels, hidden, rows):
@@ -89,39 +108,37 @@ def report(name, text_tokens, boxes, vision, tokens):
     llava = dict(clip=vision["clip"], projector=p_f, llm=llava_llm)
     mg = dict(clip=vision["clip"], convnext=vision["convnext"], fusion=vision["fusion"],
               roi_align=vision["roi_align"], bbox_projector=p_b, projector=p_f, llm=mg_llm)
+    parts = dict(llava_1_5=llava, llava_1_5_mmfuser=dict(llava, mmfuser=vision["mmfuser"]), mg_llava=mg,
+                 mg_llava_mmfuser=dict(mg, mmfuser=vision["mmfuser"]))
     total = lambda parts, i: sum(v[i] for v in parts.values())  # noqa: E731
-    return dict(
-        llm=name, text_tokens=text_tokens, boxes=boxes,
-        llava_1_5={k: dict(params=v[0], macs=v[1]) for k, v in llava.items()},
-        mg_llava={k: dict(params=v[0], macs=v[1]) for k, v in mg.items()},
-        llava_1_5_total=dict(params=total(llava, 0), macs=total(llava, 1), flops=2 * total(llava, 1)),
-        mg_llava_total=dict(params=total(mg, 0), macs=total(mg, 1), flops=2 * total(mg, 1)),
-        macs_ratio=total(mg, 1) / total(llava, 1),
-        llm_macs_per_token=(mg_llm[1] - llava_llm[1]) / boxes if boxes else None,
-        paper=PAPER.get(name),
-    )
+    row = dict(llm=name, text_tokens=text_tokens, boxes=boxes)
+    for variant, components in parts.items():
+        row[variant] = {k: dict(params=v[0], macs=v[1]) for k, v in components.items()}
+        row[variant + "_total"] = dict(params=total(components, 0), macs=total(components, 1),
+                                       flops=2 * total(components, 1))
+    row.update(macs_ratio=total(mg, 1) / total(llava, 1),
+               llm_macs_per_token=(mg_llm[1] - llava_llm[1]) / boxes if boxes else None, paper=PAPER.get(name))
+    return row
 
 
 def print_table(rows):
-    components = ["clip", "convnext", "fusion", "roi_align", "bbox_projector", "projector", "llm"]
+    components = ["clip", "convnext", "mmfuser", "fusion", "roi_align", "bbox_projector", "projector", "llm"]
     print(f"One image: {rows[0]['text_tokens']} text tokens, {rows[0]['boxes']} boxes. GMACs of one forward pass; "
-          "the paper's '#TFLOPS' are multiply-adds (TMACs).")
+          "the paper's '#TFLOPS' are multiply-adds (TMACs). MMFuser = MultiLayerDeformableFusion.")
     for row in rows:
-        llava, mg = row["llava_1_5"], row["mg_llava"]
-        print(f"\n{row['llm']:<16}{'params':>12}{'LLaVA-1.5':>14}{'MG-LLaVA':>14}")
+        print(f"\n{row['llm']:<16}{'params':>12}" + "".join(f"{label:>12}" for label in VARIANTS.values()))
         for c in components:
-            part = mg.get(c) or llava[c]
-            base = f"{llava[c]['macs'] / 1e9:.1f}" if c in llava else "-"
-            print(f"  {c:<14}{part['params'] / 1e6:>11.1f}M{base:>14}{mg[c]['macs'] / 1e9:>14.1f}")
+            params = next(row[v][c]["params"] for v in VARIANTS if c in row[v])
+            macs = "".join(f"{row[v][c]['macs'] / 1e9:>12.1f}" if c in row[v] else f"{'-':>12}" for v in VARIANTS)
+            print(f"  {c:<14}{params / 1e6:>11.1f}M{macs}")
         paper = row["paper"] or {}
         for label, key, scale, unit in (("total", "macs", 1e12, "TMACs"), ("", "flops", 1e12, "TFLOPs"),
                                         ("", "params", 1e9, "B params")):
-            print(f"  {label:<14}{unit:>12}{row['llava_1_5_total'][key] / scale:>14.2f}"
-                  f"{row['mg_llava_total'][key] / scale:>14.2f}")
+            print(f"  {label:<14}{unit:>12}" + "".join(f"{row[v + '_total'][key] / scale:>12.3f}" for v in VARIANTS))
         for i, key in enumerate(k for k in ("tmacs", "params_b") if k in paper):
-            values = [f"{v:.2f}" if v else "-" for v in paper[key]]
+            base, mg = [f"{v:.2f}" if v else "-" for v in paper[key]]
             label = "paper" if i == 0 else ""
-            print(f"  {label:<14}{'TMACs' if key == 'tmacs' else 'B params':>12}{values[0]:>14}{values[1]:>14}")
+            print(f"  {label:<14}{'TMACs' if key == 'tmacs' else 'B params':>12}{base:>12}{'':>12}{mg:>12}")
         print(f"  MG-LLaVA / LLaVA-1.5 MACs: {row['macs_ratio']:.3f}")
 
 

@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from ..data_files import named_file_errors, read_json
 from .images import DEFAULT_MAX_PIXELS
 from .owlv2 import DEFAULT_OWLV2
 from .taggers.clip import DEFAULT_CLIP
@@ -96,6 +97,10 @@ def generate_main(argv=None) -> dict:
     parser.add_argument("--num-workers", type=int, default=4, help="image decoding processes")
     parser.add_argument("--no-merge", action="store_true", help="with a single shard, do not merge at the end")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--video-folder", default=None, help="folder the 'video' paths are relative to (default: "
+                                                             "--image-folder)")
+    parser.add_argument("--num-frames", type=int, default=8,
+                        help="frames boxed per video: the ones the training dataset samples with the same num_frames")
     add_generator_args(parser)
     args = parser.parse_args(argv)
     _logging()
@@ -106,12 +111,13 @@ def generate_main(argv=None) -> dict:
     report = run_shard(build_generator(args), args.data, args.out_dir, image_folder=args.image_folder,
                        shard=args.shard, num_shards=args.num_shards, batch_size=args.batch_size,
                        num_workers=args.num_workers, max_pixels=args.max_pixels, id_key=args.id_key,
-                       on_duplicate_conflict=args.on_duplicate_conflict, progress=not args.no_progress)
+                       on_duplicate_conflict=args.on_duplicate_conflict, progress=not args.no_progress,
+                       video_folder=args.video_folder, num_frames=args.num_frames)
     print(json.dumps(report))
     if report["num_shards"] == 1 and not args.no_merge:
         summary = merge_shards(args.out_dir)
-        print(f"wrote {summary['box_file']}: {summary['images']} images, {summary['boxes_total']} "
-              f"boxes, {summary['skipped_total']} skipped")
+        print(f"wrote {summary['box_file']}: {summary['images']} images (video frames included), "
+              f"{summary['boxes_total']} boxes, {summary['skipped_total']} skipped")
     return report
 
 
@@ -142,14 +148,14 @@ def draw_main(argv=None) -> str:
     args = parser.parse_args(argv)
     _logging()
     from .draw import draw_samples
-    from .images import ImageSkip, decode_base64, open_rgb, to_uint8_tensor
+    from .images import ImageDecodeError, decode_base64, open_rgb, to_uint8_tensor
     from .samples import read_samples
 
     samples, _ = read_samples(args.data, args.image_folder, id_key=args.id_key,
-                              on_conflict=args.on_duplicate_conflict)
+                              on_conflict=args.on_duplicate_conflict, video_folder=False)  # draws images only
     if args.boxes:
-        with open(args.boxes, encoding="utf-8") as f:
-            records = {r["id"]: r for r in json.load(f)}
+        with named_file_errors(args.boxes, "box file"):
+            records = {r["id"]: r for r in read_json(args.boxes, "box file")}
         samples = [s for s in samples if s.id in records]
     random.Random(args.seed).shuffle(samples)
     generator = None if args.boxes else build_generator(args)
@@ -161,7 +167,7 @@ def draw_main(argv=None) -> str:
         try:
             source = sample.path if sample.path is not None else decode_base64(sample.b64, where)
             image, _ = open_rgb(source, args.max_pixels, where=where)
-        except ImageSkip as skip:
+        except ImageDecodeError as skip:
             logging.getLogger(__name__).warning("not drawn: %s", skip)
             continue
         if generator is not None:

@@ -8,9 +8,11 @@ Supported inputs:
   A TSV's ``image`` column holds base64 data; a short value that equals another row's ``index`` refers to that
   row's image (MMBench stores repeated images that way). An ``image_path`` column is read as a path.
 
-One :class:`Sample` per distinct id, in the order ids first appear. Samples without an image (text-only) or with a
-video are counted, not boxed. Several rows may share an id when they share the image (LLaVA does this); an id that
-names two different images cannot be represented in the box file and raises :class:`DuplicateIdError` (or, with
+One :class:`Sample` per distinct id, in the order ids first appear. Samples without an image (text-only) are
+counted, not boxed; a sample with a ``video`` (a file or frames folder, relative to the video folder) is boxed frame
+by frame (``Sample.video``), or, when video boxing is off (``video_folder=False``), counted as
+``video_unsupported``. Several rows may share an id when they share the image (LLaVA does this); an id that names
+two different images cannot be represented in the box file and raises :class:`DuplicateIdError` (or, with
 ``on_conflict='skip'``, is dropped and listed).
 """
 import csv
@@ -20,6 +22,8 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
+
+from ..data_files import reads_file
 
 ID_KEYS = ("id", "question_id", "index")
 
@@ -34,14 +38,19 @@ class DuplicateIdError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One image to box. Exactly one of ``path`` (absolute or relative to the working directory) and ``b64``."""
+    """One image (or video) to box. Exactly one of ``path`` (absolute or relative to the working directory), ``b64``
+    and ``video`` (a video file or frames folder; ``video_name`` is the sample's own ``video`` field)."""
 
     id: str
     path: Optional[str] = None
     b64: Optional[str] = None
+    video: Optional[str] = None
+    video_name: Optional[str] = None
 
     @property
     def source(self) -> str:
+        if self.video is not None:
+            return self.video
         return self.path if self.path is not None else f"<base64 {len(self.b64)} chars>"
 
 
@@ -71,14 +80,16 @@ def _rows(path: str):
         raise SampleFormatError(f"{path}: unknown annotation format {ext!r} (expected .json, .jsonl or .tsv)")
 
 
+@reads_file("annotation file")
 def read_samples(path: str, image_folder: Optional[str] = None, id_key: Optional[str] = None,
-                 on_conflict: str = "error"):
+                 on_conflict: str = "error", video_folder=None):
     """Read ``path`` into ``(samples, counts)``.
 
     ``counts`` has the number of rows, of rows without an image (``text_only``), with a video
     (``video_unsupported``), rows merged into an earlier row with the same id and image
     (``duplicate_id_same_image``), and ``duplicate_id_conflict`` ids dropped under ``on_conflict='skip'`` (listed in
-    ``conflicting_ids``).
+    ``conflicting_ids``). Videos are relative to ``video_folder`` (default: ``image_folder``); with
+    ``video_folder=False`` they are only counted.
     """
     if on_conflict not in ("error", "skip"):
         raise ValueError(f"on_conflict must be 'error' or 'skip', got {on_conflict!r}")
@@ -97,10 +108,14 @@ def read_samples(path: str, image_folder: Optional[str] = None, id_key: Optional
         if key is None or row.get(key) in (None, ""):
             raise SampleFormatError(f"{path}:{row_no}: no id (looked for {[id_key] if id_key else list(ID_KEYS)})")
         sample_id = str(row[key])
-        if row.get("video"):
+        if row.get("video") and video_folder is False:
             counts["video_unsupported"] += 1
             continue
-        if row.get("image_path"):
+        if row.get("video"):
+            folder = image_folder if video_folder is None else video_folder
+            sample = Sample(sample_id, video=osp.join(folder, row["video"]), video_name=row["video"])
+            counts["video"] += 1
+        elif row.get("image_path"):
             sample = Sample(sample_id, path=osp.join(image_folder, row["image_path"]))
         elif not row.get("image"):
             counts["text_only"] += 1

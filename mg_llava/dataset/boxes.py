@@ -5,6 +5,9 @@ original image pixels -> (+ pad offset) padded-square pixels -> (x scale = S_hig
 
 Box file (released format): a JSON list of ``{"id": str, "boxes": [[x1, y1, x2, y2], ...], "scores": [...],
 "labels": [str, ...]}``, boxes xyxy in original-image pixels. Several samples may share an id (they share the image).
+A video entry is ``{"id" (or only "video"), "video": path, "frames": [{"boxes", "scores", "labels"}, ...]}``, one
+item per sampled frame (the dataset's frame choice), boxes in that frame's pixels; it is keyed by its id, else by its
+video path, and each frame is kept as one row of the table.
 """
 import hashlib
 import json
@@ -20,11 +23,17 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
+from ..data_files import reads_file
 from ..registry import MODELS
 from .image_views import ViewGeometry
 
 NMS_IOU_THRESHOLD = 0.2  # SPEC 2: class-aware NMS by label
 MAX_BOXES = 100  # SPEC 3: at most 100 boxes per image
+FRAME_SEPARATOR = "\x1f"  # table id of frame t of video entry k: f"{k}\x1f{t}" (no real id holds this character)
+
+
+def frame_id(key: str, t: int) -> str:
+    return f"{key}{FRAME_SEPARATOR}{t}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,11 @@ class BoxTable:
         self.label_ids = label_ids  # (total,) int32 into label_names
         self.label_names = label_names
         self.bad: Dict[str, str] = dict(bad or {})
+        self._frames: Dict[str, int] = {}  # video key -> frames in its entry
+        for sample_id in ids:
+            if FRAME_SEPARATOR in sample_id:
+                key, t = sample_id.rsplit(FRAME_SEPARATOR, 1)
+                self._frames[key] = max(self._frames.get(key, 0), int(t) + 1)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,6 +81,16 @@ class BoxTable:
     def row(self, sample_id) -> int:
         """Row of ``sample_id``, or -1 when the file has no entry for it."""
         return self._row.get(str(sample_id), -1)
+
+    @property
+    def video_keys(self) -> List[str]:
+        """Keys of the video entries (id, else video path)."""
+        return list(self._frames)
+
+    def frame_rows(self, key) -> Optional[List[int]]:
+        """Rows of the frames of video entry ``key`` (its id or video path) in time order; None when absent."""
+        count = self._frames.get(str(key))
+        return None if count is None else [self._row[frame_id(str(key), t)] for t in range(count)]
 
     def arrays(self, row: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(boxes (N, 4) original pixels, scores (N,), label ids (N,)) of entry ``row``; views, do not modify."""
@@ -82,6 +106,7 @@ class BoxTable:
 
 
 @MODELS.register_module()
+@reads_file("box file")
 def load_box_file(path: str, strict: bool = True, cache_dir: Optional[str] = None) -> BoxTable:
     """Read a box file in the released format (see the module docstring).
 
@@ -106,28 +131,51 @@ def load_box_file(path: str, strict: bool = True, cache_dir: Optional[str] = Non
         raise ValueError(f"box file {path} must hold a JSON list of entries, got {type(raw).__name__}")
 
     # Per entry in Python: structure and repeated ids; then all numbers at once in numpy (_build_table).
+    # A video entry becomes one item per frame (id f"{key}\x1f{t}"); its problems are reported under its key.
+    items: List[Tuple[int, str, dict]] = []  # (position in the file, table id, {boxes, scores, labels})
     bad: Dict[str, Tuple[int, str]] = {}  # id -> (position in the file, reason)
-    first: Dict[str, int] = {}  # id -> position of its first entry
+    video_frames: Dict[str, int] = {}  # video key -> frames of its first entry
     for position, entry in enumerate(raw):
-        if isinstance(entry, dict) and "video" in entry:
-            raise ValueError(f"box file {path} entry #{position} is a video entry; video data is not supported yet")
+        if isinstance(entry, dict) and "frames" in entry:
+            key = entry.get("id", entry.get("video"))
+            if key is None:
+                raise ValueError(f"box file {path} entry #{position} is a video entry with neither 'id' nor 'video'")
+            key, frames = str(key), entry["frames"]
+            if not isinstance(frames, list) or not frames:
+                bad.setdefault(key, (position, "a video entry needs a non-empty 'frames' list"))
+                continue
+            if video_frames.setdefault(key, len(frames)) != len(frames):
+                bad.setdefault(key, (position, "appears more than once with different numbers of frames"))
+                continue
+            for t, frame in enumerate(frames):
+                if not isinstance(frame, dict):
+                    bad.setdefault(key, (position, f"frame {t} is not an object"))
+                    break
+                items.append((position, frame_id(key, t), frame))
+            continue
         if not isinstance(entry, dict) or "id" not in entry:
             raise ValueError(f"box file {path} entry #{position} has no 'id' (got {str(entry)[:80]!r})")
-        sample_id = str(entry["id"])
+        items.append((position, str(entry["id"]), entry))
+
+    first: Dict[str, dict] = {}  # id -> its first entry
+    for position, sample_id, entry in items:
         reason = _structure_problem(entry)
         if reason is None and sample_id in first:
-            earlier = raw[first[sample_id]]
+            earlier = first[sample_id]
             if any(entry[key] != earlier[key] for key in ("boxes", "scores", "labels")):
                 reason = "appears more than once with different boxes"
         if reason is not None:
             bad.setdefault(sample_id, (position, reason))
-        first.setdefault(sample_id, position)
+        first.setdefault(sample_id, entry)
+    _move_frame_problems_to_videos(bad)
 
-    ids = [sample_id for sample_id in first if sample_id not in bad]
+    positions = {sample_id: position for position, sample_id, _ in reversed(items)}
+    ids = [sample_id for sample_id in first if _video_key(sample_id) not in bad]
     try:
-        table = _build_table(path, ids, [raw[first[sample_id]] for sample_id in ids])
+        table = _build_table(path, ids, [first[sample_id] for sample_id in ids])
     except _BadNumbers as err:
-        bad.update({sample_id: (first[sample_id], reason) for sample_id, reason in err.reasons.items()})
+        bad.update({sample_id: (positions[sample_id], reason) for sample_id, reason in err.reasons.items()})
+        _move_frame_problems_to_videos(bad)
     if not bad:
         return table
     if strict:
@@ -139,10 +187,23 @@ def load_box_file(path: str, strict: bool = True, cache_dir: Optional[str] = Non
         logger="current",
         level=logging.WARNING,
     )
-    ids = [sample_id for sample_id in ids if sample_id not in bad]
-    table = _build_table(path, ids, [raw[first[sample_id]] for sample_id in ids])
+    ids = [sample_id for sample_id in ids if _video_key(sample_id) not in bad]
+    table = _build_table(path, ids, [first[sample_id] for sample_id in ids])
     table.bad = {sample_id: reason for sample_id, (_, reason) in bad.items()}
     return table
+
+
+def _video_key(sample_id: str) -> str:
+    """The entry key a table id belongs to (a frame's video key, else the id itself)."""
+    return sample_id.rsplit(FRAME_SEPARATOR, 1)[0] if FRAME_SEPARATOR in sample_id else sample_id
+
+
+def _move_frame_problems_to_videos(bad: Dict[str, Tuple[int, str]]) -> None:
+    """A bad frame makes its whole video entry bad: report it under the video's key as 'frame t: reason'."""
+    for sample_id in [s for s in bad if FRAME_SEPARATOR in s]:
+        position, reason = bad.pop(sample_id)
+        key, t = sample_id.rsplit(FRAME_SEPARATOR, 1)
+        bad.setdefault(key, (position, f"frame {t}: {reason}"))
 
 
 _CACHE_ARRAYS = ("offsets", "boxes", "scores", "label_ids")
@@ -259,6 +320,34 @@ class PreparedBoxes:
     num_degenerate: int  # boxes kept by NMS/limit but dropped because nothing was left after clipping
 
 
+def padded_square_boxes(boxes: np.ndarray, geometry: ViewGeometry) -> torch.Tensor:
+    """(N, 4) xyxy original-image pixels -> (N, 4) float32 padded-square pixels (shifted by the pad offset)."""
+    square = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4).clone()
+    square[:, 0::2] += geometry.pad_x
+    square[:, 1::2] += geometry.pad_y
+    return square
+
+
+def class_aware_nms(square: torch.Tensor, scores: np.ndarray, label_ids: np.ndarray,
+                    iou_threshold: float) -> np.ndarray:
+    """Indices (int64) of the boxes that survive NMS within each label, by descending score, ties by file order.
+
+    ``square``: (N, 4) xyxy boxes (any one pixel space); ``scores``, ``label_ids``: (N,).
+    """
+    from mmcv.ops import batched_nms
+
+    # batched_nms separates labels by offsetting each label's boxes past the largest coordinate, which only holds
+    # for non-negative coordinates; NMS is translation invariant, so move the boxes there first.
+    nms_input = square - square.min().clamp(max=0)
+    _, keep = batched_nms(
+        nms_input, torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(label_ids, dtype=torch.long),
+        dict(type="nms", iou_threshold=iou_threshold),
+    )
+    keep = keep.numpy()
+    order = np.lexsort((keep, -np.asarray(scores)[keep]))  # descending score, ties by file order
+    return keep[order].astype(np.int64)
+
+
 @MODELS.register_module()
 def prepare_boxes(
     boxes: np.ndarray,
@@ -281,25 +370,14 @@ def prepare_boxes(
     rescale to high-res input pixels; clip to the image's rectangle in the view (inside [0, S_high]: a box part
     over the padding has no image under it); drop boxes with zero width or height after clipping.
     """
-    from mmcv.ops import batched_nms
     from mmdet.structures.bbox import HorizontalBoxes
 
     num = len(scores)
     if num == 0:
         return PreparedBoxes(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 0)
-    square = HorizontalBoxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(num, 4).clone())
-    square.translate_([geometry.pad_x, geometry.pad_y])
-    score_t = torch.as_tensor(scores, dtype=torch.float32)
-    # batched_nms separates labels by offsetting each label's boxes past the largest coordinate, which only holds
-    # for non-negative coordinates; NMS is translation invariant, so move the boxes there first.
-    nms_input = square.tensor - square.tensor.min().clamp(max=0)
-    _, keep = batched_nms(
-        nms_input, score_t, torch.as_tensor(label_ids, dtype=torch.long),
-        dict(type="nms", iou_threshold=iou_threshold),
-    )
-    keep = keep.numpy()
-    order = np.lexsort((keep, -scores[keep]))  # descending score, ties by file order
-    keep = torch.from_numpy(keep[order][:max_boxes].astype(np.int64))
+    square = HorizontalBoxes(padded_square_boxes(boxes, geometry))
+    keep = class_aware_nms(square.tensor, scores, label_ids, iou_threshold)
+    keep = torch.from_numpy(keep[:max_boxes])
 
     high = square[keep]
     high.rescale_([geometry.scale, geometry.scale])

@@ -1,6 +1,7 @@
 """Collate samples of :class:`LLaVABoxDataset` into the batch of docs/interfaces.md.
 
-Shape shorthand: B samples, L = longest text, I = images in the batch, N_i = boxes of image i.
+Shape shorthand: B samples, L = longest text, I = images in the batch (a video counts its T frames), V = videos,
+N_i = boxes of image (frame) i.
 """
 from typing import Dict, Sequence
 
@@ -10,6 +11,7 @@ from torch.utils.data import get_worker_info
 from xtuner.utils import DEFAULT_PAD_TOKEN_INDEX, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from ..registry import MODELS
+from .video import VIDEO_TOKEN_INDEX
 
 
 @MODELS.register_module()
@@ -22,7 +24,9 @@ def llava_box_collate_fn(
     ``input_ids`` (B, L) right-padded with ``pad_index``; ``attention_mask`` (B, L) bool, True on real tokens;
     ``labels`` (B, L) with IGNORE_INDEX (-100) on padding; and, only when I > 0, ``pixel_values``
     (I, 3, S_low, S_low) and ``pixel_values_aux`` (I, 3, S_high, S_high) in sample order, plus ``boxes``, a list of
-    I (N_i, 4) tensors in high-res input pixels. Text-only samples add no image row.
+    I (N_i, 4) tensors in high-res input pixels. Text-only samples add no image row. A video adds its T frames
+    as T rows, in time order, and, only when V > 0, ``frames_per_video`` LongTensor (V,) gives each ``<video>``
+    placeholder's T in batch order.
     """
     if not instances:
         raise ValueError("cannot collate an empty batch")
@@ -42,10 +46,16 @@ def llava_box_collate_fn(
 
     per_sample = [len(inst.get("boxes", ())) for inst in instances]
     num_images = sum(per_sample)
-    placeholders = int((data["input_ids"] == IMAGE_TOKEN_INDEX).sum())
-    if placeholders != num_images:
+    frames_per_video = [int(t) for inst in instances for t in inst.get("frames_per_video", ())]
+    image_tokens = int((data["input_ids"] == IMAGE_TOKEN_INDEX).sum())
+    video_tokens = int((data["input_ids"] == VIDEO_TOKEN_INDEX).sum())
+    if video_tokens != len(frames_per_video) or image_tokens + sum(frames_per_video) != num_images:
         counts = {inst.get("id"): n for inst, n in zip(instances, per_sample)}
-        raise ValueError(f"{placeholders} image tokens ({IMAGE_TOKEN_INDEX}) but {num_images} images: {counts}")
+        videos = (f" and {video_tokens} video tokens ({VIDEO_TOKEN_INDEX}) of frames_per_video {frames_per_video}"
+                  if video_tokens or frames_per_video else "")
+        raise ValueError(f"{image_tokens} image tokens ({IMAGE_TOKEN_INDEX}){videos} but {num_images} images: {counts}")
+    if frames_per_video:
+        data["frames_per_video"] = torch.tensor(frames_per_video, dtype=torch.long)
     if num_images:
         data["pixel_values"] = _cat([inst["pixel_values"] for inst in instances if len(inst["boxes"])])
         data["pixel_values_aux"] = _cat([inst["pixel_values_aux"] for inst in instances if len(inst["boxes"])])

@@ -33,6 +33,11 @@ class ConcatLLaVABoxDataset(ConcatDataset):
             lengths.extend(dataset.modality_length)
         return lengths
 
+    @property
+    def modality(self) -> List[int]:
+        """0 text, 1 image, 2 video per sample (for :class:`ModalityLengthGroupedSampler`)."""
+        return [m for dataset in self.datasets for m in dataset.modality]
+
     def __repr__(self):
         parts = ", ".join(f"{type(d).__name__}({len(d)})" for d in self.datasets)
         return f"{type(self).__name__}([{parts}])"

@@ -1,15 +1,19 @@
 """Reading LLaVA conversation files and checking each sample before tokenisation.
 
 A LLaVA file is a JSON list (``.json``) or one JSON object per line (``.jsonl``) of
-``{"id", "image" (optional, relative to the image folder), "conversations": [{"from": "human"|"gpt", "value"}]}``.
+``{"id", "image" (optional, relative to the image folder), "conversations": [{"from": "human"|"gpt", "value"}]}``;
+a video sample has ``"video"`` (a file or a frames folder) instead of ``"image"`` and one ``<video>`` in its text.
 """
 import json
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import print_log
 from xtuner.utils import DEFAULT_IMAGE_TOKEN
+
+from ..data_files import reads_file
+from .video import DEFAULT_VIDEO_TOKEN
 
 BAD_SAMPLE_POLICIES = ("raise", "skip")
 
@@ -29,9 +33,17 @@ class BadSample:
 
 
 class BadSampleError(ValueError):
-    """Raised for bad samples under ``on_bad_sample='raise'``; ``.samples`` lists them."""
+    """Raised for bad samples under ``on_bad_sample='raise'``; ``.samples`` lists them.
 
-    def __init__(self, samples: Sequence[BadSample], total: Optional[int] = None):
+    Raised inside a DataLoader worker, it reaches the main process as a ``BadSampleError`` again (torch rebuilds it
+    from its message: the text, with the worker's traceback, names every sample; ``.samples`` is then empty).
+    """
+
+    def __init__(self, samples: Union[Sequence[BadSample], str], total: Optional[int] = None):
+        if isinstance(samples, str):  # rebuilt from its message (DataLoader workers, unpickling)
+            self.samples = []
+            super().__init__(samples)
+            return
         self.samples = list(samples)
         shown = "\n  ".join(s.describe() for s in self.samples[:10])
         more = f"\n  ... and {len(self.samples) - 10} more" if len(self.samples) > 10 else ""
@@ -61,19 +73,20 @@ def apply_bad_sample_policy(bad: Sequence[BadSample], policy: str, total: int, w
     )
 
 
+@reads_file("LLaVA annotation file")
 def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
     """Parse and check a LLaVA file.
 
     Returns ``(records, bad)``: ``records`` are normalised dicts ``{"sample_index", "where", "id" (str), "image"
     (str or None), "conversations"}`` of the good samples in file order (``sample_index``: position in the file,
-    ``where``: "line N" of a JSONL file or "item N" of a JSON list);
+    ``where``: "line N" of a JSONL file or "item N" of a JSON list; ``video``: str or None);
     ``bad`` lists the rest with the reason. A ``.json`` file that is not valid JSON raises ``ValueError``
     (nothing in it can be located); in a ``.jsonl`` file each malformed line is one bad sample.
     """
     if path.endswith(".jsonl"):
         items = _read_jsonl(path)
     elif path.endswith(".json"):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             try:
                 data = json.load(f)
             except json.JSONDecodeError as err:
@@ -100,6 +113,7 @@ def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
                 where=where,
                 id=sample_id,
                 image=item.get("image"),
+                video=item.get("video"),
                 conversations=item["conversations"],
             )
         )
@@ -108,13 +122,13 @@ def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
 
 def _read_jsonl(path: str):
     items = []
-    with open(path) as f:
+    with open(path, "rb") as f:  # decoded per line: one line of bad bytes is one bad sample
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue  # a blank line holds no sample
             try:
-                items.append((f"line {number}", json.loads(line), None))
-            except json.JSONDecodeError as err:
+                items.append((f"line {number}", json.loads(line.decode("utf-8")), None))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 items.append((f"line {number}", None, str(err)))
     return items
 
@@ -125,29 +139,37 @@ def check_sample(item) -> Optional[str]:
         return f"not a JSON object: {type(item).__name__}"
     if item.get("id") is None:
         return "missing id: every sample needs an 'id'"
-    if "video" in item:
-        return "video sample: video data is not supported by this dataset yet"
-    image = item.get("image")
+    image, video = item.get("image"), item.get("video")
     if image is not None and (not isinstance(image, str) or not image):
         return f"bad image field: {image!r}"
+    if video is not None and (not isinstance(video, str) or not video):
+        return f"bad video field: {video!r}"
+    if image is not None and video is not None:
+        return "image and video: a sample has one 'image' or one 'video', not both"
     turns = item.get("conversations")
     if not isinstance(turns, list) or not turns:
         return "empty conversation: 'conversations' must be a non-empty list"
-    image_tokens = 0
+    counts = {DEFAULT_IMAGE_TOKEN: 0, DEFAULT_VIDEO_TOKEN: 0}
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
             return f"bad turn: turn {i} is not {{'from', 'value': str}}"
         expected = "human" if i % 2 == 0 else "gpt"
         if turn.get("from") != expected:
             return f"bad turn order: turn {i} is from {turn.get('from')!r}, expected {expected!r} (human/gpt alternate)"
-        count = turn["value"].count(DEFAULT_IMAGE_TOKEN)
-        if count and expected == "gpt":
-            return f"image token in answer: turn {i} (an answer) contains {DEFAULT_IMAGE_TOKEN}"
-        image_tokens += count
+        for token in counts:
+            count = turn["value"].count(token)
+            if count and expected == "gpt":
+                return f"{token[1:-1]} token in answer: turn {i} (an answer) contains {token}"
+            counts[token] += count
     if len(turns) % 2:
         return "unanswered turn: the conversation ends with a human turn"
+    image_tokens, video_tokens = counts[DEFAULT_IMAGE_TOKEN], counts[DEFAULT_VIDEO_TOKEN]
     if image is None and image_tokens:
         return f"image token without image: {image_tokens} {DEFAULT_IMAGE_TOKEN} but no 'image'"
     if image is not None and image_tokens != 1:
         return f"image token count: 'image' is set, so the text needs one {DEFAULT_IMAGE_TOKEN}, found {image_tokens}"
+    if video is None and video_tokens:
+        return f"video token without video: {video_tokens} {DEFAULT_VIDEO_TOKEN} but no 'video'"
+    if video is not None and video_tokens != 1:
+        return f"video token count: 'video' is set, so the text needs one {DEFAULT_VIDEO_TOKEN}, found {video_tokens}"
     return None

@@ -5,19 +5,21 @@ Shape shorthand: S_high = high-res side (768 real, 128 tiny), S_low = low-res si
     original image (W x H pixels)
       -> pad to a square of side max(W, H) with the processor's mean colour, image pasted at
          ``((side - W) // 2, (side - H) // 2)``                                  [padded-square pixels]
-      -> resize to S_high with the processor's resample filter (PIL's bicubic for CLIP), scale to [0, 1],
-         normalise -> ``pixel_values_aux`` (3, S_high, S_high)                   [high-res input pixels]
+      -> resize to S_high with the processor's resample filter (PIL's bicubic for CLIP), rescale by 1/255 and
+         normalise exactly as the CLIP image processor does -> ``pixel_values_aux`` (3, S_high, S_high)
+                                                                                 [high-res input pixels]
       -> bilinear resize of that tensor to S_low (align_corners=False, no antialias)
          -> ``pixel_values`` (3, S_low, S_low)
 
 This is the one implementation of the views; training, chat and evaluation all call :class:`ImageViews`.
 It reads mean, std and resample filter from a transformers image processor once and never changes the processor.
 
-The resize runs torch's antialiased uint8 kernels, which implement PIL's bicubic/bilinear filters (a = -0.5, support
-scaled when shrinking) and agree with PIL, hence with the processor, to one grey level on a few pixels; they are
-about 4x faster than PIL here, and the high-res resize is the largest cost of a training sample.
+The high-res view equals ``CLIPImageProcessor(size=S_high, crop_size=S_high)`` on the padded square (PIL's resize,
+float64 rescale cast to float32, float32 normalisation), which is what the released checkpoints were trained on;
+the tests hold it to 1e-6. Another resampler (e.g. torch's antialiased kernels) differs by 1-2 grey levels on a few
+values. Decoding large JPEGs at reduced DCT scale (:func:`load_image` with ``min_side``) is faster but differs by up
+to 28 grey levels, so it is off unless ``reduced_jpeg_decode=True``.
 """
-import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -26,11 +28,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..image_io import open_image
 from ..registry import MODELS, build
 
-
-# PIL filter -> torch mode; with antialias=True torch's kernels are PIL's for these two
-_TORCH_MODES = {Image.Resampling.BICUBIC: "bicubic", Image.Resampling.BILINEAR: "bilinear"}
+SUPPORTED_RESAMPLE = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR)
 
 
 @dataclass(frozen=True)
@@ -72,23 +73,18 @@ class Views:
     geometry: ViewGeometry
 
 
-def load_image(path: str, min_side: Optional[int] = None) -> Tuple[Image.Image, Tuple[int, int]]:
-    """Decode ``path`` as RGB; returns ``(image, (W, H))`` with the ORIGINAL size.
+def load_image(path: str, min_side: Optional[int] = None, where: str = "") -> Tuple[Image.Image, Tuple[int, int]]:
+    """Decode ``path`` as upright RGB through the shared decoder (:func:`mg_llava.image_io.open_image`); returns
+    ``(image, (W, H))`` with the ORIGINAL (upright) size.
 
-    With ``min_side``, a JPEG larger than needed is decoded at a reduced DCT scale (1/2, 1/4 or 1/8; PIL ``draft``,
-    as ``Image.thumbnail`` does) while its long side stays >= 2 * ``min_side``, so the resize to ``min_side`` still
-    downsamples by at least 2. Box geometry always uses the original size; the decoded image is what gets padded
-    and resized, so the view differs from a full-resolution decode by the scaler's rounding of the image border,
-    at most half a pixel of the ``min_side`` view. No EXIF rotation is applied, as in LLaVA's loader and the box
-    generator, so boxes and pixels share one grid. Raises PIL's ``OSError`` (missing, truncated or not an image),
-    ``ValueError`` or ``Image.DecompressionBombError``.
+    With ``min_side``, a JPEG larger than needed is decoded at a reduced DCT scale (1/2, 1/4 or 1/8) while its long
+    side stays >= 2 * ``min_side``, so the resize to ``min_side`` still downsamples by at least 2. Box geometry always
+    uses the original size; the view differs from a full-resolution decode by the scaler's rounding of the image
+    border, at most half a pixel of the ``min_side`` view. Raises :class:`~mg_llava.image_io.ImageDecodeError`
+    (naming ``where`` and the file) for every way the file can fail.
     """
-    with Image.open(path) as image:
-        size = image.size
-        if min_side is not None and image.format == "JPEG" and max(size) >= 4 * min_side:
-            reduce = 2 * min_side / max(size)
-            image.draft("RGB", (math.ceil(size[0] * reduce), math.ceil(size[1] * reduce)))
-        return image.convert("RGB"), size
+    decoded = open_image(path, where=where, min_side=min_side)
+    return decoded.image, decoded.size
 
 
 @MODELS.register_module()
@@ -100,9 +96,12 @@ class ImageViews:
             ``image_std`` and ``resample`` are read; the object is not kept and never modified.
         high_res: S_high, the side of the high-res view (768 for the released models).
         low_res: S_low; defaults to the processor's crop size (336 for CLIP ViT-L/14-336).
+        reduced_jpeg_decode: decode JPEGs of 4 * S_high px or more at reduced DCT scale in :meth:`load` (faster,
+            but not what the processor sees: up to 28 grey levels apart). Off by default.
     """
 
-    def __init__(self, image_processor, high_res: int, low_res: Optional[int] = None):
+    def __init__(self, image_processor, high_res: int, low_res: Optional[int] = None,
+                 reduced_jpeg_decode: bool = False):
         processor = build(image_processor)
         if low_res is None:
             low_res = _processor_square_size(processor)
@@ -110,6 +109,7 @@ class ImageViews:
             raise ValueError(f"need 0 < low_res <= high_res, got low_res={low_res}, high_res={high_res}")
         self.high_res = int(high_res)
         self.low_res = int(low_res)
+        self.reduced_jpeg_decode = bool(reduced_jpeg_decode)
         mean = np.asarray(processor.image_mean, dtype=np.float64)
         std = np.asarray(processor.image_std, dtype=np.float64)
         if mean.shape != (3,) or std.shape != (3,):
@@ -119,12 +119,21 @@ class ImageViews:
         # LLaVA's expand2square colour: the mean in 0-255, truncated to int.
         self.fill = tuple(int(m * 255) for m in self.mean)
         resample = Image.Resampling(getattr(processor, "resample", Image.Resampling.BICUBIC))
-        if resample not in _TORCH_MODES:
+        if resample not in SUPPORTED_RESAMPLE:
             raise ValueError(f"resample filter {resample.name} is not supported; use BICUBIC or BILINEAR")
         self.resample = resample
-        # normalised = uint8 * a + b, folded into one affine map per channel.
-        self._a = torch.tensor(1.0 / (255.0 * std), dtype=torch.float32).view(3, 1, 1)
-        self._b = torch.tensor(-mean / std, dtype=torch.float32).view(3, 1, 1)
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    @property
+    def reduced_decode_side(self) -> Optional[int]:
+        """``min_side`` for :func:`load_image`: S_high with ``reduced_jpeg_decode``, else None (full decode)."""
+        return self.high_res if self.reduced_jpeg_decode else None
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., 3, H, W) -> float32, as the CLIP processor: ``float32(u * (1/255) in float64)``, then
+        ``(x - mean) / std`` in float32."""
+        return pixels.double().mul_(1 / 255).float().sub_(self._mean).div_(self._std)
 
     def __repr__(self):
         return f"{type(self).__name__}(high_res={self.high_res}, low_res={self.low_res}, mean={self.mean})"
@@ -150,20 +159,17 @@ class ImageViews:
         """
         width, height = original_size if original_size is not None else image.size
         square = self.pad_to_square(image.convert("RGB"))
-        # (1, 3, side, side) uint8 viewed channels-last (no copy); torch's resize kernels are fastest in that layout
-        pixels = torch.from_numpy(np.array(square)).permute(2, 0, 1)[None]
-        resized = F.interpolate(
-            pixels, size=(self.high_res, self.high_res), mode=_TORCH_MODES[self.resample], antialias=True,
-            align_corners=False,
-        )
-        aux = resized.float().mul_(self._a).add_(self._b)  # (1, 3, S_high, S_high) normalised
+        resized = square.resize((self.high_res, self.high_res), resample=self.resample)
+        pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1)  # (3, S_high, S_high) uint8
+        aux = self.normalize(pixels)[None]  # (1, 3, S_high, S_high)
         low = F.interpolate(aux, size=(self.low_res, self.low_res), mode="bilinear", align_corners=False,
                             antialias=False)
         return Views(low[0].contiguous(), aux[0].contiguous(), self.geometry(width, height))
 
-    def load(self, path: str) -> Views:
-        """Decode ``path`` (large JPEGs at reduced scale, see :func:`load_image`) and build both views."""
-        image, size = load_image(path, min_side=self.high_res)
+    def load(self, path: str, where: str = "") -> Views:
+        """Decode ``path`` (at full size unless ``reduced_jpeg_decode``, see :func:`load_image`) and build both
+        views."""
+        image, size = load_image(path, min_side=self.reduced_decode_side, where=where)
         return self(image, original_size=size)
 
 

@@ -1,12 +1,20 @@
 """The training dataset: LLaVA conversations + images + a box file -> samples for both branches.
 
-Shape shorthand: L = text tokens of a sample, n = images of a sample (0 text-only, 1 image), N_i = boxes of image i.
+Shape shorthand: L = text tokens of a sample, n = images of a sample (0 text-only, 1 image, T frames of a video),
+N_i = boxes of image (frame) i.
 
 Per launch (``__init__``): the text is tokenised once through XTuner (``llava_map_fn`` -> ``template_map_fn`` ->
 ``encode_fn``, via ``process_hf_dataset``), or loaded pre-tokenised (``offline_processed_text_folder``, written by
 ``xtuner/tools/process_untokenized_llava_data.py`` from ``dataset.text_data``); the box file is read into flat arrays
 and each image sample is matched to its entry. Per sample (``__getitem__``): decode the image, build both views,
 apply the box rules. Nothing else is done in the hot path.
+
+Video samples (``"video"`` instead of ``"image"``, ``<video>`` in the text; SPEC 1.8): ``num_frames`` frames chosen
+by :func:`read_video` (a video file or a frames folder under ``video_folder``), each through the same
+:class:`ImageViews` as an image (padded to a square: the released code centre-cropped video frames instead), each with
+its own boxes from the video's box entry (one item per frame, the same frame choice). The text's ``<video>`` is
+tokenised by XTuner as an ``<image>`` and then marked ``VIDEO_TOKEN_INDEX`` (-201); the model puts the T frames'
+tokens there. Text-only, image and video samples mix freely in one dataset and one batch.
 
 Bad data (``on_bad_sample``): ``'raise'`` stops with a :class:`BadSampleError` naming every bad sample (id, file,
 line/image); ``'skip'`` leaves samples found bad at start-up out of the dataset and logs a counted summary. An image
@@ -44,29 +52,23 @@ import torch
 from datasets import Dataset as HFDataset
 from datasets import load_from_disk
 from mmengine.logging import print_log
-from PIL import Image
 from torch.utils.data import Dataset
 from xtuner.dataset.huggingface import process_hf_dataset
 from xtuner.dataset.map_fns import llava_map_fn
-from xtuner.utils import IMAGE_TOKEN_INDEX
+from xtuner.utils import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 
+from ..image_io import ImageDecodeError
 from ..registry import MODELS, build
-from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file, prepare_boxes
+from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file
 from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
 from .image_views import ImageViews
+from .released_boxes import BOX_RULES, apply_box_rule
+from .video import DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoReadError, read_video
 
-TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "length")
+TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "length")  # and "video" if any
 MAX_CONSECUTIVE_REPLACEMENTS = 16  # unreadable images in a row before '__getitem__' gives up
 LOG_FIRST_EVENTS = 10  # per kind of event; afterwards every LOG_EVERY_EVENTS-th is logged with its running count
 LOG_EVERY_EVENTS = 1000
-
-
-class UnreadableImage(Exception):
-    """An image that cannot be decoded (missing, truncated, not an image); the cause is chained."""
-
-    def __init__(self, path: str):
-        super().__init__(path)
-        self.path = path
 
 
 @MODELS.register_module()
@@ -84,16 +86,21 @@ class LLaVABoxDataset(Dataset):
             ``dict(type=template_map_fn_factory, template=...)``).
         max_length: text tokens kept per sample (image and box tokens come on top).
         max_boxes, iou_threshold: the box rules (:func:`prepare_boxes`).
+        box_rule: ``'clean'`` (the default, for new models) or ``'released'``: the rules the released checkpoints
+            were trained with (:mod:`.released_boxes`), to fine-tune them on the distribution they saw.
         on_bad_sample: ``'raise'`` or ``'skip'`` (see the module docstring).
         allow_missing_boxes: an image sample without a box entry gets zero boxes (counted and logged) instead of
             being a bad sample.
         num_proc: processes for tokenisation (``datasets.map``); default min(32, CPUs), 1 works in-process.
         box_cache_dir: keep the parsed box file there as memory-mapped arrays (:func:`load_box_file`), so later
             launches and every rank skip the JSON parse.
+        video_folder: root of the samples' ``video`` paths (default: ``image_folder``).
+        num_frames: T, frames sampled per video (8 in the released recipe).
 
     A sample is a dict: ``id`` (str), ``input_ids`` / ``labels`` LongTensor (L,), ``pixel_values``
     (n, 3, S_low, S_low), ``pixel_values_aux`` (n, 3, S_high, S_high), ``boxes`` list of n FloatTensor (N_i, 4)
-    xyxy in high-res input pixels. Video samples are not handled yet; a sample would carry one entry per frame.
+    xyxy in high-res input pixels; a video sample has n = T (one row per frame, in time order) and
+    ``frames_per_video`` = [T] (``[]`` for other samples).
     """
 
     def __init__(
@@ -113,14 +120,25 @@ class LLaVABoxDataset(Dataset):
         allow_missing_boxes: bool = False,
         num_proc: Optional[int] = None,
         box_cache_dir: Optional[str] = None,
+        video_folder: Optional[str] = None,
+        num_frames: int = NUM_FRAMES,
+        box_rule: str = "clean",
     ):
         super().__init__()
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
             raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
+        if box_rule not in BOX_RULES:
+            raise ValueError(f"box_rule must be one of {BOX_RULES}, got {box_rule!r}")
         self.image_folder = image_folder
+        self.video_folder = video_folder if video_folder is not None else image_folder
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        self.num_frames = num_frames
         self.image_views: ImageViews = build(image_views)
         self.max_boxes = max_boxes
         self.iou_threshold = iou_threshold
+        self.box_rule = box_rule
+        self.max_length = max_length  # the released rule keeps 1 box per label near it
         self.on_bad_sample = on_bad_sample
         self.allow_missing_boxes = allow_missing_boxes
         self.skipped: List[BadSample] = []  # samples left out at start-up (policy 'skip')
@@ -140,6 +158,8 @@ class LLaVABoxDataset(Dataset):
                 raise ValueError(
                     f"{offline_processed_text_folder} lacks columns {missing}; save it from this dataset's text_data"
                 )
+            if "video" not in text_data.column_names:  # saved before video support, or from an image-only file
+                text_data = text_data.add_column("video", [None] * len(text_data))
             self.source = offline_processed_text_folder
         else:
             if data_path is None or tokenizer is None or max_length is None:
@@ -166,6 +186,13 @@ class LLaVABoxDataset(Dataset):
         self.skipped.extend(bad)
         if not records:
             raise ValueError(f"{data_path}: no usable samples (of {total})")
+        # XTuner's map functions know only <image>: a video's <video> goes through them as one, marked -201 below.
+        for record in records:
+            if record["video"] is not None:
+                record["conversations"] = [
+                    dict(turn, value=turn["value"].replace(DEFAULT_VIDEO_TOKEN, DEFAULT_IMAGE_TOKEN))
+                    for turn in record["conversations"]
+                ]
         text_data = process_hf_dataset(
             dataset=HFDataset.from_list(records),
             tokenizer=tokenizer,
@@ -195,38 +222,59 @@ class LLaVABoxDataset(Dataset):
             num_proc=map_num_proc,
         )
         image_tokens = _column(image_tokens, "n")
+        videos = _column(text_data, "video")
         good = []
-        for row, (sample_id, where, image, count) in enumerate(
-            zip(_column(text_data, "id"), _column(text_data, "where"), _column(text_data, "image"), image_tokens)
+        for row, (sample_id, where, image, video, count) in enumerate(
+            zip(_column(text_data, "id"), _column(text_data, "where"), _column(text_data, "image"), videos,
+                image_tokens)
         ):
-            if count != (image is not None):
+            if count != (image is not None or video is not None):
                 reason = f"image token truncated: max_length={max_length} cut the image token ({count} left)"
                 bad.append(BadSample(reason, sample_id, data_path, where))
             else:
                 good.append(row)
         apply_bad_sample_policy(bad, self.on_bad_sample, total, data_path)
         self.skipped.extend(bad)
+        if any(video is not None for video in videos):
+            text_data = text_data.map(_mark_video_token, batched=True, num_proc=map_num_proc)
         return text_data.select(good) if len(good) < len(text_data) else text_data
 
     def _match_boxes(self, text_data: HFDataset, box_file: Optional[str]):
-        """Row of each image sample's box entry (-1: text-only or allowed-missing); applies the bad-sample policy."""
+        """Row of each image sample's box entry, or of a video's first frame (its frames follow it); -1 for
+        text-only and allowed-missing samples. Applies the bad-sample policy."""
         source = self.source
-        ids, wheres, images = (_column(text_data, name) for name in ("id", "where", "image"))
+        ids, wheres, images, videos = (_column(text_data, name) for name in ("id", "where", "image", "video"))
         table = self.box_table
         rows = np.full(len(ids), -1, dtype=np.int64)
         bad, missing = [], []
-        for i, (sample_id, where, image) in enumerate(zip(ids, wheres, images)):
-            if image is None:
+        for i, (sample_id, where, image, video) in enumerate(zip(ids, wheres, images, videos)):
+            if image is None and video is None:
                 continue
-            row = table.row(sample_id) if table is not None else -1
+            row, keys = -1, (sample_id,) if video is None else (sample_id, video)
+            if table is not None and video is None:
+                row = table.row(sample_id)
+            elif table is not None:
+                frame_rows = table.frame_rows(sample_id) or table.frame_rows(video)
+                if frame_rows is not None and len(frame_rows) != self.num_frames:
+                    reason = (f"video box entry frames: {box_file} has boxes for {len(frame_rows)} frames, the "
+                              f"dataset samples num_frames={self.num_frames}")
+                    bad.append(BadSample(reason, sample_id, source, where))
+                    continue
+                row = frame_rows[0] if frame_rows is not None else -1
+                if row >= 0 and frame_rows != list(range(row, row + len(frame_rows))):  # load_box_file keeps them so
+                    raise RuntimeError(f"{box_file}: the frames of video entry {sample_id!r} are not stored together")
             if row >= 0:
                 rows[i] = row
-            elif table is not None and sample_id in table.bad:
-                bad.append(BadSample(f"bad box entry in {box_file}: {table.bad[sample_id]}", sample_id, source, where))
+            elif table is not None and any(key in table.bad for key in keys):
+                reason = next(table.bad[key] for key in keys if key in table.bad)
+                bad.append(BadSample(f"bad box entry in {box_file}: {reason}", sample_id, source, where))
             elif self.allow_missing_boxes:
                 missing.append(sample_id)
             else:
                 reason = f"missing box entry: no entry for this id in {box_file or 'the box file (none given)'}"
+                if video is not None:
+                    reason = (f"missing box entry: no video entry for this id or {video!r} in "
+                              f"{box_file or 'the box file (none given)'}")
                 bad.append(BadSample(reason, sample_id, source, where))
         if missing:
             print_log(
@@ -240,7 +288,8 @@ class LLaVABoxDataset(Dataset):
         if not bad:
             return text_data, rows
         bad_ids = {b.sample_id for b in bad}
-        good = [i for i, (sample_id, image) in enumerate(zip(ids, images)) if image is None or sample_id not in bad_ids]
+        good = [i for i, (sample_id, image, video) in enumerate(zip(ids, images, videos))
+                if (image is None and video is None) or sample_id not in bad_ids]
         return text_data.select(good), rows[good]
 
     # ----------------------------------------------------------------------------------------- sampler support
@@ -249,9 +298,14 @@ class LLaVABoxDataset(Dataset):
         """Text length per sample, negative for text-only samples (XTuner's ``LengthGroupedSampler`` convention)."""
         if self._modality_length is None:
             lengths = np.asarray(_column(self.text_data, "length"), dtype=np.int64)
-            has_image = np.asarray([image is not None for image in _column(self.text_data, "image")])
-            self._modality_length = np.where(has_image, lengths, -lengths).tolist()
+            self._modality_length = np.where(np.asarray(self.modality) > 0, lengths, -lengths).tolist()
         return self._modality_length
+
+    @property
+    def modality(self) -> List[int]:
+        """Per sample: 0 text only, 1 image, 2 video (read by :class:`ModalityLengthGroupedSampler`)."""
+        images, videos = _column(self.text_data, "image"), _column(self.text_data, "video")
+        return [2 if video is not None else int(image is not None) for image, video in zip(images, videos)]
 
     def __len__(self) -> int:
         return len(self.text_data)
@@ -262,12 +316,12 @@ class LLaVABoxDataset(Dataset):
             current = (index + attempt) % len(self)
             try:
                 return self._load(current)
-            except UnreadableImage as err:
+            except ImageDecodeError as err:
                 row = self.text_data[current]
-                reason = f"unreadable image: {err.path}: {err.__cause__!r}"
-                bad = BadSample(reason, row["id"], self.source, row["where"])
+                kind = "video" if row.get("video") else "image"
+                bad = BadSample(f"unreadable {kind} ({err.reason}): {err}", row["id"], self.source, row["where"])
                 if self.on_bad_sample == "raise":
-                    raise BadSampleError([bad]) from err.__cause__
+                    raise BadSampleError([bad]) from err
                 self.num_replaced += 1
                 served_by = (current + 1) % len(self)
                 self._log_event("replaced", f"{bad.describe()}; index {current} served by index {served_by}")
@@ -284,28 +338,47 @@ class LLaVABoxDataset(Dataset):
             labels=torch.tensor(row["labels"], dtype=torch.long),
         )
         views = self.image_views
+        sample["frames_per_video"] = []
+        if row.get("video") is not None:
+            return self._load_video(index, row, sample)
         if row["image"] is None:
             sample["pixel_values"] = torch.zeros(0, 3, views.low_res, views.low_res)
             sample["pixel_values_aux"] = torch.zeros(0, 3, views.high_res, views.high_res)
             sample["boxes"] = []
             return sample
         path = osp.join(self.image_folder, row["image"])
-        try:
-            image = views.load(path)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise UnreadableImage(path) from err
+        image = views.load(path)  # ImageDecodeError for every way the file can fail
         sample["pixel_values"] = image.pixel_values[None]
         sample["pixel_values_aux"] = image.pixel_values_aux[None]
-        sample["boxes"] = [self._boxes(index, image.geometry, row["id"])]
+        sample["boxes"] = [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))]
         return sample
 
-    def _boxes(self, index: int, geometry, sample_id: str) -> torch.Tensor:
-        """(N, 4) boxes of sample ``index`` in high-res input pixels."""
-        row = self.box_rows[index]
+    def _load_video(self, index: int, row: dict, sample: dict) -> dict:
+        """T frames, each with both views and its own boxes (frame t's boxes: table row ``box_rows[index] + t``)."""
+        path = osp.join(self.video_folder, row["video"])
+        try:
+            video = read_video(path, self.num_frames)
+        except VideoReadError as err:
+            raise ImageDecodeError(f"{path}: {err}", reason="unreadable", path=path) from err
+        views = [self.image_views(frame) for frame in video.frames]
+        sample["pixel_values"] = torch.stack([v.pixel_values for v in views])
+        sample["pixel_values_aux"] = torch.stack([v.pixel_values_aux for v in views])
+        first = self.box_rows[index]
+        sample["boxes"] = [self._boxes(index, v.geometry, row["id"], len(row["input_ids"]),
+                                       -1 if first < 0 else first + t) for t, v in enumerate(views)]
+        sample["frames_per_video"] = [len(views)]
+        return sample
+
+    def _boxes(self, index: int, geometry, sample_id: str, text_length: int,
+               row: Optional[int] = None) -> torch.Tensor:
+        """(N, 4) boxes of sample ``index`` (or of table row ``row``) in high-res input pixels."""
+        row = self.box_rows[index] if row is None else row
         if row < 0:
-            return torch.zeros(0, 4)
-        boxes, scores, label_ids = self.box_table.arrays(row)
-        prepared = prepare_boxes(boxes, scores, label_ids, geometry, self.max_boxes, self.iou_threshold)
+            boxes, scores, label_ids = np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+        else:
+            boxes, scores, label_ids = self.box_table.arrays(row)
+        prepared = apply_box_rule(self.box_rule, boxes, scores, label_ids, geometry, self.max_boxes,
+                                  self.iou_threshold, text_length, self.max_length)
         if prepared.num_degenerate:
             self._log_event(
                 "degenerate boxes",
@@ -319,6 +392,14 @@ class LLaVABoxDataset(Dataset):
         count = self.events[kind]
         if count <= LOG_FIRST_EVENTS or count % LOG_EVERY_EVENTS == 0:
             print_log(f"[{kind} #{count} in pid {os.getpid()}] {message}", logger="current", level=logging.WARNING)
+
+
+def _mark_video_token(batch: dict) -> dict:
+    """In video samples, the placeholder XTuner wrote as an image (-200) becomes the video's (-201)."""
+    return {"input_ids": [
+        [VIDEO_TOKEN_INDEX if token == IMAGE_TOKEN_INDEX else token for token in ids] if video is not None else ids
+        for ids, video in zip(batch["input_ids"], batch["video"])
+    ]}
 
 
 def _column(dataset: HFDataset, name: str) -> list:

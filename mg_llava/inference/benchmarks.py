@@ -17,6 +17,8 @@ Formats (``--format``; benchmark names are accepted as aliases):
   with yes or no."
 - ``mmvet``, ``llava_wild``: JSONL ``{question_id, image, question (or text)}``, the question as is; answer files
   only (their scores need a GPT judge).
+- ``video_qa`` (MSVD-QA, MSRVTT-QA, ActivityNet-QA): open-ended questions about videos; layouts in
+  :mod:`mg_llava.inference.video_qa`; prompt ``question\n`` + "Answer the question using a single word or phrase."
 
 Boxes are looked up by the item's ``index``/``question_id`` in a box file (``data_prep/`` writes one from the same
 file). A row that cannot be used (missing image, malformed row, answer not among the options) is a
@@ -30,6 +32,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from mg_llava.data_files import reads_file
 from mg_llava.dataset import BadSample, BadSampleError
 
 from .metrics import rotate_options, rotated_answer
@@ -38,14 +41,15 @@ MC_SUFFIX = "Answer with the option's letter from the given choices directly."
 VQA_SUFFIX = "Answer the question using a single word or phrase."
 YES_NO_SUFFIX = "Please answer the question with yes or no."
 
-FORMATS = ("multiple_choice", "vqa", "pope", "mme", "mmvet", "llava_wild")
+FORMATS = ("multiple_choice", "vqa", "pope", "mme", "mmvet", "llava_wild", "video_qa")
 ALIASES = {
     "mmbench": "multiple_choice", "seed": "multiple_choice", "seedbench": "multiple_choice",
     "mmstar": "multiple_choice", "scienceqa": "multiple_choice", "ai2d": "multiple_choice",
     "textvqa": "vqa", "docvqa": "vqa", "gqa": "vqa", "vqav2": "vqa", "llava_bench": "llava_wild",
+    "msvd_qa": "video_qa", "msrvtt_qa": "video_qa", "activitynet_qa": "video_qa",
 }
 DEFAULT_SUFFIX = {"multiple_choice": MC_SUFFIX, "vqa": VQA_SUFFIX, "pope": YES_NO_SUFFIX, "mme": YES_NO_SUFFIX,
-                  "mmvet": "", "llava_wild": ""}
+                  "mmvet": "", "llava_wild": "", "video_qa": VQA_SUFFIX}
 MISSING = ("", "nan", "none", "null")
 SHORT_IMAGE_REFERENCE = 64  # an image cell this short cannot be an encoded image: it names another row's index
 
@@ -61,6 +65,7 @@ class EvalItem:
     target: dict = field(default_factory=dict)  # ground truth and metadata kept in the prediction record
     image_key: Optional[str] = None  # the box-file id of the image when it is another row's (MMBench references)
     encoded: bool = False
+    video: bool = False  # ``image`` is a video file or frames folder
 
 
 @dataclass
@@ -83,6 +88,7 @@ def _missing(value) -> bool:
     return value is None or str(value).strip().lower() in MISSING
 
 
+@reads_file("benchmark file")
 def read_benchmark(path: str, fmt: str, image_folder: Optional[str] = None, circular: bool = False,
                    prompt_suffix: Optional[str] = None, on_bad_sample: str = "raise") -> Benchmark:
     """Read a benchmark file into items; bad rows raise :class:`BadSampleError` or are returned in ``bad``."""
@@ -94,6 +100,10 @@ def read_benchmark(path: str, fmt: str, image_folder: Optional[str] = None, circ
     suffix = DEFAULT_SUFFIX[fmt] if prompt_suffix is None else prompt_suffix
     if fmt == "multiple_choice":
         items, bad, total = _read_multiple_choice(path, image_folder, circular, suffix)
+    elif fmt == "video_qa":
+        from .video_qa import read_video_qa
+
+        items, bad, total = read_video_qa(path, image_folder, suffix)
     else:
         items, bad, total = _read_jsonl(path, fmt, image_folder, suffix)
     if bad and on_bad_sample == "raise":

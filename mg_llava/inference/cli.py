@@ -4,7 +4,7 @@ from typing import Optional
 
 from mmengine.config import DictAction
 
-from mg_llava.dataset import MAX_BOXES
+from mg_llava.dataset import BOX_RULES, MAX_BOXES
 
 from .loading import DTYPES, LoadedModel, is_export, load_exported, load_from_config, load_from_spec, spec_from_paths
 
@@ -31,18 +31,42 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--low-res", type=int, help="low-res view side (paths only; default: the CLIP processor's)")
     group.add_argument("--roi-output-size", type=int, default=56, help="RoIAlign output side (paths only)")
     group.add_argument("--max-boxes", type=int, default=MAX_BOXES, help="box limit per image (paths only)")
+    group.add_argument("--box-rule", choices=BOX_RULES,
+                       help="load-time box rule (default: the training config's or the export's; 'released' for a "
+                            "checkpoint loaded from paths, i.e. a released one)")
     group.add_argument("--device", help="cuda / cpu (default: cuda when available)")
     group.add_argument("--dtype", choices=sorted(DTYPES), help="cast the model (default: as loaded)")
     group.add_argument("--system", help="system prompt (the training data had none)")
     group.add_argument("--allow-unsafe-pickle", action="store_true",
-                       help="opt in to full unpickling of checkpoints that weights_only loading refuses (mmengine "
-                            "training checkpoints with optimizer state); only for files you trust")
+                       help="opt in to full unpickling of checkpoints the safe loader refuses (files that name "
+                            "callables other than tensors, containers and training-framework records); only for "
+                            "files you trust")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="opt in to running the LLM's own modelling code from its folder or hub repo")
+    group.add_argument("--granularity", type=int,
+                       help="AVG-LLaVA models: give the LLM this many grid tokens per image (576, 288, 144, 72 or "
+                            "36 on the real grid) instead of the router's choice")
 
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
-    common = dict(device=args.device, dtype=args.dtype, system=args.system)
+    loaded = _load_from_args(args)
+    if getattr(args, "granularity", None) is not None:
+        force_granularity(loaded.model, args.granularity)
+    return loaded
+
+
+def force_granularity(model, num_tokens: int) -> None:
+    """Make an AVG-LLaVA model use the granularity with ``num_tokens`` grid tokens for every image."""
+    if not hasattr(model, "granularity_index"):
+        raise SystemExit(f"--granularity needs an AVG-LLaVA model; this one is a {type(model).__name__}")
+    try:
+        model.forced_granularity = model.granularity_index(num_tokens)
+    except ValueError as err:
+        raise SystemExit(f"--granularity {num_tokens}: {err}") from err
+
+
+def _load_from_args(args: argparse.Namespace) -> LoadedModel:
+    common = dict(device=args.device, dtype=args.dtype, system=args.system, box_rule=args.box_rule)
     cfg_options = getattr(args, "cfg_options", None)
     if cfg_options and args.config is None:
         raise SystemExit("--cfg-options changes a training config: give --config too")

@@ -7,7 +7,8 @@ Output folder:
   image, missing boxes) under ``on_bad_sample='skip'`` gets a record ``{"id", "skipped": reason}``.
 - ``run.json``: the benchmark file, format and settings; a resumed run must match them.
 - ``metrics.json``: written by the process that finds every item predicted (any shard, or ``metrics_only``).
-- ``mmvet_answers.json`` / ``llava_wild_answers.jsonl``: answer files for the GPT-judged benchmarks.
+- ``mmvet_answers.json`` / ``llava_wild_answers.jsonl`` / ``video_qa_answers.jsonl``: answer files for the
+  GPT-judged benchmarks.
 
 Resuming: every ``predictions*.jsonl`` in the folder counts (whatever the shard layout that wrote it), and items
 already there are skipped. Sharding: item ``i`` (in file order) belongs to shard ``i % num_shards``.
@@ -25,12 +26,15 @@ from mmengine.logging import print_log
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from mg_llava.data_files import read_json, reads_file
 from mg_llava.dataset import BadSample, BadSampleError
 
 from .benchmarks import Benchmark, EvalItem, bad_sample_counts
 from .generation import generate
 from .metrics import extract_option, mme_metrics, multiple_choice_metrics, pope_metrics, vqa_metrics
 from .preprocess import ImageLoadError, MissingBoxesError
+from .video_qa import video_qa_metrics, write_video_qa_answers
+from .visual_tokens import summarize, visual_token_counts
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -66,6 +70,8 @@ class ModelAnswerer:
 
     def prepare(self, item: EvalItem) -> dict:
         where = f"{self.source} id {item.id!r}"
+        if item.video:
+            return self._prepare_video(item, where)
         boxes = None
         if self.box_table is not None:
             key = item.key if item.key in self.box_table or item.image_key is None else item.image_key
@@ -82,10 +88,26 @@ class ModelAnswerer:
         prepared = self.loaded.preprocessor.prepare_image(image, boxes, where=where)
         return self.loaded.preprocessor.sample(item.question, (), prepared, sample_id=item.id)
 
-    def answer(self, samples: Sequence[dict]) -> List[str]:
+    def _prepare_video(self, item: EvalItem, where: str) -> dict:
+        """A video item; its per-frame boxes are the video entry keyed by the question id, else the video name."""
+        boxes = None
+        if self.box_table is not None:
+            key = next((k for k in (item.key, item.image_key) if self.box_table.frame_rows(k) is not None), None)
+            if key is not None:
+                boxes = (self.box_table, key)
+            elif not self.allow_missing_boxes:
+                raise MissingBoxesError(f"{where}: no video entry {item.key!r} or {item.image_key!r} in box file "
+                                        f"{self.box_table.path}")
+        prepared = self.loaded.preprocessor.prepare_video(item.image, boxes, where=where)
+        return self.loaded.preprocessor.sample(item.question, (), sample_id=item.id, video=prepared)
+
+    def answer(self, samples: Sequence[dict]) -> List[dict]:
+        """``{"prediction", "visual_tokens", "granularity"}`` per sample."""
         preprocessor = self.loaded.preprocessor
-        return generate(self.loaded.model, preprocessor.tokenizer, samples, max_new_tokens=self.max_new_tokens,
-                        stop_words=preprocessor.stop_words, device=self.loaded.device)
+        texts = generate(self.loaded.model, preprocessor.tokenizer, samples, max_new_tokens=self.max_new_tokens,
+                         stop_words=preprocessor.stop_words, device=self.loaded.device)
+        counts = visual_token_counts(self.loaded.model, samples)
+        return [dict(prediction=text, **count) for text, count in zip(texts, counts)]
 
 
 class _Prepared(Dataset):
@@ -107,13 +129,17 @@ def _as_list(batch):
     return batch
 
 
-def make_record(fmt: str, item: EvalItem, prediction: str) -> dict:
-    record = dict(id=item.id, prediction=prediction, **item.target)
+def make_record(fmt: str, item: EvalItem, prediction) -> dict:
+    """``prediction``: the answer text, or a dict of it (``prediction``) and per-sample extras (visual tokens)."""
+    extra = dict(prediction) if isinstance(prediction, dict) else dict(prediction=prediction)
+    prediction = extra.pop("prediction")
+    record = dict(id=item.id, prediction=prediction, **item.target, **extra)
     if fmt == "multiple_choice":
         record["pred_option"] = extract_option(prediction, item.target["options"])
     return record
 
 
+@reads_file("predictions folder")
 def read_records(out_dir: str) -> Dict[str, dict]:
     """Every record of every predictions file in ``out_dir`` by id (a line cut off by a kill is ignored)."""
     records, broken = {}, 0
@@ -137,8 +163,7 @@ def read_records(out_dir: str) -> Dict[str, dict]:
 def _check_run(out_dir: str, settings: dict) -> None:
     path = osp.join(out_dir, RUN_FILE)
     if osp.isfile(path):
-        with open(path) as f:
-            previous = json.load(f)
+        previous = read_json(path, "evaluation run file")
         if previous != settings:
             diff = {k: (previous.get(k), settings.get(k)) for k in set(previous) | set(settings)
                     if previous.get(k) != settings.get(k)}
@@ -174,12 +199,16 @@ def compute_metrics(fmt: str, records: Sequence[dict]) -> dict:
         return metrics
     if fmt == "mme":
         return mme_metrics(answered)
+    if fmt == "video_qa":
+        return video_qa_metrics(answered)
     return {}
 
 
 def write_answer_files(fmt: str, records: Sequence[dict], out_dir: str, model_id: str = "mg-llava") -> List[str]:
     """MM-Vet's ``{question_id: answer}`` JSON or LLaVA-Bench-in-the-Wild's answers JSONL."""
     answered = [r for r in records if "skipped" not in r]
+    if fmt == "video_qa":
+        return write_video_qa_answers(answered, out_dir)
     if fmt == "mmvet":
         path = osp.join(out_dir, "mmvet_answers.json")
         _write_json(path, {str(r["question_id"]): r["prediction"] for r in answered})
@@ -214,6 +243,7 @@ def finalize(benchmark: Benchmark, out_dir: str) -> Optional[dict]:
         bad_rows_skipped=bad_sample_counts(benchmark.bad),
         samples_skipped=bad_sample_counts([BadSample(r["skipped"], r["id"], benchmark.path, "") for r in skipped]),
         metrics=compute_metrics(benchmark.format, ordered),
+        visual_tokens_per_sample=summarize(ordered),
         answer_files=write_answer_files(benchmark.format, ordered, out_dir),
     )
     _write_json(osp.join(out_dir, METRICS_FILE), result)
@@ -228,7 +258,8 @@ def run_evaluation(benchmark: Benchmark, out_dir: str, prepare: Callable[[EvalIt
 
     ``prepare(item) -> sample`` may raise :class:`ImageLoadError`/:class:`MissingBoxesError`: under
     ``on_bad_sample='raise'`` that stops the run (predictions so far are kept), under ``'skip'`` the item gets a
-    skipped record. ``answer(samples) -> texts`` answers one batch.
+    skipped record. ``answer(samples)`` answers one batch: texts, or dicts of the text (``prediction``) and extras
+    the record keeps (the visual tokens of :class:`ModelAnswerer`).
     """
     shard, num_shards = resolve_shard(shard, num_shards)
     os.makedirs(out_dir, exist_ok=True)

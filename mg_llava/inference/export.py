@@ -16,13 +16,19 @@ import os
 import os.path as osp
 
 import torch
+from mmengine.logging import print_log
 from safetensors.torch import save_file
 
-from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, VISION_PREFIXES, LoadedModel
+from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
+
+from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, VISION_PREFIXES, LoadedModel, spec_from_config
 
 
 def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, max_shard_size: str = "5GB") -> str:
     """Write ``loaded`` to ``folder`` (created; must be empty if it exists); returns the folder."""
+    if hasattr(loaded.model, "router"):
+        raise NotImplementedError(f"{type(loaded.model).__name__}: the export format has no router yet; use the "
+                                  f"training config and checkpoint (--config, --checkpoint) instead")
     if osp.isdir(folder) and os.listdir(folder):
         raise FileExistsError(f"{folder} exists and is not empty")
     os.makedirs(folder, exist_ok=True)
@@ -42,3 +48,20 @@ def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, ma
     with open(osp.join(folder, SPEC_FILE), "w") as f:
         json.dump(spec, f, indent=2)
     return folder
+
+
+@MODELS.register_module(name=WHOLE_MODEL_EXPORT)
+def export_for_xtuner(model, cfg, save_dir: str, fp32: bool = False, save_pretrained_kwargs=None,
+                      save_format: str = "xtuner") -> str:
+    """``MGLLaVAModel.to_hf`` (``xtuner convert pth_to_hf``): ``model`` with the weights XTuner loaded, exported
+    like :func:`export_model` with the training config's spec; fp16 unless ``fp32``."""
+    if save_format != "xtuner":
+        raise ValueError(f"save_format={save_format!r}: MG-LLaVA exports only its own (whole-model) format")
+    if any(p.is_meta for name, p in model.named_parameters() if name.startswith(("llm.", *VISION_PREFIXES))):
+        raise ValueError("parts of the model hold no weights (a stage-1 checkpoint has no LLM): export a stage-2 "
+                         "checkpoint, or use tools/export.py, which loads the base LLM")
+    loaded = LoadedModel(model, build(cfg.tokenizer), None, spec_from_config(cfg), torch.device("cpu"))
+    max_shard_size = (save_pretrained_kwargs or {}).get("max_shard_size", "5GB")
+    export_model(loaded, save_dir, dtype=None if fp32 else torch.float16, max_shard_size=max_shard_size)
+    print_log(f"Exported the whole MG-LLaVA model to {save_dir}", "current")
+    return save_dir

@@ -5,16 +5,17 @@ training config's image views, box rules and prompt template, and a *spec*: a JS
 the model again (LLM path, vision encoder references, fusion and object-feature settings, image geometry, box rules,
 template name), which :mod:`.export` writes next to the weights.
 
-Checkpoints (our ``state_dict()`` files, mmengine checkpoints, DeepSpeed folders, the released ``.pth`` files) load
-through :meth:`MGLLaVAModel.load_trainable`, i.e. ``torch.load(weights_only=True)``. A file that needs full
-unpickling (an mmengine training checkpoint with optimizer and message-hub objects) is refused with
-:class:`UnsafeCheckpointError` unless ``allow_unsafe_pickle=True`` is passed explicitly (``--allow-unsafe-pickle``):
-unpickling runs code from the file. ``trust_remote_code`` (for LLMs with custom code) is likewise off unless asked for.
+Checkpoints (our ``state_dict()`` files, stock mmengine/XTuner training checkpoints, DeepSpeed folders, the released
+``.pth`` files) load through :meth:`MGLLaVAModel.load_trainable`, i.e. the restricted unpickler of
+:mod:`mg_llava.safe_load`, which runs nothing a file names. A file it refuses (one that names e.g. ``os.system``) is
+refused with :class:`UnsafeCheckpointError` unless ``allow_unsafe_pickle=True`` is passed explicitly
+(``--allow-unsafe-pickle``): full unpickling runs code from the file. ``trust_remote_code`` (for LLMs with custom
+code) is likewise off unless asked for.
 """
-import json
+import contextlib
+import glob
 import os
 import os.path as osp
-import pickle
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Optional
@@ -24,9 +25,11 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, PROMPT_TEMPLATE, ImageViews
+from mg_llava.data_files import CorruptCheckpointError, DataFileError, named_file_errors, read_json
+from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, ImageViews
 from mg_llava.model import CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
 from mg_llava.registry import build as build_module
+from mg_llava.safe_load import RefusedPickleError
 
 from .preprocess import Preprocessor
 
@@ -73,6 +76,8 @@ def _type_name(cfg) -> str:
 def _plain(value):
     if isinstance(value, torch.dtype):
         return str(value).replace("torch.", "")
+    if isinstance(value, dict) and "type" in value:  # a nested module config (MMFuser's high_res_fusion)
+        return _module_spec(value, keep_type=True)
     return value
 
 
@@ -95,13 +100,23 @@ def template_name(template) -> str:
 
 def image_spec(views: ImageViews) -> dict:
     return dict(high_res=views.high_res, low_res=views.low_res, image_mean=list(views.mean), image_std=list(views.std),
-                resample=int(views.resample))
+                resample=int(views.resample), reduced_jpeg_decode=views.reduced_jpeg_decode)
 
 
 def views_from_spec(image: dict) -> ImageViews:
     processor = SimpleNamespace(image_mean=image["image_mean"], image_std=image["image_std"],
                                 resample=image["resample"])
-    return ImageViews(processor, high_res=image["high_res"], low_res=image["low_res"])
+    return ImageViews(processor, high_res=image["high_res"], low_res=image["low_res"],
+                      reduced_jpeg_decode=image.get("reduced_jpeg_decode", False))
+
+
+def _num_frames(cfg: Config) -> int:
+    """Frames per video of the config's video dataset (``video_dataset``, the training dataset or a part of it)."""
+    train = cfg.train_dataloader.dataset
+    for dataset in (cfg.get("video_dataset"), train, *train.get("datasets", [])):
+        if dataset is not None and "num_frames" in dataset:
+            return dataset["num_frames"]
+    return NUM_FRAMES
 
 
 def spec_from_config(cfg: Config) -> dict:
@@ -128,8 +143,10 @@ def spec_from_config(cfg: Config) -> dict:
         projector_depth=model.get("projector_depth", 2),
         image=image_spec(views),
         boxes=dict(max_boxes=dataset.get("max_boxes", MAX_BOXES),
-                   iou_threshold=dataset.get("iou_threshold", NMS_IOU_THRESHOLD)),
+                   iou_threshold=dataset.get("iou_threshold", NMS_IOU_THRESHOLD),
+                   rule=dataset.get("box_rule", "clean")),
         prompt_template=template_name(template),
+        video=dict(num_frames=_num_frames(cfg)),
     )
 
 
@@ -138,8 +155,9 @@ def spec_from_paths(llm: str, visual_encoder: str, visual_encoder_aux: Optional[
                     image_processor: Optional[str] = None, fusion: str = "ConvGateFusion",
                     object_tokens: bool = True, roi_output_size: int = 56, select_layer: int = -2,
                     projector_depth: int = 2, max_boxes: int = MAX_BOXES,
-                    iou_threshold: float = NMS_IOU_THRESHOLD) -> dict:
-    """The spec of the released architecture from model paths (defaults: the released MG-LLaVA settings)."""
+                    iou_threshold: float = NMS_IOU_THRESHOLD, box_rule: str = "released") -> dict:
+    """The spec of the released architecture from model paths (defaults: the released MG-LLaVA settings, the
+    released box rule included: this route is how a released checkpoint is loaded)."""
     from transformers import AutoImageProcessor
 
     if prompt_template not in PROMPT_TEMPLATE:
@@ -156,7 +174,7 @@ def spec_from_paths(llm: str, visual_encoder: str, visual_encoder_aux: Optional[
         object_features=dict(type="MultiScaleRoIFeatures", output_size=roi_output_size) if object_tokens else None,
         projector_depth=projector_depth,
         image=image_spec(views),
-        boxes=dict(max_boxes=max_boxes, iou_threshold=iou_threshold),
+        boxes=dict(max_boxes=max_boxes, iou_threshold=iou_threshold, rule=box_rule),
         prompt_template=prompt_template,
     )
 
@@ -217,26 +235,79 @@ def load_state_dict_checked(model: MGLLaVAModel, state_dict: dict, source: str) 
     model.load_state_dict(state_dict, strict=False)
 
 
-def load_checkpoint(model: MGLLaVAModel, path: str, allow_unsafe_pickle: bool = False) -> None:
-    """Load a trainable-weight checkpoint (any layout :func:`load_trainable_state_dict` reads) into ``model``."""
+def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> dict:
+    """The trainable state dict of a checkpoint (any layout :func:`load_trainable_state_dict` reads), read BEFORE
+    any model is built, so a missing, corrupt or refused file costs seconds, not an LLM load.
+
+    Raises ``FileNotFoundError``, :class:`~mg_llava.data_files.CorruptCheckpointError` (truncated or damaged, also
+    with ``allow_unsafe_pickle``) or :class:`UnsafeCheckpointError` (names a global the safe loader refuses; the
+    message names it).
+    """
+    from mg_llava.model.checkpoint import load_trainable_state_dict
+
     try:
-        model.load_trainable(path)
-    except pickle.UnpicklingError as err:
+        return load_trainable_state_dict(path)
+    except RefusedPickleError as err:
         if not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
-                f"{path} holds Python objects besides tensors (e.g. an mmengine training checkpoint with optimizer "
-                f"and message-hub state), which weights_only loading refuses. If you trust the file, pass "
-                f"--allow-unsafe-pickle (full unpickling runs code from the file); or save the weights once with "
-                f"tools/export.py and use the export from then on.\n({str(err).splitlines()[0]})") from err
+                f"{path} names Python objects the safe loader does not reconstruct (tensors, containers and "
+                f"training-framework records load; see mg_llava/safe_load.py). If you trust the file, pass "
+                f"--allow-unsafe-pickle (full unpickling runs code from the file).\n({str(err).splitlines()[0]})"
+            ) from err
         print_log(f"{path}: loading with full unpickling (--allow-unsafe-pickle)", "current")
-        load_state_dict_checked(model, _unsafe_state_dict(path), path)
+        with named_file_errors(path, "checkpoint", CorruptCheckpointError):
+            try:
+                return _unsafe_state_dict(path)
+            except (RuntimeError, AttributeError, ImportError) as corrupt:  # torch's zip reader; a damaged name
+                raise ValueError(str(corrupt)) from corrupt
 
 
-def load_vision_modules(model: MGLLaVAModel, path: str) -> None:
-    """The fusion and both projectors from an export's safetensors file; the key sets must match exactly."""
+def load_checkpoint(model: MGLLaVAModel, path: str, allow_unsafe_pickle: bool = False) -> None:
+    """Load a trainable-weight checkpoint (any layout :func:`load_trainable_state_dict` reads) into ``model``."""
+    load_state_dict_checked(model, read_checkpoint(path, allow_unsafe_pickle), path)
+
+
+def check_safetensors(path: str, what: str) -> None:
+    """Parse a safetensors file's header and check its tensors fit in the file (nothing is read)."""
+    from safetensors import safe_open
+
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    with named_file_errors(path, what), _safetensors_errors(path, what):
+        with safe_open(path, "pt") as f:
+            list(f.keys())
+
+
+def read_safetensors(path: str, what: str) -> dict:
     from safetensors.torch import load_file
 
-    state_dict = load_file(path)
+    check_safetensors(path, what)
+    with named_file_errors(path, what), _safetensors_errors(path, what):
+        return load_file(path)
+
+
+@contextlib.contextmanager
+def _safetensors_errors(path: str, what: str):
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:  # header too large, truncated, offsets outside the file, bad JSON header
+        raise DataFileError(f"{what} {path}: damaged safetensors file ({err})", path) from err
+
+
+def check_model_paths(spec: dict) -> None:
+    """Local model paths a spec names (LLM, encoders) must exist before minutes go into building the model."""
+    paths = [("LLM", spec.get("llm"))]
+    paths.append(("visual encoder", (spec.get("visual_encoder") or {}).get("pretrained_model_name_or_path")))
+    for name, path in paths:
+        looks_local = isinstance(path, str) and (osp.isabs(path) or path.startswith((".", "~")))
+        if looks_local and not osp.isdir(osp.expanduser(path)):
+            raise FileNotFoundError(f"{name} path {path} does not exist (or is not a folder)")
+
+
+def load_vision_modules(model: MGLLaVAModel, state_dict, path: str) -> None:
+    """The fusion and both projectors from an export's safetensors file; the key sets must match exactly."""
     expected = {k for k in torch.nn.Module.state_dict(model) if k.startswith(VISION_PREFIXES)}
     if set(state_dict) != expected:
         raise ValueError(f"{path}: keys differ from the model's; missing {sorted(expected - set(state_dict))[:5]}, "
@@ -255,7 +326,15 @@ def default_device() -> torch.device:
 
 
 def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optional[str] = None,
-           system: Optional[str] = None) -> LoadedModel:
+           system: Optional[str] = None, box_rule: Optional[str] = None) -> LoadedModel:
+    """Device, dtype and the preprocessor; ``box_rule`` overrides the spec's (the rule the model was trained with:
+    the config's, the export's, or 'released' for a released checkpoint loaded from paths)."""
+    boxes = dict(spec["boxes"])
+    boxes.setdefault("rule", "clean")  # exports written before the rule was recorded
+    if box_rule is not None:
+        boxes["rule"] = box_rule
+    spec = dict(spec, boxes=boxes)
+    print_log(f"box rule: {spec['boxes']['rule']}", "current")
     device = torch.device(device) if device is not None else default_device()
     if dtype is not None:
         model.to(DTYPES[dtype])
@@ -263,7 +342,8 @@ def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optio
     model.is_first_iter = False  # XTuner's first-forward device move is done
     preprocessor = Preprocessor(tokenizer, PROMPT_TEMPLATE[spec["prompt_template"]], views_from_spec(spec["image"]),
                                 max_boxes=spec["boxes"]["max_boxes"], iou_threshold=spec["boxes"]["iou_threshold"],
-                                system=system)
+                                system=system, box_rule=spec["boxes"]["rule"],
+                                num_frames=spec.get("video", {}).get("num_frames", NUM_FRAMES))
     return LoadedModel(model, tokenizer, preprocessor, spec, device)
 
 
@@ -275,20 +355,23 @@ def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     spec = spec_from_config(cfg)
+    state_dict = read_checkpoint(checkpoint, allow_unsafe_pickle) if checkpoint is not None else None
     model_cfg = cfg.model.copy()
     model_cfg.update(pretrained_pth=None, use_activation_checkpointing=False)
     model = build_module(model_cfg)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, allow_unsafe_pickle)
+    if state_dict is not None:
+        load_state_dict_checked(model, state_dict, checkpoint)
     tokenizer = build_module(cfg.tokenizer)
     return finish(model, tokenizer, spec, **kwargs)
 
 
 def load_from_spec(spec: dict, checkpoint: Optional[str], allow_unsafe_pickle: bool = False,
                    trust_remote_code: bool = False, **kwargs) -> LoadedModel:
+    state_dict = read_checkpoint(checkpoint, allow_unsafe_pickle) if checkpoint is not None else None
+    check_model_paths(spec)
     model = build_from_spec(spec, trust_remote_code=trust_remote_code)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, allow_unsafe_pickle)
+    if state_dict is not None:
+        load_state_dict_checked(model, state_dict, checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(spec["llm"], trust_remote_code=trust_remote_code)
     return finish(model, tokenizer, spec, **kwargs)
 
@@ -299,14 +382,30 @@ def is_export(path: Optional[str]) -> bool:
 
 def load_exported(folder: str, trust_remote_code: bool = False, **kwargs) -> LoadedModel:
     """A folder written by :func:`mg_llava.inference.export.export_model` (safetensors only, no pickle)."""
-    if not is_export(folder):
-        raise FileNotFoundError(f"{folder} is not an MG-LLaVA export (no {SPEC_FILE})")
-    with open(osp.join(folder, SPEC_FILE)) as f:
-        spec = json.load(f)
-    if spec.get("format_version") != SPEC_VERSION:
-        raise ValueError(f"{folder}/{SPEC_FILE}: format_version {spec.get('format_version')}, expected {SPEC_VERSION}")
-    spec = dict(spec, llm=osp.join(osp.abspath(folder), spec["llm"]))
+    spec, modules = read_export(folder)
     model = build_from_spec(spec, trust_remote_code=trust_remote_code)
-    load_vision_modules(model, osp.join(folder, MODULES_FILE))
+    load_vision_modules(model, modules, osp.join(folder, MODULES_FILE))
     tokenizer = AutoTokenizer.from_pretrained(spec["llm"], trust_remote_code=trust_remote_code)
     return finish(model, tokenizer, spec, **kwargs)
+
+
+def read_export(folder: str):
+    """``(spec, vision-module state dict)`` of an export folder, every file checked before a model is built:
+    the spec parses, the vision modules load, each LLM safetensors shard has a sound header, the LLM folder exists."""
+    if not is_export(folder):
+        raise FileNotFoundError(f"{folder} is not an MG-LLaVA export (no {SPEC_FILE})")
+    spec_path = osp.join(folder, SPEC_FILE)
+    with named_file_errors(spec_path, "export spec"):
+        spec = read_json(spec_path, "export spec")
+        if not isinstance(spec, dict):
+            raise ValueError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
+        if spec.get("format_version") != SPEC_VERSION:
+            raise ValueError(f"{spec_path}: format_version {spec.get('format_version')}, expected {SPEC_VERSION}")
+        spec = dict(spec, llm=osp.join(osp.abspath(folder), spec["llm"]))
+        if not osp.isdir(spec["llm"]):
+            raise ValueError(f"{spec_path}: names the LLM folder {spec['llm']}, which does not exist")
+    modules = read_safetensors(osp.join(folder, MODULES_FILE), "export's vision modules")
+    for shard in sorted(glob.glob(osp.join(spec["llm"], "*.safetensors"))):
+        check_safetensors(shard, "export's LLM shard")
+    check_model_paths(spec)
+    return spec, modules

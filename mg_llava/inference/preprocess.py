@@ -1,14 +1,15 @@
 """One conversation -> one sample in the training dataset's format, through the training code itself.
 
 Text: LLaVA turns -> XTuner's ``llava_map_fn`` -> ``template_map_fn`` -> ``encode_fn`` (what ``LLaVABoxDataset``
-runs), stopping where the answer to the last question would start. Image: :class:`ImageViews` (both views and the
-box geometry; ``ImageViews.load`` for files, as the dataset decodes them). Boxes: :func:`prepare_boxes` on a box-file
-entry or on boxes found on the fly by :class:`~mg_llava.boxgen.BoxGenerator`. The sample is what
-``LLaVABoxDataset.__getitem__`` returns, so ``llava_box_collate_fn`` batches it.
+runs), stopping where the answer to the last question would start; a video's ``<video>`` is encoded as the dataset
+does (as an ``<image>``, then marked -201). Video: :func:`read_video` frames, each through :class:`ImageViews`.
+Image: :class:`ImageViews` (both views and the box geometry; ``ImageViews.load`` for files, as the dataset decodes
+them). Boxes: the model's box rule (:func:`~mg_llava.dataset.apply_box_rule`: clean, or released for the released
+checkpoints) on a box-file entry or on boxes found on the fly by :class:`~mg_llava.boxgen.BoxGenerator`. The
+sample is what ``LLaVABoxDataset.__getitem__`` returns, so ``llava_box_collate_fn`` batches it.
 
 Shape shorthand: L prompt tokens, S_low / S_high the two view sides, N boxes.
 """
-import io
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -17,16 +18,18 @@ import torch
 from PIL import Image
 from xtuner.dataset.map_fns import llava_map_fn, template_map_fn
 from xtuner.dataset.utils import encode_fn, get_bos_eos_token_ids
-from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX
+from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
-from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, ImageViews, Views, load_image, prepare_boxes
+from mg_llava.dataset import (DEFAULT_VIDEO_TOKEN, MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, VIDEO_TOKEN_INDEX,
+                              ImageViews, VideoReadError, Views, apply_box_rule, read_video)
+from mg_llava.image_io import ImageDecodeError, open_image, to_rgb
 
 ImageSource = Union[str, bytes, Image.Image]
 NO_LENGTH_LIMIT = 1 << 30
 
 
-class ImageLoadError(ValueError):
-    """An image that cannot be read; the message names the sample and the file."""
+# An image that cannot be read; the message names the sample and the file (the shared decoder's error).
+ImageLoadError = ImageDecodeError
 
 
 class MissingBoxesError(KeyError):
@@ -45,16 +48,28 @@ class PreparedImage:
     num_raw_boxes: int  # boxes before the load-time rules (NMS, limit, clipping)
 
 
+@dataclass(frozen=True)
+class PreparedVideo:
+    """A video ready for the model: T frames, each with both views and its own boxes."""
+
+    frames: List[Views]  # T views, in time order
+    boxes: List[torch.Tensor]  # T (N_t, 4), xyxy in high-res input pixels
+    indices: List[int]  # the frame indices chosen (read_video)
+    num_raw_boxes: int  # boxes of all frames before the load-time rules
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(len(b) for b in self.boxes)
+
+
 def decode_image(source: ImageSource, min_side: Optional[int] = None, where: str = "") -> Tuple[Image.Image, tuple]:
-    """``(RGB image, original (W, H))`` from a path, encoded bytes or a PIL image; large JPEGs are decoded at
-    reduced scale exactly as the training dataset does (:func:`load_image`) when ``min_side`` is given."""
+    """``(RGB image, original (W, H))`` from a path, encoded bytes or a PIL image, through the shared decoder
+    (:func:`~mg_llava.image_io.open_image`: the dataset's modes, orientation and reduced-scale JPEG decoding when
+    ``min_side`` is given). Raises :class:`ImageLoadError` naming ``where`` and the file."""
     if isinstance(source, Image.Image):
-        return source.convert("RGB"), source.size
-    try:
-        return load_image(source if isinstance(source, str) else io.BytesIO(source), min_side=min_side)
-    except (OSError, ValueError, SyntaxError) as err:
-        what = source if isinstance(source, str) else f"<{len(source)} bytes>"
-        raise ImageLoadError(f"{where or 'image'}: cannot read image {what}: {err}") from err
+        return to_rgb(source), source.size
+    decoded = open_image(source, where=where or "image", min_side=min_side)
+    return decoded.image, decoded.size
 
 
 class Preprocessor:
@@ -66,26 +81,47 @@ class Preprocessor:
         image_views: the training config's :class:`ImageViews`.
         max_boxes, iou_threshold: the load-time box rules of the training config.
         system: an optional system prompt (the training data had none).
+        num_frames: T, frames sampled per video (the training dataset's ``num_frames``).
+        box_rule: ``'clean'`` or ``'released'`` (:func:`~mg_llava.dataset.apply_box_rule`): the rule the model was
+            trained with. Under ``'released'`` an image without boxes gets the released dummy box.
     """
 
     def __init__(self, tokenizer, template, image_views: ImageViews, max_boxes: int = MAX_BOXES,
-                 iou_threshold: float = NMS_IOU_THRESHOLD, system: Optional[str] = None):
+                 iou_threshold: float = NMS_IOU_THRESHOLD, system: Optional[str] = None,
+                 num_frames: int = NUM_FRAMES, box_rule: str = "clean"):
+        self.num_frames = num_frames
         self.tokenizer = tokenizer
         self.template = template
         self.image_views = image_views
         self.max_boxes = max_boxes
         self.iou_threshold = iou_threshold
         self.system = system
+        self.box_rule = box_rule
 
     # ------------------------------------------------------------------------------------------------- text
-    def encode_prompt(self, question: str, history: Sequence[Tuple[str, str]] = (), has_image: bool = False
-                      ) -> List[int]:
+    def encode_prompt(self, question: str, history: Sequence[Tuple[str, str]] = (), has_image: bool = False,
+                      has_video: bool = False) -> List[int]:
         """Token ids of the conversation so far, ending where the model's answer to ``question`` starts.
 
         ``history`` is the earlier (question, answer) turns. With ``has_image`` the first question gets the
-        ``<image>`` token (LLaVA's ``<image>\\n`` prefix) unless it already has one; its id is -200.
+        ``<image>`` token (LLaVA's ``<image>\\n`` prefix) unless it already has one; its id is -200. With
+        ``has_video`` the same for ``<video>`` (id -201).
         """
         questions = [q for q, _ in history] + [question]
+        if has_video:
+            if has_image:
+                raise ValueError("a conversation has one image or one video, not both")
+            if not any(DEFAULT_VIDEO_TOKEN in q for q in questions):
+                questions[0] = DEFAULT_VIDEO_TOKEN + "\n" + questions[0]
+            count = sum(q.count(DEFAULT_VIDEO_TOKEN) for q in questions)
+            if count != 1 or any(DEFAULT_IMAGE_TOKEN in q for q in questions):
+                raise ValueError(f"a video conversation needs one {DEFAULT_VIDEO_TOKEN} and no {DEFAULT_IMAGE_TOKEN}, "
+                                 f"found {count}")
+            # encoded as the training dataset does: through XTuner as an <image>, then marked as the video
+            questions = [q.replace(DEFAULT_VIDEO_TOKEN, DEFAULT_IMAGE_TOKEN) for q in questions]
+            ids = self.encode_prompt(questions[-1], list(zip(questions[:-1], [a for _, a in history])),
+                                     has_image=True)
+            return [VIDEO_TOKEN_INDEX if token == IMAGE_TOKEN_INDEX else token for token in ids]
         if has_image and not any(DEFAULT_IMAGE_TOKEN in q for q in questions):
             questions[0] = DEFAULT_IMAGE_TOKEN + "\n" + questions[0]
         count = sum(q.count(DEFAULT_IMAGE_TOKEN) for q in questions)
@@ -124,15 +160,15 @@ class Preprocessor:
     def prepare_image(self, source: ImageSource, boxes=None, where: str = "") -> PreparedImage:
         """Both views of ``source`` and its boxes.
 
-        ``boxes``: None (zero boxes), a ``(BoxTable, id)`` pair, a box-file entry dict ``{boxes, scores,
+        ``boxes``: None (no detections: zero boxes, or the released rule's dummy box), a ``(BoxTable, id)`` pair, a box-file entry dict ``{boxes, scores,
         labels}`` in original-image pixels, or a :class:`~mg_llava.boxgen.BoxGenerator` (run on the full-resolution
         image).
         """
-        image, size = decode_image(source, min_side=self.image_views.high_res, where=where)
+        image, size = decode_image(source, min_side=self.image_views.reduced_decode_side, where=where)
         views = self.image_views(image, original_size=size)
         if boxes is None:
-            return PreparedImage(views, torch.zeros(0, 4), 0)
-        if isinstance(boxes, tuple):
+            raw, scores, label_ids = np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        elif isinstance(boxes, tuple):
             table, key = boxes
             row = table.row(key)
             if row < 0:
@@ -143,17 +179,61 @@ class Preprocessor:
                 full = source if isinstance(source, Image.Image) else decode_image(source, where=where)[0]
                 boxes = boxes(full)
             raw, scores, label_ids = entry_arrays(boxes, where)
-        prepared = prepare_boxes(raw, scores, label_ids, views.geometry, self.max_boxes, self.iou_threshold)
+        prepared = apply_box_rule(self.box_rule, raw, scores, label_ids, views.geometry, self.max_boxes,
+                                  self.iou_threshold)
         return PreparedImage(views, prepared.boxes, len(scores))
+
+    # ------------------------------------------------------------------------------------------------- video
+    def prepare_video(self, source: str, boxes=None, where: str = "") -> PreparedVideo:
+        """T frames of the video file or frames folder ``source`` (the dataset's choice), both views of each and
+        its boxes.
+
+        ``boxes``: None (zero boxes), a ``(BoxTable, key)`` pair naming a video entry (its id or video path), a
+        video entry dict ``{"frames": [{boxes, scores, labels}, ...]}`` (one per chosen frame, frame pixels), or a
+        :class:`~mg_llava.boxgen.BoxGenerator`, run on each chosen frame.
+        """
+        try:
+            video = read_video(source, self.num_frames)
+        except VideoReadError as err:
+            raise ImageLoadError(f"{where or 'video'}: {err}") from err
+        frames = [self.image_views(frame) for frame in video.frames]
+        if boxes is None:
+            return PreparedVideo(frames, [torch.zeros(0, 4) for _ in frames], video.indices, 0)
+        if isinstance(boxes, tuple):
+            table, key = boxes
+            rows = table.frame_rows(key)
+            if rows is None:
+                raise MissingBoxesError(f"{where or 'video'}: no video entry {key!r} in box file {table.path}")
+            per_frame = [table.arrays(row) for row in rows]
+        elif isinstance(boxes, dict):
+            per_frame = [entry_arrays(frame, f"{where or 'video'} frame {t}")
+                         for t, frame in enumerate(boxes.get("frames") or [])]
+        else:  # a box generator, on each chosen frame (as data_prep/generate_boxes.py does)
+            per_frame = [entry_arrays(boxes(frame), f"{where or 'video'} frame {t}")
+                         for t, frame in enumerate(video.frames)]
+        if len(per_frame) != len(frames):
+            raise ValueError(f"{where or 'video'}: boxes for {len(per_frame)} frames, but {len(frames)} frames are "
+                             f"sampled (num_frames={self.num_frames})")
+        prepared = [apply_box_rule(self.box_rule, raw, scores, label_ids, views.geometry, self.max_boxes,
+                                   self.iou_threshold) for (raw, scores, label_ids), views in zip(per_frame, frames)]
+        return PreparedVideo(frames, [p.boxes for p in prepared], video.indices,
+                             sum(len(scores) for _, scores, _ in per_frame))
 
     # ------------------------------------------------------------------------------------------------- sample
     def sample(self, question: str, history: Sequence[Tuple[str, str]] = (), image: Optional[PreparedImage] = None,
-               sample_id: str = "chat") -> dict:
+               sample_id: str = "chat", video: Optional[PreparedVideo] = None) -> dict:
         """A sample as ``LLaVABoxDataset.__getitem__`` returns it (labels all -100: nothing is trained)."""
-        input_ids = torch.tensor(self.encode_prompt(question, history, has_image=image is not None))
-        sample = dict(id=sample_id, input_ids=input_ids, labels=torch.full_like(input_ids, IGNORE_INDEX))
+        input_ids = torch.tensor(self.encode_prompt(question, history, has_image=image is not None,
+                                                    has_video=video is not None))
+        sample = dict(id=sample_id, input_ids=input_ids, labels=torch.full_like(input_ids, IGNORE_INDEX),
+                      frames_per_video=[])
         views = self.image_views
-        if image is None:
+        if video is not None:
+            sample["pixel_values"] = torch.stack([frame.pixel_values for frame in video.frames])
+            sample["pixel_values_aux"] = torch.stack([frame.pixel_values_aux for frame in video.frames])
+            sample["boxes"] = list(video.boxes)
+            sample["frames_per_video"] = [len(video.frames)]
+        elif image is None:
             sample["pixel_values"] = torch.zeros(0, 3, views.low_res, views.low_res)
             sample["pixel_values_aux"] = torch.zeros(0, 3, views.high_res, views.high_res)
             sample["boxes"] = []
@@ -179,5 +259,5 @@ def entry_arrays(entry: dict, where: str = ""):
     return raw, scores, label_ids
 
 
-__all__ = ["ImageLoadError", "MissingBoxesError", "PreparedImage", "Preprocessor", "decode_image",
+__all__ = ["ImageLoadError", "MissingBoxesError", "PreparedImage", "PreparedVideo", "Preprocessor", "decode_image",
            "entry_arrays"]

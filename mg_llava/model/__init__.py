@@ -1,22 +1,28 @@
 """The multi-granularity vision flow and the MG-LLaVA model (SPEC 1, 3, 4). Importing registers every module."""
+from .avg import AVGLLaVAModel, VisualGranularityRouter, VisualGranularityScaler
 from .channel_concat_fusion import ChannelConcatFusion
 from .checkpoint import load_trainable_state_dict
 from .clip_encoder import CLIPVisionEncoder
 from .conv_gate_fusion import ConvGateFusion
 from .convnext_encoder import OpenCLIPConvNeXtEncoder
 from .mg_llava_model import MGLLaVAModel
+from .multi_layer_deformable_fusion import MultiLayerDeformableFusion
 from .no_fusion import NoFusion
 from .object_features import MultiScaleRoIFeatures
 from .token_placement import place_visual_tokens
 
 __all__ = [
+    "AVGLLaVAModel",
     "CLIPVisionEncoder",
     "ChannelConcatFusion",
     "ConvGateFusion",
     "MGLLaVAModel",
+    "MultiLayerDeformableFusion",
     "MultiScaleRoIFeatures",
     "NoFusion",
     "OpenCLIPConvNeXtEncoder",
+    "VisualGranularityRouter",
+    "VisualGranularityScaler",
     "load_trainable_state_dict",
     "place_visual_tokens",
 ]

@@ -3,6 +3,7 @@
 The released files hold only trainable weights under ``projector.*``, ``bbox_projector.*``, ``fuse_module.*`` and
 (stage 2) ``llm.*``. ``MGLLaVAModel`` uses the same module names, so the key map is the identity once the wrappers
 are removed: mmengine's ``{'state_dict': ...}``, DeepSpeed's ``{'module': ...}`` and DDP's ``module.`` prefix.
+Files are read with :func:`mg_llava.safe_load.safe_load`: stock trainer checkpoints load, and nothing they name runs.
 """
 import os
 import os.path as osp
@@ -11,7 +12,10 @@ from typing import Dict
 
 import torch
 
+from ..safe_load import safe_load
+
 DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
+ZERO3_WEIGHTS_FILE = "trainable_weights_16bit.pt"  # written by mg_llava.engine.ZeRO3TrainableWeightsHook
 RELEASED_PREFIXES = ("projector.", "bbox_projector.", "fuse_module.", "llm.")
 
 
@@ -46,22 +50,31 @@ def _unwrap(checkpoint, source: str) -> Dict[str, torch.Tensor]:
     empty = [k for k, v in checkpoint.items() if v.numel() == 0][:5]
     if empty:
         raise ValueError(f"{source} has empty tensors ({empty}...): a ZeRO-3 partitioned checkpoint; "
-                         f"consolidate it with DeepSpeed's zero_to_fp32.py first")
+                         f"train with ZeRO3TrainableWeightsHook (the ZeRO-3 configs do) or consolidate it with "
+                         f"DeepSpeed's zero_to_fp32.py")
     return checkpoint
 
 
 def load_trainable_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
     """Read a plain state dict, an mmengine checkpoint or a DeepSpeed checkpoint folder into our key names.
 
-    Loads with ``weights_only=True``; strips the ``module.`` prefix that DDP-wrapped saves carry.
+    Reads with the restricted unpickler (:func:`~mg_llava.safe_load.safe_load`, memory-mapped), so the trainer's
+    whole checkpoint (message hub, optimizer, DeepSpeed config) may be in the file; only the model states are
+    opened in a DeepSpeed folder. Strips the ``module.`` prefix that DDP-wrapped saves carry. Raises
+    :class:`~mg_llava.safe_load.RefusedPickleError` (an ``UnpicklingError``) for a file that names anything else.
     """
     if osp.isdir(path):
-        source = _deepspeed_model_file(path)
+        # a ZeRO-3 folder holds weights only as shards (its model-states files have empty placeholders), so the
+        # gathered file comes first: in the folder itself (mmengine's iter_N.pth/) or in the tag named by 'latest'
+        tag = osp.join(path, "latest")
+        folders = [path] + ([osp.join(path, open(tag).read().strip())] if osp.isfile(tag) else [])
+        gathered = [osp.join(f, ZERO3_WEIGHTS_FILE) for f in folders if osp.isfile(osp.join(f, ZERO3_WEIGHTS_FILE))]
+        source = gathered[0] if gathered else _deepspeed_model_file(path)
     elif osp.isfile(path):
         source = path
     else:
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state_dict = _unwrap(torch.load(source, map_location="cpu", weights_only=True), source)
+    state_dict = _unwrap(safe_load(source, map_location="cpu"), source)
     out = OrderedDict()
     for key, value in state_dict.items():
         while key.startswith("module."):

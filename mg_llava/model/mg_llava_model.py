@@ -14,9 +14,11 @@ from xtuner.model import LLaVAModel
 from xtuner.model.modules import ProjectorConfig, ProjectorModel
 from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_grad
 
-from mg_llava.registry import MODELS, build
+from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 from .checkpoint import load_trainable_state_dict
 from .token_placement import place_visual_tokens
+from .video_tokens import group_frames, run_in_chunks
+from .zero3 import is_partitioned, load_partitioned_state_dict
 
 
 def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> ProjectorModel:
@@ -31,31 +33,37 @@ class MGLLaVAModel(LLaVAModel):
 
     Takes the batch of ``docs/interfaces.md``: ``input_ids``/``attention_mask``/``labels`` (B, L),
     ``pixel_values`` (I, 3, s, s), ``pixel_values_aux`` (I, 3, S, S), ``boxes`` (I tensors (N_i, 4), xyxy pixels
-    of the high-res input). Text-only samples consume no image; N_i may be 0.
+    of the high-res input). Text-only samples consume no image; N_i may be 0. A ``<video>`` (-201) takes the next
+    T frames (``frames_per_video``) and becomes their token blocks in time order (SPEC 1.8, ``video_tokens.py``).
 
     Args:
         llm: the causal LM config or module (as for XTuner's ``LLaVAModel``).
         visual_encoder: the low-res encoder, returning tokens (I, T, C): ``CLIPVisionEncoder``.
         visual_encoder_aux: the high-res encoder, returning the stage maps: ``OpenCLIPConvNeXtEncoder``; None when
             neither the fusion nor the object branch reads it.
-        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` config; its channels come from the
-            encoders.
+        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` config, or ``MultiLayerDeformableFusion``
+            (MMFuser; it reads as many CLIP layers as the encoder's ``select_layer`` gives); its channels come from
+            the encoders.
         object_features: ``MultiScaleRoIFeatures`` config, or None for no object tokens (ablation).
         freeze_llm: True in stage 1, False in stage 2. The encoders are always frozen; the fusion and both
             projectors always train.
         pretrained_pth: trainable weights to load once every module exists (a stage-1 result or a released
             checkpoint; see :func:`load_trainable_state_dict`).
+        encoder_chunk_size: images (video frames) per call of each frozen encoder; bounds the encoders' peak
+            memory for long videos and big batches. None: the whole batch at once.
         projector_depth, llm_lora, use_activation_checkpointing, max_position_embeddings: as in ``LLaVAModel``.
     """
 
     def __init__(self, llm, visual_encoder, *, visual_encoder_aux, fusion, object_features, freeze_llm=False,
                  pretrained_pth: Optional[str] = None, projector_depth: int = 2, llm_lora=None,
-                 use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None):
+                 use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None,
+                 encoder_chunk_size: Optional[int] = None):
         # XTuner builds the LLM and the low-res encoder (and a projector we replace below: its input width is the
         # fusion's). Checkpointing, LoRA and weight loading must see our extra modules, so they run further down.
         super().__init__(llm, visual_encoder, freeze_llm=freeze_llm, freeze_visual_encoder=True,
                          projector_depth=projector_depth, use_activation_checkpointing=False,
                          max_position_embeddings=max_position_embeddings)
+        self.encoder_chunk_size = encoder_chunk_size
         if not hasattr(self.visual_encoder, "hidden_size"):
             raise TypeError(f"visual_encoder must return tokens and expose hidden_size (CLIPVisionEncoder), "
                             f"got {type(self.visual_encoder).__name__}")
@@ -66,6 +74,10 @@ class MGLLaVAModel(LLaVAModel):
             self.visual_encoder_aux = self._build_from_cfg_or_module(visual_encoder_aux)
             channels["high_channels"] = self.visual_encoder_aux.out_channels[-1]
         self.fuse_module = build(fusion, **channels)
+        layers, wanted = getattr(self.visual_encoder, "num_layers", 1), getattr(self.fuse_module, "in_layers", 1)
+        if layers != wanted:
+            raise ValueError(f"{type(self.fuse_module).__name__} reads {wanted} CLIP layer(s) but the visual encoder "
+                             f"returns {layers} (its select_layer)")
 
         llm_hidden_size = self.llm.config.hidden_size
         self.projector = mlp_projector(self.fuse_module.out_channels, llm_hidden_size, projector_depth)
@@ -142,18 +154,21 @@ class MGLLaVAModel(LLaVAModel):
         if missing:
             print_log(f"{path} has no weights for {missing}; they keep their initial values", "current",
                       level=logging.WARNING)
-        self.load_state_dict(state_dict, strict=False)
+        if is_partitioned(self):  # ZeRO-3 (Yi-1.5-34B's stage 2): gathered module by module
+            load_partitioned_state_dict(self, state_dict)
+        else:
+            self.load_state_dict(state_dict, strict=False)
         print_log(f"Loaded {len(state_dict)} trainable tensors from {path}", "current")
 
     def encode_images(self, pixel_values: torch.Tensor, pixel_values_aux: Optional[torch.Tensor],
                       boxes: Optional[Sequence[torch.Tensor]]) -> List[torch.Tensor]:
         """pixel_values (I, 3, s, s), pixel_values_aux (I, 3, S, S), boxes I x (N_i, 4) -> I x (T + N_i, H)."""
-        low = self.visual_encoder(pixel_values)
+        low = run_in_chunks(self.visual_encoder, pixel_values, self.encoder_chunk_size)
         stage_maps = None
         if self.visual_encoder_aux is not None:
             if pixel_values_aux is None:
                 raise ValueError("this model reads the high-res view but the batch has no pixel_values_aux")
-            stage_maps = self.visual_encoder_aux(pixel_values_aux)
+            stage_maps = run_in_chunks(self.visual_encoder_aux, pixel_values_aux, self.encoder_chunk_size)
         fused = self.fuse_module(low, stage_maps[-1] if stage_maps is not None else None)
         image_tokens = self.projector(fused.to(self.projector.dtype))
         if self.object_features is None:
@@ -177,6 +192,7 @@ class MGLLaVAModel(LLaVAModel):
         if "pixel_values" in data:
             visual_tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"),
                                                data.get("boxes"))
+            visual_tokens = group_frames(input_ids, attention_mask, visual_tokens, data.get("frames_per_video"))
         llm_inputs = place_visual_tokens(self.llm.get_input_embeddings(), input_ids, attention_mask,
                                          data.get("labels"), visual_tokens)
         if data.get("labels") is None:
@@ -191,18 +207,13 @@ class MGLLaVAModel(LLaVAModel):
 
     def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs=None, save_format="xtuner", **kwargs):
         """What ``xtuner convert pth_to_hf <config> <pth> <dir>`` calls: the whole model, as ``tools/export.py``
-        writes it (XTuner's LLaVA formats would drop the fusion and the box projector). fp16 unless ``fp32``."""
-        from mg_llava.inference.export import export_model
-        from mg_llava.inference.loading import LoadedModel, spec_from_config
+        writes it (XTuner's LLaVA formats would drop the fusion and the box projector). fp16 unless ``fp32``.
 
-        if save_format != "xtuner":
-            raise ValueError(f"save_format={save_format!r}: MG-LLaVA exports only its own (whole-model) format")
-        if any(p.is_meta for name, p in self.named_parameters() if name.startswith(("llm.", "fuse_module.",
-                                                                                     "projector.", "bbox_projector."))):
-            raise ValueError("parts of the model hold no weights (a stage-1 checkpoint has no LLM): export a stage-2 "
-                             "checkpoint, or use tools/export.py, which loads the base LLM")
-        tokenizer = build(cfg.tokenizer)
-        loaded = LoadedModel(self, tokenizer, None, spec_from_config(cfg), torch.device("cpu"))
-        max_shard_size = (save_pretrained_kwargs or {}).get("max_shard_size", "5GB")
-        export_model(loaded, save_dir, dtype=None if fp32 else torch.float16, max_shard_size=max_shard_size)
-        print_log(f"Exported the whole MG-LLaVA model to {save_dir}", "current")
+        The export lives with the inference code, registered as ``WHOLE_MODEL_EXPORT`` (the model does not import
+        the inference side, which imports the model)."""
+        export = MODELS.get(WHOLE_MODEL_EXPORT)
+        if export is None:
+            raise RuntimeError(f"no {WHOLE_MODEL_EXPORT!r} in the mg_llava registry (mg_llava.inference.export "
+                               f"registers it)")
+        export(self, cfg, save_dir, fp32=fp32, save_pretrained_kwargs=save_pretrained_kwargs,
+               save_format=save_format)

@@ -143,8 +143,9 @@ def _clip_tokenizer(out_dir: str, max_length: int):
     )
 
 
-def build_clip(out_dir: str, image_size: int = LOW_RES, seed: int = 0) -> str:
-    """A tiny full CLIP (text + vision) with its processor; ``CLIPVisionModel`` loads the vision half."""
+def build_clip(out_dir: str, image_size: int = LOW_RES, seed: int = 0, num_layers: int = 3) -> str:
+    """A tiny full CLIP (text + vision) with its processor; ``CLIPVisionModel`` loads the vision half.
+    ``num_layers`` vision layers (``clip_deep``: 6, enough distinct hidden states for MMFuser's 4 levels + query)."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     tokenizer = _clip_tokenizer(out_dir, max_length=32)
@@ -162,7 +163,7 @@ def build_clip(out_dir: str, image_size: int = LOW_RES, seed: int = 0) -> str:
         vision_config=dict(
             hidden_size=32,
             intermediate_size=64,
-            num_hidden_layers=3,
+            num_hidden_layers=num_layers,
             num_attention_heads=4,
             image_size=image_size,
             patch_size=CLIP_PATCH,
@@ -252,6 +253,7 @@ def build_all(root: str) -> dict:
     """Build every tiny checkpoint under ``root``; returns ``{name: path}``. Skips folders that already exist."""
     builders = {
         "clip": build_clip,
+        "clip_deep": lambda d: build_clip(d, num_layers=6),
         "convnext": build_open_clip_convnext,
         "owlv2": build_owlv2,
         **{f"llm_{family}": (lambda d, fam=family: build_llm(d, fam)) for family in TOKENIZER_FAMILIES},

@@ -20,9 +20,12 @@ def test_llava_file_counts_text_only_video_and_shared_ids(tmp_path):
             dict(id="v", video="clip.mp4"), dict(id="a", image="coco/1.jpg")]  # 'a' again: same image
     path = tmp_path / "llava.json"
     path.write_text(json.dumps(rows))
-    samples, counts = read_samples(str(path), image_folder="/data")
+    samples, counts = read_samples(str(path), image_folder="/data", video_folder=False)
     assert [(s.id, s.path) for s in samples] == [("a", osp.join("/data", "coco/1.jpg")), ("7", "/data/coco/2.jpg")]
     assert counts == dict(rows=5, text_only=1, video_unsupported=1, duplicate_id_same_image=1, conflicting_ids=[])
+    samples, counts = read_samples(str(path), image_folder="/data", video_folder="/videos")
+    assert [(s.id, s.video, s.video_name) for s in samples if s.video] == [("v", "/videos/clip.mp4", "clip.mp4")]
+    assert counts["video"] == 1 and "video_unsupported" not in counts
 
 
 def test_an_id_naming_two_images_is_an_error_or_a_listed_skip(tmp_path):

@@ -40,7 +40,15 @@ def logged(monkeypatch):
         ({"id": "a", "conversations": [human("Hi."), {"from": "gpt", "value": None}]}, "bad turn"),
         ({"conversations": [human("Hi."), gpt("Hello.")]}, "missing id"),
         ({"id": "a", "image": "", "conversations": [human("<image>"), gpt("A.")]}, "bad image field"),
-        ({"id": "a", "video": "v.mp4", "conversations": [human("<video>"), gpt("A.")]}, "video sample"),
+        ({"id": "a", "video": "", "conversations": [human("<video>"), gpt("A.")]}, "bad video field"),
+        ({"id": "a", "video": "v.mp4", "image": "x.png", "conversations": [human("<video>"), gpt("A.")]},
+         "image and video"),
+        ({"id": "a", "video": "v.mp4", "conversations": [human("What?"), gpt("A.")]}, "video token count"),
+        ({"id": "a", "video": "v.mp4", "conversations": [human("<video><video>"), gpt("A.")]}, "video token count"),
+        ({"id": "a", "video": "v.mp4", "conversations": [human("<image>\n<video>"), gpt("A.")]},
+         "image token without image"),
+        (text_sample("a", question="<video>\nWhat happens?"), "video token without video"),
+        ({"id": "a", "video": "v.mp4", "conversations": [human("<video>"), gpt("<video>")]}, "video token in answer"),
         ([1, 2], "not a JSON object"),
     ],
 )
@@ -51,6 +59,7 @@ def test_sample_checks(sample, reason):
 def test_good_samples_pass_the_check():
     assert check_sample(image_sample("a", "x.png")) is None
     assert check_sample(text_sample("a")) is None
+    assert check_sample({"id": "v", "video": "v.mp4", "conversations": [human("<video>\nWhat?"), gpt("A.")]}) is None
 
 
 def test_malformed_json_line_is_located(tmp_path):
@@ -154,7 +163,7 @@ def test_boxes_outside_negative_and_zero_area(make_dataset, logged):
 @pytest.mark.parametrize("image", ["missing.png", "broken.jpg"])
 def test_unreadable_image_raises_naming_sample_and_file(make_dataset, image):
     dataset = make_dataset([image_sample("bad", image), text_sample("t")], boxes_for("bad"))
-    with pytest.raises(BadSampleError, match=rf"data.jsonl line 1 \(id 'bad'\): unreadable image: .*{image}"):
+    with pytest.raises(BadSampleError, match=rf"data.jsonl line 1 \(id 'bad'\): unreadable image \(\w+\): .*{image}"):
         dataset[0]
 
 
@@ -187,5 +196,16 @@ def test_decompression_bomb_is_an_unreadable_image(make_dataset, monkeypatch):
 
     dataset = make_dataset([image_sample("c", "chelsea.png")], boxes_for("c"))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # chelsea has 135,300 pixels: over twice the limit
-    with pytest.raises(BadSampleError, match="unreadable image: .*DecompressionBombError"):
+    with pytest.raises(BadSampleError, match=r"unreadable image \(too_large\): .*DecompressionBombError"):
         dataset[0]
+
+
+def test_unreadable_image_in_a_dataloader_worker_arrives_as_our_error(make_dataset, image_folder, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from mg_llava.dataset import llava_box_collate_fn
+
+    dataset = make_dataset([image_sample("c", "chelsea.png"), image_sample("bad", "broken.jpg")], boxes_for("c", "bad"))
+    loader = DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=llava_box_collate_fn)
+    with pytest.raises(BadSampleError, match=r"\(id 'bad'\): unreadable image \(unreadable\): .*broken.jpg"):
+        list(loader)

@@ -76,12 +76,45 @@ def test_outside_negative_and_zero_area_boxes_are_valid_entries(tmp_path):
     np.testing.assert_array_equal(table["a"].boxes, np.array(boxes, np.float32))
 
 
-def test_entries_without_id_video_entries_and_bad_json_raise(tmp_path):
+def test_entries_without_id_and_bad_json_raise(tmp_path):
     with pytest.raises(ValueError, match="entry #1 has no 'id'"):
         load_box_file(write_boxes(tmp_path / "a.json", [entry("a", []), {"boxes": []}]))
-    video = {"video": "v.mp4", "frames": [{"boxes": [], "scores": [], "labels": []}] * 8}
-    with pytest.raises(ValueError, match="video data is not supported yet"):
-        load_box_file(write_boxes(tmp_path / "v.json", [video]))
+    with pytest.raises(ValueError, match="neither 'id' nor 'video'"):
+        load_box_file(write_boxes(tmp_path / "v.json", [{"frames": [{"boxes": [], "scores": [], "labels": []}]}]))
     (tmp_path / "c.json").write_text(json.dumps([entry("a", [])])[:-3])
     with pytest.raises(ValueError, match="c.json is not valid JSON"):
         load_box_file(str(tmp_path / "c.json"))
+
+
+def frames(*per_frame):
+    return [{"boxes": boxes, "scores": [0.5] * len(boxes), "labels": ["cat"] * len(boxes)} for boxes in per_frame]
+
+
+def test_video_entries_keep_one_row_per_frame_next_to_image_entries(tmp_path):
+    path = write_boxes(tmp_path / "v.json", [
+        entry("img", [[0, 0, 4, 4]]),
+        {"id": "clip", "video": "a/clip.mp4", "frames": frames([[1, 1, 5, 5]], [], [[2, 2, 6, 6], [3, 3, 9, 9]])},
+        {"video": "b.mp4", "frames": frames([[7, 7, 8, 8]])},  # the released form: keyed by its video path
+        {"id": "clip", "video": "a/clip.mp4", "frames": frames([[1, 1, 5, 5]], [], [[2, 2, 6, 6], [3, 3, 9, 9]])},
+    ])
+    for cache in (None, str(tmp_path / "cache")):
+        table = load_box_file(path, cache_dir=cache)
+        assert table.video_keys == ["clip", "b.mp4"] and table.frame_rows("img") is None
+        rows = table.frame_rows("clip")
+        assert len(rows) == 3 and rows == list(range(rows[0], rows[0] + 3))
+        assert [len(table.arrays(r)[0]) for r in rows] == [1, 0, 2]
+        np.testing.assert_array_equal(table.arrays(rows[2])[0], np.array([[2, 2, 6, 6], [3, 3, 9, 9]], np.float32))
+        assert len(table.frame_rows("b.mp4")) == 1 and table.row("img") >= 0
+
+
+def test_a_bad_frame_makes_its_video_entry_bad_and_names_the_frame(tmp_path):
+    bad_frame = {"id": "clip", "video": "c.mp4", "frames": frames([[0, 0, 1, 1]], [[5, 5, 1, 1]])}  # x2 < x1
+    path = write_boxes(tmp_path / "v.json", [entry("img", []), bad_frame])
+    with pytest.raises(ValueError, match=r"id 'clip': frame 1: x2 < x1"):
+        load_box_file(path)
+    table = load_box_file(path, strict=False)
+    assert table.frame_rows("clip") is None and table.bad["clip"].startswith("frame 1: x2 < x1")
+    missing_key = {"id": "v2", "video": "d.mp4", "frames": [{"boxes": [], "scores": []}]}
+    empty = {"id": "v3", "video": "e.mp4", "frames": []}
+    table = load_box_file(write_boxes(tmp_path / "w.json", [missing_key, empty]), strict=False)
+    assert table.bad["v2"].startswith("frame 0: missing keys") and "non-empty 'frames'" in table.bad["v3"]

@@ -26,9 +26,10 @@ def spec(tiny_models):
     from mg_llava.inference.loading import spec_from_paths
     from mg_llava.testing.tiny_models import HIGH_RES
 
-    # RoI output 14 instead of the released 56: the same code path, 16x less RoIAlign work on the shared CPUs
+    # RoI output 14 instead of the released 56: the same code path, 16x less RoIAlign work on the shared CPUs.
+    # The tiny model is trained here with the clean box rule (the paths route defaults to the released one).
     return spec_from_paths(tiny_models["llm_vicuna"], tiny_models["clip"], "local-dir:" + tiny_models["convnext"],
-                           "vicuna", high_res=HIGH_RES, roi_output_size=ROI_OUTPUT_SIZE)
+                           "vicuna", high_res=HIGH_RES, roi_output_size=ROI_OUTPUT_SIZE, box_rule="clean")
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +39,7 @@ def model_paths(tiny_models):
 
     return ["--llm", tiny_models["llm_vicuna"], "--visual-encoder", tiny_models["clip"], "--visual-encoder-aux",
             "local-dir:" + tiny_models["convnext"], "--template", "vicuna", "--high-res", str(HIGH_RES),
-            "--roi-output-size", str(ROI_OUTPUT_SIZE), "--device", "cpu"]
+            "--roi-output-size", str(ROI_OUTPUT_SIZE), "--box-rule", "clean", "--device", "cpu"]
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from transformers import CLIPVisionModel
 
@@ -34,3 +35,19 @@ def test_frozen_eval_and_casts_input(tiny_models):
     assert not any(p.requires_grad for p in encoder.parameters())
     tokens = encoder(torch.randn(1, 3, LOW_RES, LOW_RES))  # float32 pixels into a bfloat16 model
     assert tokens.dtype == torch.bfloat16 and not tokens.requires_grad
+
+
+def test_several_layers_from_one_forward_pass(tiny_models):
+    encoder = CLIPVisionEncoder(tiny_models["clip_deep"], select_layer=[-6, -4, -2])  # MMFuser-style selection
+    reference = CLIPVisionModel.from_pretrained(tiny_models["clip_deep"])
+    calls = []
+    encoder.model.vision_model.embeddings.register_forward_hook(lambda *args: calls.append(1))
+    pixels = torch.randn(2, 3, LOW_RES, LOW_RES)
+    tokens = encoder(pixels)
+    assert tokens.shape == (2, 3, GRID, 32) and encoder.num_layers == 3 and len(calls) == 1
+    hidden_states = reference(pixels, output_hidden_states=True).hidden_states
+    for k, layer in enumerate((-6, -4, -2)):
+        torch.testing.assert_close(tokens[:, k], hidden_states[layer][:, 1:], rtol=0, atol=0)
+    assert CLIPVisionEncoder(tiny_models["clip_deep"]).num_layers == 1
+    with pytest.raises(ValueError, match=r"7 hidden states .* out of range: \[-8\]"):
+        CLIPVisionEncoder(tiny_models["clip_deep"], select_layer=(-8, -2))

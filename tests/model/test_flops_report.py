@@ -22,6 +22,12 @@ def test_vision_side_counts(tool):
     c, c_s, g = 1024, 1536, 512  # Conv-Gate: 1x1, 1x1, depthwise 7x7, 1x1 over 576 tokens; the gate once
     assert parts["fusion"][1] == tokens * (c_s * c_s + c_s * c + c * 49 + c * c) + 2 * c * g + g
     assert parts["roi_align"][1] == (384 + 768 + 1536) * 192 * 192 * 4 + 10 * 2880 * 56 * 56 * 5
+    # MMFuser, 16 heads, 4 points: cross-attention over 4 levels, self-attention over 1, 3 LayerNorms, 2 scales
+    heads, points, t = 16, 4, tokens
+    attention = lambda levels: c * heads * levels * points * 3 + heads * levels * points * 3 + 2 * (c * c + c)  # noqa
+    assert parts["mmfuser"][0] == attention(4) + attention(1) + 3 * 2 * c + 2 * c
+    projections = t * c * (4 * c + heads * points * 4 * 3 + c) + t * c * (c + heads * points * 3 + c)
+    assert parts["mmfuser"][1] == projections + t * (4 + 1) * points * c * 5
 
 
 def test_llm_counted_from_its_config(tool):

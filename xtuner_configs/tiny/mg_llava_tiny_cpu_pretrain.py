@@ -24,7 +24,7 @@ visual_encoder_aux_name = "local-dir:" + assets + "models/convnext"
 visual_encoder_aux_pretrained = None  # the local-dir folder holds the weights
 high_res = 128  # 768 for the released models
 low_res = 56  # 336
-object_roi_size = 7  # RoIAlign grid before averaging; the released models use 56, which costs CPU time here
+object_roi_size = 56  # RoIAlign output grid before averaging, as the released models
 
 # Data
 data_path = assets + "data/pretrain.json"

@@ -3,6 +3,8 @@
 #   python tools/slurm_train.py PARTITION mgllava_s2 xtuner_configs/yi_1_5_34b/mg_llava_yi_1_5_34b_finetune.py --gpus 32
 from mmengine.config import read_base
 
+from mg_llava.engine import ZeRO3TrainableWeightsHook
+
 with read_base():
     from .._base_.mg_llava_finetune import *
     from .._base_.llms.yi_1_5_34b import *
@@ -16,6 +18,9 @@ model.pretrained_pth = pretrained_pth = "./work_dirs/mg_llava_yi_1_5_34b_pretrai
 
 num_gpus = 32
 strategy.config.zero_optimization = dict(stage=3, overlap_comm=True, stage3_gather_16bit_weights_on_model_save=True)
+# ZeRO-3 keeps weights only as shards: also write the gathered trainable weights into each checkpoint folder (what
+# stage 2's pretrained_pth, tools/export.py and tools/chat.py read)
+custom_hooks.append(dict(type=ZeRO3TrainableWeightsHook))
 train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 4  # per device
 strategy.gradient_accumulation_steps = accumulative_counts = 1  # global batch 128 = 4 x 32 x 1
 train_dataloader.sampler.per_device_batch_size = batch_size * accumulative_counts

@@ -3,6 +3,8 @@
 #   python tools/slurm_train.py PARTITION mgllava_s1 xtuner_configs/yi_1_5_34b/mg_llava_yi_1_5_34b_pretrain.py --gpus 32
 from mmengine.config import read_base
 
+from mg_llava.engine import ZeRO3TrainableWeightsHook
+
 with read_base():
     from .._base_.mg_llava_pretrain import *
     from .._base_.llms.yi_1_5_34b import *
@@ -13,6 +15,9 @@ train_dataloader.dataset.update(tokenizer=tokenizer, template_map_fn=dict(templa
 
 num_gpus = 32
 strategy.config.zero_optimization = dict(stage=3, overlap_comm=True, stage3_gather_16bit_weights_on_model_save=True)
+# ZeRO-3 keeps weights only as shards: also write the gathered trainable weights into each checkpoint folder (what
+# stage 2's pretrained_pth, tools/export.py and tools/chat.py read)
+custom_hooks.append(dict(type=ZeRO3TrainableWeightsHook))
 # the released run used 16 per device (global 512); 8 keeps the paper's global 256
 train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 8  # per device
 strategy.gradient_accumulation_steps = accumulative_counts = 1  # global batch 256 = 8 x 32 x 1

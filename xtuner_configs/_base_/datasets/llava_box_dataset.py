@@ -11,6 +11,7 @@ with read_base():
 
 max_length = int(2048 - (336 / 14) ** 2)  # text tokens; the 576 image and the box tokens come on top
 max_boxes = 100
+box_rule = "clean"  # "released": the released checkpoints' box handling, to fine-tune them on what they saw
 
 llava_dataset = dict(
     type=LLaVABoxDataset,
@@ -20,4 +21,5 @@ llava_dataset = dict(
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,
     max_boxes=max_boxes,
+    box_rule=box_rule,
 )

@@ -1,0 +1,49 @@
+"""How many visual tokens the LLM saw for each sample: the router's choice on AVG-LLaVA models, the whole grid
+plus one token per box on MG-LLaVA."""
+from typing import List, Sequence
+
+
+def grid_tokens(model) -> int:
+    """Grid tokens per image before any pooling (576 for CLIP ViT-L/14 at 336)."""
+    config = model.visual_encoder.config
+    return (config.image_size // config.patch_size) ** 2
+
+
+def visual_token_counts(model, samples: Sequence[dict]) -> List[dict]:
+    """Per sample of the batch ``model.prepare_llm_inputs`` last placed (``samples`` in the dataset's format):
+    ``{"visual_tokens": grid + box tokens of all its images, "granularity": [grid tokens of each image]}``."""
+    boxes = [b for sample in samples for b in sample["boxes"]]
+    if hasattr(model, "last_visual_tokens"):  # AVG-LLaVA: what the router (or --granularity) chose
+        tokens = list(model.last_visual_tokens)
+        granularities = [model.granularity_tokens[k] for k in model.last_granularities]
+    else:
+        grid = grid_tokens(model)
+        boxes_per_image = [len(b) for b in boxes] if model.object_features is not None else [0] * len(boxes)
+        tokens = [grid + n for n in boxes_per_image]
+        granularities = [grid] * len(boxes)
+    if len(tokens) != len(boxes):
+        raise RuntimeError(f"the model placed {len(tokens)} images but the samples hold {len(boxes)}; count the "
+                           f"tokens right after generating for these samples")
+    out, start = [], 0
+    for sample in samples:
+        end = start + len(sample["boxes"])
+        out.append(dict(visual_tokens=sum(tokens[start:end]), granularity=granularities[start:end]))
+        start = end
+    return out
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """Mean/min/max visual tokens per sample and how often each granularity was used, over records that have them."""
+    counted = [r for r in records if "visual_tokens" in r]
+    if not counted:
+        return {}
+    tokens = [r["visual_tokens"] for r in counted]
+    usage = {}
+    for r in counted:
+        for g in r.get("granularity", []):
+            usage[str(g)] = usage.get(str(g), 0) + 1
+    return dict(samples=len(tokens), mean=sum(tokens) / len(tokens), min=min(tokens), max=max(tokens),
+                granularity_usage=dict(sorted(usage.items(), key=lambda kv: -int(kv[0]))))
+
+
+__all__ = ["grid_tokens", "summarize", "visual_token_counts"]

@@ -1,0 +1,220 @@
+"""AVG-LLaVA on MG-LLaVA or plain LLaVA: the LLM sees one granularity of each image's token grid, chosen per image
+and instruction by a router (papers/related_systems.md, "AVG-LLaVA").
+
+Shape shorthand: B samples, L tokens, I images, T grid tokens per image (576 real, 16 tiny), N_i box tokens of image
+i, K granularities, T_k tokens of granularity k, H the LLM width.
+
+Each ``<image>`` becomes ``[granularity k of the projected grid (T_k, H)][box tokens (N_i, H)]``. Only the 24 x 24
+grid is pooled: the box tokens (one per object, MG-LLaVA only) are not a grid and always follow unpooled; the router
+sees the grid's granularities and the instruction, not the boxes. A plain LLaVA is the same model with
+``fusion=NoFusion``, ``visual_encoder_aux=None`` and ``object_features=None``.
+
+Training stages (``stage``), after the usual pretraining:
+- ``"multi_granularity"`` (AVG-LLaVA's stage 3): one LLM pass per granularity over the same batch, the loss is their
+  mean. What trains is what trains in MG-LLaVA's stage 2: the LLM (unless ``freeze_llm``), the fusion and both
+  projectors; the encoders are frozen and the router is not used.
+- ``"rglf"`` (stage 4, ranking-based granularity learning from LLM feedback): everything but the router is frozen.
+  A no-grad LLM pass per granularity gives each sample's loss; the router learns to rank the granularities like
+  those losses (:func:`~.losses.rglf_loss`). Its checkpoints hold the router and every weight stage 3 trained, so
+  one file deploys.
+At inference (any mode but training's ``loss``) the router picks each image's granularity (or
+``forced_granularity``, an index into the scaler's granularities, overrides it).
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from xtuner.utils import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+
+from mg_llava.registry import MODELS, build
+from ..mg_llava_model import MGLLaVAModel
+from ..token_placement import place_visual_tokens
+from .losses import rglf_loss
+from .router import VisualGranularityRouter, select_instruction_tokens
+from .scaler import VisualGranularityScaler
+
+STAGES = ("multi_granularity", "rglf")
+
+
+@MODELS.register_module()
+class AVGLLaVAModel(MGLLaVAModel):
+    """MG-LLaVA (or LLaVA) with a visual granularity scaler and router.
+
+    Args:
+        llm, visual_encoder, visual_encoder_aux, fusion, object_features, freeze_llm, projector_depth, llm_lora,
+            use_activation_checkpointing, max_position_embeddings: as in :class:`MGLLaVAModel`.
+        scaler: ``VisualGranularityScaler`` config (AVG-LLaVA's five pools by default).
+        router: ``VisualGranularityRouter`` config; its width and granularity sizes come from the model.
+        stage: ``"multi_granularity"`` or ``"rglf"``, what a training step does (see the module docstring).
+        rglf_ce_weight, rglf_margin: the RGLF loss's cross-entropy weight (0.1) and ranking margin (1.0).
+        pretrained_pth: weights to load once every module (the router included) exists: a stage-2 or stage-3
+            checkpoint, or an RGLF checkpoint.
+    """
+
+    def __init__(self, llm, visual_encoder, *, scaler=None, router=None, stage: str = "multi_granularity",
+                 rglf_ce_weight: float = 0.1, rglf_margin: float = 1.0, pretrained_pth: Optional[str] = None,
+                 **kwargs):
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        super().__init__(llm, visual_encoder, pretrained_pth=None, **kwargs)
+        self.stage = stage
+        self.rglf_ce_weight = rglf_ce_weight
+        self.rglf_margin = rglf_margin
+        self.scaler = build(scaler if scaler is not None else dict(type=VisualGranularityScaler))
+        config = self.visual_encoder.config
+        self.num_grid_tokens = (config.image_size // config.patch_size) ** 2
+        self.granularity_tokens = self.scaler.token_counts(self.num_grid_tokens)
+        self.router = build(router if router is not None else dict(type=VisualGranularityRouter),
+                            hidden_size=self.llm.config.hidden_size, granularity_tokens=self.granularity_tokens)
+        if stage == "rglf":
+            self.requires_grad_(False)
+            self.router.requires_grad_(True)
+        else:
+            self.router.requires_grad_(False)
+        self.forced_granularity: Optional[int] = None
+        self.last_granularities: List[int] = []  # per image of the last routed batch: the granularity index
+        self.last_visual_tokens: List[int] = []  # and the visual tokens it gave the LLM (T_k + N_i)
+        if pretrained_pth is not None:
+            self.load_trainable(pretrained_pth)
+
+    def trainable_prefixes(self) -> tuple:
+        if self.stage == "rglf":
+            return ("fuse_module.", "projector.", "bbox_projector.", "router.") + (
+                () if self.use_llm_lora else ("llm.",))
+        return super().trainable_prefixes()
+
+    def granularity_index(self, num_tokens: int) -> int:
+        """The index of the granularity with ``num_tokens`` grid tokens (e.g. 144 -> 2 for the real grid)."""
+        if num_tokens not in self.granularity_tokens:
+            raise ValueError(f"no granularity has {num_tokens} tokens; this model has {self.granularity_tokens}")
+        return self.granularity_tokens.index(num_tokens)
+
+    # ------------------------------------------------------------------------------------------------ tokens
+
+    def encode_granularities(self, data: dict) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """The batch's images -> (K tensors (I, T_k, H), I box-token tensors (N_i, H))."""
+        tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"), data.get("boxes"))
+        grids = torch.stack([t[:self.num_grid_tokens] for t in tokens])  # (I, T, H)
+        return self.scaler(grids), [t[self.num_grid_tokens:] for t in tokens]
+
+    def instruction_tokens(self, data: dict, image_tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Each image's top-Q prompt-token embeddings (I, Q, H), zero-padded, and their mask (I, Q).
+
+        The prompt is its sample's real tokens that are not answer targets (``labels`` -100) and not image
+        placeholders; at inference, where there are no labels, all of the sample's tokens. ``image_tokens``
+        (I, T, H) rank them (mean cosine similarity).
+        """
+        input_ids, mask = data["input_ids"], _mask(data)
+        labels = data.get("labels")
+        prompt = mask & (input_ids != IMAGE_TOKEN_INDEX)
+        if labels is not None:
+            prompt &= labels == IGNORE_INDEX
+        embed = self.llm.get_input_embeddings()
+        width, q = image_tokens.shape[-1], self.router.num_instruction_tokens
+        out = image_tokens.new_zeros(len(image_tokens), q, width)
+        keep = torch.zeros(len(image_tokens), q, dtype=torch.bool, device=image_tokens.device)
+        for i, b in enumerate(image_samples(input_ids, mask)):
+            text = embed(input_ids[b][prompt[b]])
+            chosen = select_instruction_tokens(text, image_tokens[i], q)
+            out[i, :len(chosen)] = chosen.to(out.dtype)
+            keep[i, :len(chosen)] = True
+        return out, keep
+
+    def route(self, data: dict, granularities: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(chosen granularity (I,), weights (I, K)); see :meth:`VisualGranularityRouter.select`."""
+        num_images = granularities[0].shape[0]
+        if self.forced_granularity is not None:
+            choice = torch.full((num_images,), self.forced_granularity, dtype=torch.long,
+                                device=granularities[0].device)
+            return choice, torch.nn.functional.one_hot(choice, len(granularities)).to(granularities[0].dtype)
+        instruction, keep = self.instruction_tokens(data, granularities[0])
+        return self.router.select(self.router(granularities, instruction, keep))
+
+    def _place(self, data: dict, visual_tokens: Sequence[torch.Tensor]) -> dict:
+        llm_inputs = place_visual_tokens(self.llm.get_input_embeddings(), data["input_ids"], _mask(data),
+                                         data.get("labels"), visual_tokens)
+        if data.get("labels") is None:
+            llm_inputs["labels"] = None
+        return llm_inputs
+
+    def prepare_llm_inputs(self, data: dict) -> dict:
+        """The batch -> LLM inputs with each image's routed (or forced) granularity; records the choices."""
+        if "pixel_values" not in data:
+            self.last_granularities, self.last_visual_tokens = [], []
+            return self._place(data, [])
+        granularities, boxes = self.encode_granularities(data)
+        choice, weights = self.route(data, granularities)
+        visual = []
+        for i, (k, box_tokens) in enumerate(zip(choice.tolist(), boxes)):
+            grid = granularities[k][i] * weights[i, k].to(granularities[k].dtype)  # x 1: the straight-through path
+            visual.append(torch.cat([grid, box_tokens]))
+        self.last_granularities = choice.tolist()
+        self.last_visual_tokens = [len(v) for v in visual]
+        return self._place(data, visual)
+
+    # ------------------------------------------------------------------------------------------------ training
+
+    def forward(self, data, data_samples=None, mode="loss"):
+        if mode != "loss" or ("pixel_values" not in data and self.stage != "rglf"):
+            return super().forward(data, data_samples, mode)
+        if self.is_first_iter:
+            self.to(data["input_ids"].device)
+            self.is_first_iter = False
+        if self.stage == "rglf":
+            return self._rglf_loss(data)
+        return self._multi_granularity_loss(data)
+
+    def _multi_granularity_loss(self, data: dict) -> dict:
+        granularities, boxes = self.encode_granularities(data)
+        losses = []
+        for grid in granularities:
+            llm_inputs = self._place(data, [torch.cat([g, b]) for g, b in zip(grid, boxes)])
+            losses.append(self.llm(**llm_inputs).loss)
+        out = dict(loss=torch.stack(losses).mean())
+        out.update({f"lm_{t}": loss.detach() for t, loss in zip(self.granularity_tokens, losses)})
+        return out
+
+    def per_sample_losses(self, data: dict, granularities: Sequence[torch.Tensor],
+                          boxes: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B, K): each sample's mean answer-token cross-entropy with each granularity (NaN without targets)."""
+        columns = []
+        for grid in granularities:
+            llm_inputs = self._place(data, [torch.cat([g, b]) for g, b in zip(grid, boxes)])
+            labels = llm_inputs.pop("labels")
+            logits = self.llm(**llm_inputs).logits[:, :-1].float()
+            targets = labels[:, 1:]
+            token_loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets,
+                                                           ignore_index=IGNORE_INDEX, reduction="none")
+            counts = (targets != IGNORE_INDEX).sum(dim=1)
+            columns.append(token_loss.sum(dim=1) / counts)  # 0 / 0 = NaN for a sample without targets
+        return torch.stack(columns, dim=1)
+
+    def _rglf_loss(self, data: dict) -> dict:
+        if "pixel_values" not in data:  # text only: nothing to route; a zero loss that reaches every router weight
+            zero = sum(p.sum() for p in self.router.parameters()) * 0
+            return dict(loss_router_ce=zero, loss_router_rank=zero)
+        with torch.no_grad():
+            granularities, boxes = self.encode_granularities(data)
+            sample_losses = self.per_sample_losses(data, granularities, boxes)  # (B, K)
+            instruction, keep = self.instruction_tokens(data, granularities[0])
+        logits = self.router(granularities, instruction, keep)  # (I, K)
+        lm_losses = sample_losses[image_samples(data["input_ids"], _mask(data))]  # (I, K)
+        valid = torch.isfinite(lm_losses).all(dim=1)
+        if not bool(valid.any()):  # no image has answer tokens: a zero loss that still reaches every router weight
+            zero = logits.sum() * 0
+            return dict(loss_router_ce=zero, loss_router_rank=zero)
+        return rglf_loss(logits[valid], lm_losses[valid], ce_weight=self.rglf_ce_weight, margin=self.rglf_margin)
+
+    def to_hf(self, *args, **kwargs):
+        raise NotImplementedError("exporting an AVG-LLaVA model is not supported yet (the export format has no "
+                                  "router); load it with --config and --checkpoint")
+
+
+def _mask(data: dict) -> torch.Tensor:
+    mask = data.get("attention_mask")
+    return torch.ones_like(data["input_ids"], dtype=torch.bool) if mask is None else mask.bool()
+
+
+def image_samples(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(I,) the sample index of each image placeholder, in batch (row-major) order."""
+    is_image = (input_ids == IMAGE_TOKEN_INDEX) & attention_mask.bool()
+    return is_image.nonzero()[:, 0]

@@ -1,0 +1,209 @@
+"""The GPU recipes' training path on CPU: `xtuner train` with FlexibleRunner + XTuner's DeepSpeedStrategy, ZeRO-2 and
+ZeRO-3, bf16, two processes, both stages; resume; DeepSpeed checkpoint -> export -> chat.
+
+The runs share test_tiny_training.py's workspace and stage-1 options. Every launch costs seconds of imports on two
+cores, so one bf16 ZeRO-2 chain (stage 1 -> stage 2) serves the resume, export and chat tests, and one ZeRO-3 chain
+is checked against it.
+"""
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from test_tiny_training import (  # noqa: F401  (workspace is a fixture)
+    ROOT,
+    SAVE_STEPS,
+    STAGE1_ITERS,
+    STAGE1_OPTIONS,
+    TWO_PROCESS_ATOL,
+    TWO_PROCESS_RTOL,
+    _check,
+    scalars,
+    workspace,
+    xtuner_train,
+)
+from mg_llava.model.checkpoint import DEEPSPEED_MODEL_FILE, ZERO3_WEIGHTS_FILE, load_trainable_state_dict
+
+TINY = osp.join(ROOT, "xtuner_configs", "tiny")
+CONFIGS = {(zero, stage): osp.join(TINY, f"mg_llava_tiny_cpu_zero{zero}_{stage}.py")
+           for zero in (2, 3) for stage in ("pretrain", "finetune")}
+TWO_PROCESSES = ["train_dataloader.batch_size=2", "strategy.train_micro_batch_size_per_gpu=2"]  # global batch 4
+# 33 samples in length groups, 2 per process: 10 iterations an epoch; the config's 40-epoch schedule squeezed into the
+# 2 epochs run here.
+STAGE2_OPTIONS = ["train_cfg.max_epochs=2", "default_hooks.checkpoint.interval=100", "param_scheduler.0.end=1",
+                  "param_scheduler.1.begin=1", "param_scheduler.1.end=2", "optim_wrapper.optimizer.lr=0.003"]
+STAGE2_ITERS = 20
+FP32 = ["strategy.config.bf16.enabled=False", "model.llm.torch_dtype=float32"]
+VISION_SIDE = {"fuse_module", "projector", "bbox_projector"}
+
+
+def run(workspace, zero, stage, name, *options, nproc=2, **kwargs):
+    """`xtuner train` on a tiny DeepSpeed config; returns (work_dir, log path or, in the background, the process)."""
+    work_dir = str(workspace / "work_dirs" / name)
+    base = STAGE1_OPTIONS if stage == "pretrain" else STAGE2_OPTIONS
+    per_process = TWO_PROCESSES if nproc == 2 else []
+    log = xtuner_train(workspace, CONFIGS[zero, stage], work_dir, *base, *per_process, *options, nproc=nproc,
+                       **kwargs)
+    return work_dir, log
+
+
+def checkpoint(work_dir, it):
+    return osp.join(work_dir, f"iter_{it}.pth")
+
+
+def losses(work_dir):
+    return [row["loss"] for _, row in sorted(scalars(work_dir).items())]
+
+
+def weights(work_dir, it):
+    return load_trainable_state_dict(checkpoint(work_dir, it))
+
+
+def read(log):
+    with open(log) as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def zero2_stage1(workspace):
+    work_dir, log = run(workspace, 2, "pretrain", "zero2_stage1")
+    _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
+    return work_dir
+
+
+@pytest.fixture(scope="module")
+def zero2_stage2(workspace, zero2_stage1):
+    work_dir, log = run(workspace, 2, "finetune", "zero2_stage2",
+                        f"model.pretrained_pth={checkpoint(zero2_stage1, STAGE1_ITERS)}")
+    _check(log, osp.join(checkpoint(work_dir, STAGE2_ITERS), DEEPSPEED_MODEL_FILE))
+    return work_dir, log
+
+
+@pytest.fixture(scope="module")
+def zero3_stage1(workspace):
+    work_dir, log = run(workspace, 3, "pretrain", "zero3_stage1")
+    _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), ZERO3_WEIGHTS_FILE))
+    return work_dir
+
+
+def test_zero2_bf16_stage1_two_processes(zero2_stage1):
+    final, first = weights(zero2_stage1, STAGE1_ITERS), weights(zero2_stage1, SAVE_STEPS)
+    assert {key.split(".")[0] for key in final} == VISION_SIDE
+    assert {value.dtype for value in final.values()} == {torch.bfloat16}
+    assert not torch.equal(final["fuse_module.slow_proj.weight"], first["fuse_module.slow_proj.weight"])
+    # both processes wrote their ZeRO-2 optimizer shard
+    for rank in (0, 1):
+        assert osp.isfile(osp.join(checkpoint(zero2_stage1, STAGE1_ITERS), f"bf16_zero_pp_rank_{rank}_mp_rank_00_optim_states.pt"))
+    values = losses(zero2_stage1)
+    assert len(values) == STAGE1_ITERS and all(map(torch.isfinite, torch.tensor(values)))
+
+
+def test_zero2_bf16_stage2_loads_stage1_and_the_loss_falls(zero2_stage1, zero2_stage2):
+    work_dir, log = zero2_stage2
+    assert f"trainable tensors from {checkpoint(zero2_stage1, STAGE1_ITERS)}" in read(log)
+    final = weights(work_dir, STAGE2_ITERS)
+    assert {key.split(".")[0] for key in final} == VISION_SIDE | {"llm"}
+    values = losses(work_dir)
+    assert len(values) == STAGE2_ITERS
+    first, last = sum(values[:4]) / 4, sum(values[-4:]) / 4
+    assert last < first - 0.5, f"stage-2 loss did not fall in bf16: first iterations {values[:4]}, last {values[-4:]}"
+
+
+def test_killed_zero2_run_resumes_with_the_same_losses(workspace, zero2_stage1):
+    work_dir = str(workspace / "work_dirs" / "zero2_killed")
+    resume_from = checkpoint(work_dir, SAVE_STEPS)
+    _, proc = run(workspace, 2, "pretrain", "zero2_killed", background=True)
+    deadline = time.time() + 300
+    while not osp.exists(osp.join(work_dir, "last_checkpoint")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: xtuner's CLI, torchrun and both ranks
+    proc.wait()
+    assert osp.isdir(resume_from), "the run was to be killed after its first checkpoint"
+    assert not osp.exists(checkpoint(work_dir, STAGE1_ITERS)), "the run finished before it was killed"
+
+    _, log = run(workspace, 2, "pretrain", "zero2_killed", extra=["--resume", resume_from])
+    _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
+    reference, resumed = scalars(zero2_stage1), scalars(work_dir)
+    for it in range(SAVE_STEPS + 1, STAGE1_ITERS + 1):
+        assert resumed[it]["loss"] == pytest.approx(reference[it]["loss"], rel=1e-5, abs=1e-6), f"iteration {it}"
+    final_ref, final = weights(zero2_stage1, STAGE1_ITERS), weights(work_dir, STAGE1_ITERS)
+    for key in final_ref:
+        torch.testing.assert_close(final[key], final_ref[key], rtol=0, atol=0, msg=key)
+
+
+def test_zero2_two_processes_match_one_in_fp32(workspace):
+    """ZeRO-2 with 2 processes x 2 samples updates the weights as one process with 4 samples (one without a
+    launcher: plain `xtuner train`)."""
+    updates = {}
+    for nproc in (1, 2):
+        work_dir, log = run(workspace, 2, "pretrain", f"zero2_fp32_{nproc}p", *FP32, nproc=nproc)
+        _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
+        start, end = weights(work_dir, SAVE_STEPS), weights(work_dir, STAGE1_ITERS)
+        assert {value.dtype for value in end.values()} == {torch.float32}
+        updates[nproc] = {key: end[key] - start[key] for key in end}
+    assert updates[1].keys() == updates[2].keys()
+    for key, single in updates[1].items():
+        torch.testing.assert_close(updates[2][key], single, rtol=TWO_PROCESS_RTOL, atol=TWO_PROCESS_ATOL, msg=key)
+
+
+def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2):
+    """tools/export.py and `xtuner convert pth_to_hf` turn the DeepSpeed checkpoint folder into the same exported
+    folder; tools/chat.py answers from it."""
+    from safetensors.torch import load_file
+
+    work_dir, _ = zero2_stage2
+    folder = checkpoint(work_dir, STAGE2_ITERS)
+    config = CONFIGS[2, "finetune"]
+    exported, converted = str(workspace / "exported"), str(workspace / "converted")
+    commands = {exported: [sys.executable, osp.join(ROOT, "tools", "export.py"), "--config", config, "--checkpoint",
+                           folder, "--out-dir", exported],
+                converted: ["xtuner", "convert", "pth_to_hf", config, folder, converted, "--fp32"]}
+    for out, command in commands.items():
+        done = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0 and osp.isdir(out), done.stdout[-3000:] + done.stderr[-3000:]
+    trained = weights(work_dir, STAGE2_ITERS)  # the bf16 weights of the model-states file
+    # tools/export.py writes those; XTuner's pth_to_hf gathers the fp32 master weights from the ZeRO shards, which
+    # round to them (bf16 keeps 8 significant bits: relative difference <= 2^-8)
+    for out, rtol in ((exported, 0.0), (converted, 2.0 ** -8)):
+        modules = load_file(osp.join(out, "mg_llava_modules.safetensors"))
+        assert modules.keys() == {key for key in trained if not key.startswith("llm.")}
+        for key, value in modules.items():
+            torch.testing.assert_close(value.float(), trained[key].float(), rtol=rtol, atol=1e-12, msg=key)
+
+    image = str(workspace / "work_dirs" / "tiny_assets" / "data" / "images" / "chelsea.jpg")
+    done = subprocess.run([sys.executable, osp.join(ROOT, "tools", "chat.py"), "--checkpoint", exported,
+                           "--device", "cpu", "--image", image, "--no-boxes", "--prompt",
+                           "What is the main object in the image?", "--max-new-tokens", "8"],
+                          cwd=workspace, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    answer = done.stdout.split("ASSISTANT: ", 1)[-1].strip()
+    assert answer, f"no answer: {done.stdout[-1000:]}"
+
+
+def test_zero3_stage1_computes_what_zero2_computes(zero3_stage1, zero2_stage1):
+    """ZeRO-3 partitions every parameter, the frozen encoders included: each step sees the loss ZeRO-2 sees (the
+    first one before any update), and the gathered trainable weights keep exactly the released key names."""
+    zero3, zero2 = scalars(zero3_stage1), scalars(zero2_stage1)
+    for it in range(1, STAGE1_ITERS + 1):
+        assert zero3[it]["loss"] == pytest.approx(zero2[it]["loss"], rel=1e-3), f"iteration {it}"
+    final = weights(zero3_stage1, STAGE1_ITERS)
+    assert final.keys() == weights(zero2_stage1, STAGE1_ITERS).keys()
+    assert {value.dtype for value in final.values()} == {torch.bfloat16}
+    assert not torch.equal(final["fuse_module.slow_proj.weight"],
+                           weights(zero3_stage1, SAVE_STEPS)["fuse_module.slow_proj.weight"])
+
+
+def test_zero3_stage2_loads_stage1_through_pretrained_pth(workspace, zero3_stage1):
+    work_dir, log = run(workspace, 3, "finetune", "zero3_stage2",
+                        f"model.pretrained_pth={checkpoint(zero3_stage1, STAGE1_ITERS)}")
+    _check(log, osp.join(checkpoint(work_dir, STAGE2_ITERS), ZERO3_WEIGHTS_FILE))
+    assert f"trainable tensors from {checkpoint(zero3_stage1, STAGE1_ITERS)}" in read(log)
+    final = weights(work_dir, STAGE2_ITERS)
+    assert {key.split(".")[0] for key in final} == VISION_SIDE | {"llm"}
+    values = losses(work_dir)
+    assert values[-1] < values[0], f"stage-2 loss did not fall under ZeRO-3: {values}"

@@ -1,0 +1,33 @@
+# MG-LLaVA video instruction tuning on the tiny CPU default (stage 2): short synthetic videos of real photographs, a
+# pan and zoom over one photograph cut to another, asked "What is shown at the start/end of the video?" (the answers
+# depend on the frames, in order). Videos only, to keep the CPU run short (the video stage 1 mixes image and video
+# captions). The LLM trains too. Otherwise mg_llava_tiny_cpu_finetune.py.
+# After the video stage 1:  xtuner train xtuner_configs/tiny/mg_llava_tiny_cpu_video_finetune.py
+from mmengine.config import read_base
+
+from mg_llava.dataset import ModalityLengthGroupedSampler
+
+with read_base():
+    from .mg_llava_tiny_cpu_finetune import *
+
+pretrained_pth = "work_dirs/mg_llava_tiny_cpu_video_pretrain/iter_30.pth"  # video stage 1's last checkpoint
+video_data_path = assets + "data/video_finetune.json"
+video_folder = assets + "data/videos"
+video_box_file = assets + "data/video_boxes.json"
+num_frames = 2  # frames sampled per video: the first and the last (the released models: 8)
+encoder_chunk_size = 8  # images/frames per encoder call
+
+model.update(pretrained_pth=pretrained_pth, encoder_chunk_size=encoder_chunk_size)
+video_dataset = dict(llava_dataset, data_path=video_data_path, video_folder=video_folder, num_frames=num_frames,
+                     box_file=video_box_file)
+train_dataloader.dataset = video_dataset
+train_dataloader.sampler = dict(type=ModalityLengthGroupedSampler, length_property="modality_length",
+                                per_device_batch_size=batch_size * accumulative_counts)
+
+max_epochs = 20  # 8 video samples, batch 4: 2 iterations an epoch
+lr = 1e-2  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
+optim_wrapper.optimizer.lr = lr
+param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
+param_scheduler[1].end = train_cfg.max_epochs = max_epochs
+save_steps = 40
+default_hooks.checkpoint.interval = save_steps

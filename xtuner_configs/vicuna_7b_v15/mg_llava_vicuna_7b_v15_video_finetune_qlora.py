@@ -1,0 +1,53 @@
+# MG-LLaVA video instruction tuning with Vicuna-7B v1.5 (the paper's video model: MSVD-QA 71.5, MSRVTT-QA 59.8).
+# Data as the paper: LLaVA-665K image instructions + VideoInstruct-100K (Video-ChatGPT) videos, 8 frames per video
+# (linspace), every frame with its own boxes, batches of one modality (image or video), length-grouped.
+# Recipe followed (the released video configs were deleted; these are the settings of the released QLoRA recipe it
+# derives from, XTuner's LLaVA QLoRA fine-tune): the LLM loaded in 4-bit NF4 (double quantisation, bf16 compute),
+# LoRA on it with r=512, alpha=256, dropout 0.05, lr 2e-4, global batch 128, 1 epoch, warm-up 3 %, cosine; the LLM's
+# own weights stay frozen; the fusion and both projectors train in full; CLIP and ConvNeXt frozen. Starts from the
+# stage-1 checkpoint (pretrained_pth; the paper's video stage 1 adds 703K video captions to the 558K image captions).
+# Otherwise mg_llava_vicuna_7b_v15_finetune_qlora.py.
+#   NPROC_PER_NODE=8 xtuner train xtuner_configs/vicuna_7b_v15/mg_llava_vicuna_7b_v15_video_finetune_qlora.py
+from mmengine.config import read_base
+
+from mg_llava.dataset import LLaVABoxDataset, ModalityLengthGroupedSampler
+
+with read_base():
+    from .mg_llava_vicuna_7b_v15_finetune_qlora import *
+
+# VideoInstruct-100K in LLaVA format ("video" + "<video>"), boxes per frame from data_prep/generate_boxes.py
+# --num-frames 8 on the same file
+video_data_path = data_root + "VideoInstruct-100K/videochatgpt_llavaformat_100k.json"
+video_folder = data_root + "VideoInstruct-100K/videos"
+video_box_file = data_root + "boxes/videochatgpt_100k_boxes.json"
+num_frames = 8  # SPEC 1.8: linspace(0, n - 1, 8)
+encoder_chunk_size = 16  # images/frames per encoder call: bounds the ConvNeXt-L activations at 768 px
+
+model.llm_lora.r = 512
+model.llm_lora.lora_alpha = 256
+model.update(encoder_chunk_size=encoder_chunk_size)
+
+train_dataloader.dataset.datasets = [
+    dict(  # LLaVA-665K
+        type=LLaVABoxDataset,
+        data_path=llava_mix_data_path,
+        image_folder=llava_mix_image_folder,
+        box_file=llava_mix_box_file,
+    ),
+    dict(  # VideoInstruct-100K
+        type=LLaVABoxDataset,
+        data_path=video_data_path,
+        image_folder=video_folder,
+        video_folder=video_folder,
+        num_frames=num_frames,
+        box_file=video_box_file,
+    ),
+]
+train_dataloader.sampler = dict(
+    type=ModalityLengthGroupedSampler,
+    length_property="modality_length",
+    per_device_batch_size=batch_size * accumulative_counts,
+)
+
+lr = 2e-4  # LoRA
+optim_wrapper.optimizer.lr = lr
