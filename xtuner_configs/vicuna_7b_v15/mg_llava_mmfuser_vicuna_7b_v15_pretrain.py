@@ -11,6 +11,7 @@ with read_base():
     from .mg_llava_vicuna_7b_v15_pretrain import *
 
 clip_layers = (-22, -17, -12, -7, -2)  # MMFuser: four shallow levels, then the query layer (MG-LLaVA's -2)
+fusion_type = MultiLayerDeformableFusion  # the ablation switch, for this variant
 mmfuser_heads = 16
 mmfuser_points = 4
 model.update(
@@ -18,7 +19,7 @@ model.update(
         type=CLIPVisionEncoder, pretrained_model_name_or_path=visual_encoder_name_or_path, select_layer=clip_layers
     ),
     fusion=dict(  # MMFuser on the CLIP layers, then the Conv-Gate with the ConvNeXt map
-        type=MultiLayerDeformableFusion,
+        type=fusion_type,
         num_levels=len(clip_layers) - 1,
         num_heads=mmfuser_heads,
         num_points=mmfuser_points,
