@@ -32,6 +32,8 @@ from typing import Any, Dict, Tuple
 import numpy as np
 import torch
 
+from .data_files import CorruptCheckpointError, named_file_errors
+
 # Placeholders stand for globals of these packages (and their sub-modules); they are never imported or called.
 INERT_PACKAGES = ("torch", "numpy", "mmengine", "xtuner", "deepspeed", "transformers", "peft", "accelerate",
                   "collections", "copyreg", "datetime", "enum", "pathlib", "mg_llava")
@@ -174,24 +176,44 @@ def safe_load(path: str, map_location="cpu", mmap: bool = True) -> Any:
     Raises:
         RefusedPickleError: the file names a global outside the rules, is a TorchScript archive or uses the legacy
             format; the message names the file and what was refused. Nothing from the file has run.
+        CorruptCheckpointError: the file is truncated or damaged (a cut-off zip, a broken record or pickle).
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f"no checkpoint file at {path}")
-    if not zipfile.is_zipfile(path):
-        raise RefusedPickleError(f"{path}: not a zip-format torch checkpoint (legacy pre-1.6 format or not a "
-                                 f"checkpoint); the safe loader reads only the zip format")
-    with zipfile.ZipFile(path) as archive:
-        if any(osp.basename(name) == "constants.pkl" for name in archive.namelist()):
-            raise RefusedPickleError(f"{path}: a TorchScript archive (it holds code), not a checkpoint")
+    problem = _not_a_zip_checkpoint(path)
+    if problem is not None:
+        raise problem
+    with named_file_errors(path, "checkpoint", CorruptCheckpointError):
+        with zipfile.ZipFile(path) as archive:
+            if any(osp.basename(name) == "constants.pkl" for name in archive.namelist()):
+                raise RefusedPickleError(f"{path}: a TorchScript archive (it holds code), not a checkpoint")
     try:
-        return torch.load(path, map_location=map_location, pickle_module=_restricted_pickle,
-                          weights_only=False,  # the pickle module is the restricted one above
-                          mmap=mmap)
+        with named_file_errors(path, "checkpoint", CorruptCheckpointError):
+            try:
+                return torch.load(path, map_location=map_location, pickle_module=_restricted_pickle,
+                                  weights_only=False,  # the pickle module is the restricted one above
+                                  mmap=mmap)
+            except (RuntimeError, AttributeError) as err:  # torch's zip reader; a damaged storage type name
+                raise ValueError(str(err)) from err
     except RefusedPickleError as err:
         raise RefusedPickleError(
             f"{path}: refused ({err}). The safe loader reconstructs tensors, plain containers, numpy arrays and "
             f"training-framework records, and nothing else; fully unpickling this file would run code it "
             f"names. Load it only if you trust it (chat/evaluation: --allow-unsafe-pickle).") from None
+
+
+def _not_a_zip_checkpoint(path: str):
+    """None for a zip file; else the error to raise: a cut-off zip is corrupt, a legacy pickle is refused."""
+    if zipfile.is_zipfile(path):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        return CorruptCheckpointError(f"checkpoint {path}: truncated or damaged (a zip archive without a readable "
+                                      f"central directory)", path)
+    if head[:1] == b"\x80":  # a pickle protocol marker: torch's legacy (pre-1.6) format
+        return RefusedPickleError(f"{path}: legacy pre-1.6 torch format; the safe loader reads only the zip format")
+    return CorruptCheckpointError(f"checkpoint {path}: not a torch checkpoint (starts with {head!r})", path)
 
 
 def mmengine_load_from_local(filename: str, map_location=None):

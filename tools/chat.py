@@ -2,7 +2,7 @@
 
     # our training run, through its config
     python tools/chat.py --config xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py \\
-        --checkpoint work_dirs/mg_llava_tiny_cpu_finetune/iter_40.pth --allow-unsafe-pickle \\
+        --checkpoint work_dirs/mg_llava_tiny_cpu_finetune/iter_40.pth \\
         --image work_dirs/tiny_assets/data/images/chelsea.jpg --boxes work_dirs/tiny_assets/data/boxes.json
     # a released checkpoint, with boxes found on the fly
     python tools/chat.py --checkpoint mg_llava_vicuna7b_finetune.pth --llm lmsys/vicuna-7b-v1.5 \\

@@ -6,7 +6,9 @@
 2. trains stage 1 and then stage 2 with ``xtuner train`` on the tiny configs (skipped when their final checkpoints
    exist, unless ``--retrain``);
 3. plots both loss curves to ``work_dirs/demo/loss_curves.png`` and checks that the stage-2 loss fell;
-4. asks the trained model the same question about two bundled photos through ``tools/chat.py`` (the answers differ
+4. prints the sample answers the configs' ``SampleAnswersHook`` logged while each stage trained (before training,
+   every 10 iterations, at the end);
+5. asks the trained model the same question about two bundled photos through ``tools/chat.py`` (the answers differ
    with the image).
 
 Run it from the repository root: the tiny configs read ``work_dirs/tiny_assets`` relative to the working directory.
@@ -57,6 +59,15 @@ def losses(stage):
     return [(row["iter"], row["loss"]) for row in rows if "loss" in row]
 
 
+def sample_answers(stage):
+    """The ``SampleAnswersHook`` lines of the stage's latest training log."""
+    logs = sorted(glob(osp.join(ROOT, "work_dirs", f"mg_llava_tiny_cpu_{stage}", "*", "*.log")))
+    if not logs:
+        return []
+    with open(logs[-1]) as f:
+        return [line[line.index("Sample answer ("):].rstrip() for line in f if "Sample answer (" in line]
+
+
 def plot_losses(curves, out_path):
     import matplotlib
 
@@ -100,6 +111,12 @@ def main(argv=None):
     print(f"stage-2 loss: {first:.3f} (first {window} iterations) -> {last:.3f} (last {window})")
     if not last < first:
         sys.exit("demo: the stage-2 loss did not fall")
+
+    for stage in CONFIGS:
+        lines = sample_answers(stage)
+        print(f"sample answers during {stage} training ({len(lines)}):")
+        for line in lines:
+            print("  " + line)
 
     for image in args.images:
         run([sys.executable, "tools/chat.py", "--config", CONFIGS["finetune"], "--checkpoint", stage2,

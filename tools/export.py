@@ -6,7 +6,7 @@ naming the two vision encoders and the image geometry. Chat and evaluation take 
 
     # our stage-2 result, through its training config
     python tools/export.py --config xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py \\
-        --checkpoint work_dirs/mg_llava_tiny_cpu_finetune/iter_40.pth --allow-unsafe-pickle --out-dir exported/
+        --checkpoint work_dirs/mg_llava_tiny_cpu_finetune/iter_40.pth --out-dir exported/
     # a released checkpoint
     python tools/export.py --checkpoint mg_llava_vicuna7b_finetune.pth --llm lmsys/vicuna-7b-v1.5 \\
         --visual-encoder openai/clip-vit-large-patch14-336 --visual-encoder-aux convnext_large_d_320 \\

@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from ..data_files import named_file_errors, read_json
 from .images import DEFAULT_MAX_PIXELS
 from .owlv2 import DEFAULT_OWLV2
 from .taggers.clip import DEFAULT_CLIP
@@ -147,14 +148,14 @@ def draw_main(argv=None) -> str:
     args = parser.parse_args(argv)
     _logging()
     from .draw import draw_samples
-    from .images import ImageSkip, decode_base64, open_rgb, to_uint8_tensor
+    from .images import ImageDecodeError, decode_base64, open_rgb, to_uint8_tensor
     from .samples import read_samples
 
     samples, _ = read_samples(args.data, args.image_folder, id_key=args.id_key,
                               on_conflict=args.on_duplicate_conflict, video_folder=False)  # draws images only
     if args.boxes:
-        with open(args.boxes, encoding="utf-8") as f:
-            records = {r["id"]: r for r in json.load(f)}
+        with named_file_errors(args.boxes, "box file"):
+            records = {r["id"]: r for r in read_json(args.boxes, "box file")}
         samples = [s for s in samples if s.id in records]
     random.Random(args.seed).shuffle(samples)
     generator = None if args.boxes else build_generator(args)
@@ -166,7 +167,7 @@ def draw_main(argv=None) -> str:
         try:
             source = sample.path if sample.path is not None else decode_base64(sample.b64, where)
             image, _ = open_rgb(source, args.max_pixels, where=where)
-        except ImageSkip as skip:
+        except ImageDecodeError as skip:
             logging.getLogger(__name__).warning("not drawn: %s", skip)
             continue
         if generator is not None:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from mg_llava.dataset.video import NUM_FRAMES, VideoReadError, read_video
 
-from .images import DEFAULT_MAX_PIXELS, ImageSkip, decode_base64, open_rgb, to_uint8_tensor
+from .images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_base64, open_rgb, to_uint8_tensor
 from .samples import read_samples
 from .shards import ShardWriter, check_run, part_dir, read_part_records
 
@@ -65,7 +65,7 @@ class _ImageLoader(Dataset):
         try:
             source = sample.path if sample.path is not None else decode_base64(sample.b64, where)
             image, mode = open_rgb(source, self.max_pixels, where=where)
-        except ImageSkip as skip:
+        except ImageDecodeError as skip:
             return dict(pos=pos, sample=sample, skipped=skip.reason, error=str(skip))
         return dict(pos=pos, sample=sample, image=to_uint8_tensor(image), mode=mode)
 

@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
+from ..data_files import reads_file
+
 ID_KEYS = ("id", "question_id", "index")
 
 
@@ -78,6 +80,7 @@ def _rows(path: str):
         raise SampleFormatError(f"{path}: unknown annotation format {ext!r} (expected .json, .jsonl or .tsv)")
 
 
+@reads_file("annotation file")
 def read_samples(path: str, image_folder: Optional[str] = None, id_key: Optional[str] = None,
                  on_conflict: str = "error", video_folder=None):
     """Read ``path`` into ``(samples, counts)``.

@@ -22,6 +22,7 @@ import os.path as osp
 from collections import Counter
 from typing import Dict, List, Optional
 
+from ..data_files import read_json, reads_file
 from .stats import box_count_histogram, write_summary
 
 RUN_FILE = "run.json"
@@ -57,8 +58,7 @@ def check_run(out_dir: str, run: dict) -> None:
     os.makedirs(out_dir, exist_ok=True)
     path = osp.join(out_dir, RUN_FILE)
     if osp.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
+        old = read_json(path, "box-generation run file")
         diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
         if diff:
             details = "; ".join(f"{k}: was {old.get(k)!r}, now {run.get(k)!r}" for k in diff)
@@ -111,6 +111,7 @@ class ShardWriter:
         atomic_write(osp.join(self.directory, DONE), json.dumps({"num_records": num_records}))
 
 
+@reads_file("box-generation part folder")
 def read_part_records(directory: str) -> Dict[str, dict]:
     """id -> record for every record in a shard's part folder (duplicates from an interrupted compaction dropped)."""
     records = {}
@@ -126,6 +127,7 @@ def read_part_records(directory: str) -> Dict[str, dict]:
     return records
 
 
+@reads_file("box-generation output folder")
 def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: int = 100) -> dict:
     """Check every shard finished, then write the box file (input order) and the summary; return the summary.
 
@@ -137,8 +139,7 @@ def merge_shards(out_dir: str, output: Optional[str] = None, max_listed_skips: i
     run_path = osp.join(out_dir, RUN_FILE)
     if not osp.exists(run_path):
         raise IncompleteRunError(f"{out_dir}: no {RUN_FILE}; no box generation was started here")
-    with open(run_path, encoding="utf-8") as f:
-        run = json.load(f)
+    run = read_json(run_path, "box-generation run file")
     num_shards, num_samples = run["num_shards"], run["num_samples"]
 
     problems, shard_records = [], []

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
+from ..data_files import reads_file
 from ..registry import MODELS
 from .image_views import ViewGeometry
 
@@ -105,6 +106,7 @@ class BoxTable:
 
 
 @MODELS.register_module()
+@reads_file("box file")
 def load_box_file(path: str, strict: bool = True, cache_dir: Optional[str] = None) -> BoxTable:
     """Read a box file in the released format (see the module docstring).
 

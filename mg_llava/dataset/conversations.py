@@ -7,11 +7,12 @@ a video sample has ``"video"`` (a file or a frames folder) instead of ``"image"`
 import json
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import print_log
 from xtuner.utils import DEFAULT_IMAGE_TOKEN
 
+from ..data_files import reads_file
 from .video import DEFAULT_VIDEO_TOKEN
 
 BAD_SAMPLE_POLICIES = ("raise", "skip")
@@ -32,9 +33,17 @@ class BadSample:
 
 
 class BadSampleError(ValueError):
-    """Raised for bad samples under ``on_bad_sample='raise'``; ``.samples`` lists them."""
+    """Raised for bad samples under ``on_bad_sample='raise'``; ``.samples`` lists them.
 
-    def __init__(self, samples: Sequence[BadSample], total: Optional[int] = None):
+    Raised inside a DataLoader worker, it reaches the main process as a ``BadSampleError`` again (torch rebuilds it
+    from its message: the text, with the worker's traceback, names every sample; ``.samples`` is then empty).
+    """
+
+    def __init__(self, samples: Union[Sequence[BadSample], str], total: Optional[int] = None):
+        if isinstance(samples, str):  # rebuilt from its message (DataLoader workers, unpickling)
+            self.samples = []
+            super().__init__(samples)
+            return
         self.samples = list(samples)
         shown = "\n  ".join(s.describe() for s in self.samples[:10])
         more = f"\n  ... and {len(self.samples) - 10} more" if len(self.samples) > 10 else ""
@@ -64,6 +73,7 @@ def apply_bad_sample_policy(bad: Sequence[BadSample], policy: str, total: int, w
     )
 
 
+@reads_file("LLaVA annotation file")
 def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
     """Parse and check a LLaVA file.
 
@@ -76,7 +86,7 @@ def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
     if path.endswith(".jsonl"):
         items = _read_jsonl(path)
     elif path.endswith(".json"):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             try:
                 data = json.load(f)
             except json.JSONDecodeError as err:
@@ -112,13 +122,13 @@ def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
 
 def _read_jsonl(path: str):
     items = []
-    with open(path) as f:
+    with open(path, "rb") as f:  # decoded per line: one line of bad bytes is one bad sample
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue  # a blank line holds no sample
             try:
-                items.append((f"line {number}", json.loads(line), None))
-            except json.JSONDecodeError as err:
+                items.append((f"line {number}", json.loads(line.decode("utf-8")), None))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 items.append((f"line {number}", None, str(err)))
     return items
 

@@ -20,7 +20,6 @@ the tests hold it to 1e-6. Another resampler (e.g. torch's antialiased kernels) 
 values. Decoding large JPEGs at reduced DCT scale (:func:`load_image` with ``min_side``) is faster but differs by up
 to 28 grey levels, so it is off unless ``reduced_jpeg_decode=True``.
 """
-import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..image_io import open_image
 from ..registry import MODELS, build
 
 SUPPORTED_RESAMPLE = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR)
@@ -73,23 +73,18 @@ class Views:
     geometry: ViewGeometry
 
 
-def load_image(path: str, min_side: Optional[int] = None) -> Tuple[Image.Image, Tuple[int, int]]:
-    """Decode ``path`` as RGB; returns ``(image, (W, H))`` with the ORIGINAL size.
+def load_image(path: str, min_side: Optional[int] = None, where: str = "") -> Tuple[Image.Image, Tuple[int, int]]:
+    """Decode ``path`` as upright RGB through the shared decoder (:func:`mg_llava.image_io.open_image`); returns
+    ``(image, (W, H))`` with the ORIGINAL (upright) size.
 
-    With ``min_side``, a JPEG larger than needed is decoded at a reduced DCT scale (1/2, 1/4 or 1/8; PIL ``draft``,
-    as ``Image.thumbnail`` does) while its long side stays >= 2 * ``min_side``, so the resize to ``min_side`` still
-    downsamples by at least 2. Box geometry always uses the original size; the decoded image is what gets padded
-    and resized, so the view differs from a full-resolution decode by the scaler's rounding of the image border,
-    at most half a pixel of the ``min_side`` view. No EXIF rotation is applied, as in LLaVA's loader and the box
-    generator, so boxes and pixels share one grid. Raises PIL's ``OSError`` (missing, truncated or not an image),
-    ``ValueError`` or ``Image.DecompressionBombError``.
+    With ``min_side``, a JPEG larger than needed is decoded at a reduced DCT scale (1/2, 1/4 or 1/8) while its long
+    side stays >= 2 * ``min_side``, so the resize to ``min_side`` still downsamples by at least 2. Box geometry always
+    uses the original size; the view differs from a full-resolution decode by the scaler's rounding of the image
+    border, at most half a pixel of the ``min_side`` view. Raises :class:`~mg_llava.image_io.ImageDecodeError`
+    (naming ``where`` and the file) for every way the file can fail.
     """
-    with Image.open(path) as image:
-        size = image.size
-        if min_side is not None and image.format == "JPEG" and max(size) >= 4 * min_side:
-            reduce = 2 * min_side / max(size)
-            image.draft("RGB", (math.ceil(size[0] * reduce), math.ceil(size[1] * reduce)))
-        return image.convert("RGB"), size
+    decoded = open_image(path, where=where, min_side=min_side)
+    return decoded.image, decoded.size
 
 
 @MODELS.register_module()
@@ -171,10 +166,10 @@ class ImageViews:
                             antialias=False)
         return Views(low[0].contiguous(), aux[0].contiguous(), self.geometry(width, height))
 
-    def load(self, path: str) -> Views:
+    def load(self, path: str, where: str = "") -> Views:
         """Decode ``path`` (at full size unless ``reduced_jpeg_decode``, see :func:`load_image`) and build both
         views."""
-        image, size = load_image(path, min_side=self.reduced_decode_side)
+        image, size = load_image(path, min_side=self.reduced_decode_side, where=where)
         return self(image, original_size=size)
 
 

@@ -52,12 +52,12 @@ import torch
 from datasets import Dataset as HFDataset
 from datasets import load_from_disk
 from mmengine.logging import print_log
-from PIL import Image
 from torch.utils.data import Dataset
 from xtuner.dataset.huggingface import process_hf_dataset
 from xtuner.dataset.map_fns import llava_map_fn
 from xtuner.utils import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 
+from ..image_io import ImageDecodeError
 from ..registry import MODELS, build
 from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file
 from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
@@ -69,15 +69,6 @@ TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "
 MAX_CONSECUTIVE_REPLACEMENTS = 16  # unreadable images in a row before '__getitem__' gives up
 LOG_FIRST_EVENTS = 10  # per kind of event; afterwards every LOG_EVERY_EVENTS-th is logged with its running count
 LOG_EVERY_EVENTS = 1000
-
-
-class UnreadableImage(Exception):
-    """An image or video that cannot be decoded (missing, truncated, not an image); the cause is chained."""
-
-    def __init__(self, path: str, kind: str = "image"):
-        super().__init__(path)
-        self.path = path
-        self.kind = kind
 
 
 @MODELS.register_module()
@@ -325,12 +316,12 @@ class LLaVABoxDataset(Dataset):
             current = (index + attempt) % len(self)
             try:
                 return self._load(current)
-            except UnreadableImage as err:
+            except ImageDecodeError as err:
                 row = self.text_data[current]
-                reason = f"unreadable {err.kind}: {err.path}: {err.__cause__!r}"
-                bad = BadSample(reason, row["id"], self.source, row["where"])
+                kind = "video" if row.get("video") else "image"
+                bad = BadSample(f"unreadable {kind} ({err.reason}): {err}", row["id"], self.source, row["where"])
                 if self.on_bad_sample == "raise":
-                    raise BadSampleError([bad]) from err.__cause__
+                    raise BadSampleError([bad]) from err
                 self.num_replaced += 1
                 served_by = (current + 1) % len(self)
                 self._log_event("replaced", f"{bad.describe()}; index {current} served by index {served_by}")
@@ -356,10 +347,7 @@ class LLaVABoxDataset(Dataset):
             sample["boxes"] = []
             return sample
         path = osp.join(self.image_folder, row["image"])
-        try:
-            image = views.load(path)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise UnreadableImage(path) from err
+        image = views.load(path)  # ImageDecodeError for every way the file can fail
         sample["pixel_values"] = image.pixel_values[None]
         sample["pixel_values_aux"] = image.pixel_values_aux[None]
         sample["boxes"] = [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))]
@@ -371,7 +359,7 @@ class LLaVABoxDataset(Dataset):
         try:
             video = read_video(path, self.num_frames)
         except VideoReadError as err:
-            raise UnreadableImage(path, kind="video") from err
+            raise ImageDecodeError(f"{path}: {err}", reason="unreadable", path=path) from err
         views = [self.image_views(frame) for frame in video.frames]
         sample["pixel_values"] = torch.stack([v.pixel_values for v in views])
         sample["pixel_values_aux"] = torch.stack([v.pixel_values_aux for v in views])

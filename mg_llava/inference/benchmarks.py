@@ -32,6 +32,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from mg_llava.data_files import reads_file
 from mg_llava.dataset import BadSample, BadSampleError
 
 from .metrics import rotate_options, rotated_answer
@@ -87,6 +88,7 @@ def _missing(value) -> bool:
     return value is None or str(value).strip().lower() in MISSING
 
 
+@reads_file("benchmark file")
 def read_benchmark(path: str, fmt: str, image_folder: Optional[str] = None, circular: bool = False,
                    prompt_suffix: Optional[str] = None, on_bad_sample: str = "raise") -> Benchmark:
     """Read a benchmark file into items; bad rows raise :class:`BadSampleError` or are returned in ``bad``."""

@@ -2,6 +2,8 @@
 import argparse
 from typing import Optional
 
+from mmengine.config import DictAction
+
 from mg_llava.dataset import BOX_RULES, MAX_BOXES
 
 from .loading import DTYPES, LoadedModel, is_export, load_exported, load_from_config, load_from_spec, spec_from_paths
@@ -14,6 +16,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint", help="trainable weights: our .pth, a released MG-LLaVA .pth, a DeepSpeed "
                                             "checkpoint folder, or an exported folder")
     group.add_argument("--config", help="the training config the checkpoint comes from")
+    group.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                       help="override settings of --config as `xtuner train` does, e.g. "
+                            "model.llm.pretrained_model_name_or_path=/data/llm (a config's relative paths from "
+                            "another directory)")
     group.add_argument("--llm", help="base LLM (hub id or folder), e.g. lmsys/vicuna-7b-v1.5")
     group.add_argument("--visual-encoder", help="CLIP ViT, e.g. openai/clip-vit-large-patch14-336")
     group.add_argument("--visual-encoder-aux", help="open_clip ConvNeXt name or 'local-dir:' folder, e.g. "
@@ -61,12 +67,16 @@ def force_granularity(model, num_tokens: int) -> None:
 
 def _load_from_args(args: argparse.Namespace) -> LoadedModel:
     common = dict(device=args.device, dtype=args.dtype, system=args.system, box_rule=args.box_rule)
+    cfg_options = getattr(args, "cfg_options", None)
+    if cfg_options and args.config is None:
+        raise SystemExit("--cfg-options changes a training config: give --config too")
     if is_export(args.checkpoint):
         return load_exported(args.checkpoint, trust_remote_code=args.trust_remote_code, **common)
     if args.checkpoint is None:
         raise SystemExit("--checkpoint is required (our .pth, a released .pth, a DeepSpeed folder or an export)")
     if args.config is not None:
-        return load_from_config(args.config, args.checkpoint, allow_unsafe_pickle=args.allow_unsafe_pickle, **common)
+        return load_from_config(args.config, args.checkpoint, allow_unsafe_pickle=args.allow_unsafe_pickle,
+                                cfg_options=cfg_options, **common)
     missing = [flag for flag, value in (("--llm", args.llm), ("--visual-encoder", args.visual_encoder),
                                         ("--template", args.template)) if value is None]
     if missing:

@@ -26,6 +26,7 @@ from mmengine.logging import print_log
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from mg_llava.data_files import read_json, reads_file
 from mg_llava.dataset import BadSample, BadSampleError
 
 from .benchmarks import Benchmark, EvalItem, bad_sample_counts
@@ -138,6 +139,7 @@ def make_record(fmt: str, item: EvalItem, prediction) -> dict:
     return record
 
 
+@reads_file("predictions folder")
 def read_records(out_dir: str) -> Dict[str, dict]:
     """Every record of every predictions file in ``out_dir`` by id (a line cut off by a kill is ignored)."""
     records, broken = {}, 0
@@ -161,8 +163,7 @@ def read_records(out_dir: str) -> Dict[str, dict]:
 def _check_run(out_dir: str, settings: dict) -> None:
     path = osp.join(out_dir, RUN_FILE)
     if osp.isfile(path):
-        with open(path) as f:
-            previous = json.load(f)
+        previous = read_json(path, "evaluation run file")
         if previous != settings:
             diff = {k: (previous.get(k), settings.get(k)) for k in set(previous) | set(settings)
                     if previous.get(k) != settings.get(k)}

@@ -12,10 +12,10 @@ refused with :class:`UnsafeCheckpointError` unless ``allow_unsafe_pickle=True`` 
 (``--allow-unsafe-pickle``): full unpickling runs code from the file. ``trust_remote_code`` (for LLMs with custom
 code) is likewise off unless asked for.
 """
-import json
+import contextlib
+import glob
 import os
 import os.path as osp
-import pickle
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Optional
@@ -25,9 +25,11 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from mg_llava.data_files import CorruptCheckpointError, DataFileError, named_file_errors, read_json
 from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, ImageViews
 from mg_llava.model import CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
 from mg_llava.registry import build as build_module
+from mg_llava.safe_load import RefusedPickleError
 
 from .preprocess import Preprocessor
 
@@ -233,11 +235,19 @@ def load_state_dict_checked(model: MGLLaVAModel, state_dict: dict, source: str) 
     model.load_state_dict(state_dict, strict=False)
 
 
-def load_checkpoint(model: MGLLaVAModel, path: str, allow_unsafe_pickle: bool = False) -> None:
-    """Load a trainable-weight checkpoint (any layout :func:`load_trainable_state_dict` reads) into ``model``."""
+def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> dict:
+    """The trainable state dict of a checkpoint (any layout :func:`load_trainable_state_dict` reads), read BEFORE
+    any model is built, so a missing, corrupt or refused file costs seconds, not an LLM load.
+
+    Raises ``FileNotFoundError``, :class:`~mg_llava.data_files.CorruptCheckpointError` (truncated or damaged, also
+    with ``allow_unsafe_pickle``) or :class:`UnsafeCheckpointError` (names a global the safe loader refuses; the
+    message names it).
+    """
+    from mg_llava.model.checkpoint import load_trainable_state_dict
+
     try:
-        model.load_trainable(path)
-    except pickle.UnpicklingError as err:
+        return load_trainable_state_dict(path)
+    except RefusedPickleError as err:
         if not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
                 f"{path} names Python objects the safe loader does not reconstruct (tensors, containers and "
@@ -245,14 +255,59 @@ def load_checkpoint(model: MGLLaVAModel, path: str, allow_unsafe_pickle: bool = 
                 f"--allow-unsafe-pickle (full unpickling runs code from the file).\n({str(err).splitlines()[0]})"
             ) from err
         print_log(f"{path}: loading with full unpickling (--allow-unsafe-pickle)", "current")
-        load_state_dict_checked(model, _unsafe_state_dict(path), path)
+        with named_file_errors(path, "checkpoint", CorruptCheckpointError):
+            try:
+                return _unsafe_state_dict(path)
+            except (RuntimeError, AttributeError, ImportError) as corrupt:  # torch's zip reader; a damaged name
+                raise ValueError(str(corrupt)) from corrupt
 
 
-def load_vision_modules(model: MGLLaVAModel, path: str) -> None:
-    """The fusion and both projectors from an export's safetensors file; the key sets must match exactly."""
+def load_checkpoint(model: MGLLaVAModel, path: str, allow_unsafe_pickle: bool = False) -> None:
+    """Load a trainable-weight checkpoint (any layout :func:`load_trainable_state_dict` reads) into ``model``."""
+    load_state_dict_checked(model, read_checkpoint(path, allow_unsafe_pickle), path)
+
+
+def check_safetensors(path: str, what: str) -> None:
+    """Parse a safetensors file's header and check its tensors fit in the file (nothing is read)."""
+    from safetensors import safe_open
+
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    with named_file_errors(path, what), _safetensors_errors(path, what):
+        with safe_open(path, "pt") as f:
+            list(f.keys())
+
+
+def read_safetensors(path: str, what: str) -> dict:
     from safetensors.torch import load_file
 
-    state_dict = load_file(path)
+    check_safetensors(path, what)
+    with named_file_errors(path, what), _safetensors_errors(path, what):
+        return load_file(path)
+
+
+@contextlib.contextmanager
+def _safetensors_errors(path: str, what: str):
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:  # header too large, truncated, offsets outside the file, bad JSON header
+        raise DataFileError(f"{what} {path}: damaged safetensors file ({err})", path) from err
+
+
+def check_model_paths(spec: dict) -> None:
+    """Local model paths a spec names (LLM, encoders) must exist before minutes go into building the model."""
+    paths = [("LLM", spec.get("llm"))]
+    paths.append(("visual encoder", (spec.get("visual_encoder") or {}).get("pretrained_model_name_or_path")))
+    for name, path in paths:
+        looks_local = isinstance(path, str) and (osp.isabs(path) or path.startswith((".", "~")))
+        if looks_local and not osp.isdir(osp.expanduser(path)):
+            raise FileNotFoundError(f"{name} path {path} does not exist (or is not a folder)")
+
+
+def load_vision_modules(model: MGLLaVAModel, state_dict, path: str) -> None:
+    """The fusion and both projectors from an export's safetensors file; the key sets must match exactly."""
     expected = {k for k in torch.nn.Module.state_dict(model) if k.startswith(VISION_PREFIXES)}
     if set(state_dict) != expected:
         raise ValueError(f"{path}: keys differ from the model's; missing {sorted(expected - set(state_dict))[:5]}, "
@@ -292,25 +347,31 @@ def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optio
     return LoadedModel(model, tokenizer, preprocessor, spec, device)
 
 
-def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle: bool = False, **kwargs
-                     ) -> LoadedModel:
-    """The model, tokenizer, views and template of a training config, with ``checkpoint``'s weights."""
+def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle: bool = False,
+                     cfg_options: Optional[dict] = None, **kwargs) -> LoadedModel:
+    """The model, tokenizer, views and template of a training config, with ``checkpoint``'s weights.
+    ``cfg_options`` overrides the config's settings (``--cfg-options``, as ``xtuner train`` merges them)."""
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     spec = spec_from_config(cfg)
+    state_dict = read_checkpoint(checkpoint, allow_unsafe_pickle) if checkpoint is not None else None
     model_cfg = cfg.model.copy()
     model_cfg.update(pretrained_pth=None, use_activation_checkpointing=False)
     model = build_module(model_cfg)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, allow_unsafe_pickle)
+    if state_dict is not None:
+        load_state_dict_checked(model, state_dict, checkpoint)
     tokenizer = build_module(cfg.tokenizer)
     return finish(model, tokenizer, spec, **kwargs)
 
 
 def load_from_spec(spec: dict, checkpoint: Optional[str], allow_unsafe_pickle: bool = False,
                    trust_remote_code: bool = False, **kwargs) -> LoadedModel:
+    state_dict = read_checkpoint(checkpoint, allow_unsafe_pickle) if checkpoint is not None else None
+    check_model_paths(spec)
     model = build_from_spec(spec, trust_remote_code=trust_remote_code)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, allow_unsafe_pickle)
+    if state_dict is not None:
+        load_state_dict_checked(model, state_dict, checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(spec["llm"], trust_remote_code=trust_remote_code)
     return finish(model, tokenizer, spec, **kwargs)
 
@@ -321,14 +382,30 @@ def is_export(path: Optional[str]) -> bool:
 
 def load_exported(folder: str, trust_remote_code: bool = False, **kwargs) -> LoadedModel:
     """A folder written by :func:`mg_llava.inference.export.export_model` (safetensors only, no pickle)."""
-    if not is_export(folder):
-        raise FileNotFoundError(f"{folder} is not an MG-LLaVA export (no {SPEC_FILE})")
-    with open(osp.join(folder, SPEC_FILE)) as f:
-        spec = json.load(f)
-    if spec.get("format_version") != SPEC_VERSION:
-        raise ValueError(f"{folder}/{SPEC_FILE}: format_version {spec.get('format_version')}, expected {SPEC_VERSION}")
-    spec = dict(spec, llm=osp.join(osp.abspath(folder), spec["llm"]))
+    spec, modules = read_export(folder)
     model = build_from_spec(spec, trust_remote_code=trust_remote_code)
-    load_vision_modules(model, osp.join(folder, MODULES_FILE))
+    load_vision_modules(model, modules, osp.join(folder, MODULES_FILE))
     tokenizer = AutoTokenizer.from_pretrained(spec["llm"], trust_remote_code=trust_remote_code)
     return finish(model, tokenizer, spec, **kwargs)
+
+
+def read_export(folder: str):
+    """``(spec, vision-module state dict)`` of an export folder, every file checked before a model is built:
+    the spec parses, the vision modules load, each LLM safetensors shard has a sound header, the LLM folder exists."""
+    if not is_export(folder):
+        raise FileNotFoundError(f"{folder} is not an MG-LLaVA export (no {SPEC_FILE})")
+    spec_path = osp.join(folder, SPEC_FILE)
+    with named_file_errors(spec_path, "export spec"):
+        spec = read_json(spec_path, "export spec")
+        if not isinstance(spec, dict):
+            raise ValueError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
+        if spec.get("format_version") != SPEC_VERSION:
+            raise ValueError(f"{spec_path}: format_version {spec.get('format_version')}, expected {SPEC_VERSION}")
+        spec = dict(spec, llm=osp.join(osp.abspath(folder), spec["llm"]))
+        if not osp.isdir(spec["llm"]):
+            raise ValueError(f"{spec_path}: names the LLM folder {spec['llm']}, which does not exist")
+    modules = read_safetensors(osp.join(folder, MODULES_FILE), "export's vision modules")
+    for shard in sorted(glob.glob(osp.join(spec["llm"], "*.safetensors"))):
+        check_safetensors(shard, "export's LLM shard")
+    check_model_paths(spec)
+    return spec, modules

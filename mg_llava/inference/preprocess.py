@@ -10,7 +10,6 @@ sample is what ``LLaVABoxDataset.__getitem__`` returns, so ``llava_box_collate_f
 
 Shape shorthand: L prompt tokens, S_low / S_high the two view sides, N boxes.
 """
-import io
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -22,14 +21,15 @@ from xtuner.dataset.utils import encode_fn, get_bos_eos_token_ids
 from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from mg_llava.dataset import (DEFAULT_VIDEO_TOKEN, MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, VIDEO_TOKEN_INDEX,
-                              ImageViews, VideoReadError, Views, apply_box_rule, load_image, read_video)
+                              ImageViews, VideoReadError, Views, apply_box_rule, read_video)
+from mg_llava.image_io import ImageDecodeError, open_image, to_rgb
 
 ImageSource = Union[str, bytes, Image.Image]
 NO_LENGTH_LIMIT = 1 << 30
 
 
-class ImageLoadError(ValueError):
-    """An image that cannot be read; the message names the sample and the file."""
+# An image that cannot be read; the message names the sample and the file (the shared decoder's error).
+ImageLoadError = ImageDecodeError
 
 
 class MissingBoxesError(KeyError):
@@ -63,15 +63,13 @@ class PreparedVideo:
 
 
 def decode_image(source: ImageSource, min_side: Optional[int] = None, where: str = "") -> Tuple[Image.Image, tuple]:
-    """``(RGB image, original (W, H))`` from a path, encoded bytes or a PIL image; large JPEGs are decoded at
-    reduced scale exactly as the training dataset does (:func:`load_image`) when ``min_side`` is given."""
+    """``(RGB image, original (W, H))`` from a path, encoded bytes or a PIL image, through the shared decoder
+    (:func:`~mg_llava.image_io.open_image`: the dataset's modes, orientation and reduced-scale JPEG decoding when
+    ``min_side`` is given). Raises :class:`ImageLoadError` naming ``where`` and the file."""
     if isinstance(source, Image.Image):
-        return source.convert("RGB"), source.size
-    try:
-        return load_image(source if isinstance(source, str) else io.BytesIO(source), min_side=min_side)
-    except (OSError, ValueError, SyntaxError) as err:
-        what = source if isinstance(source, str) else f"<{len(source)} bytes>"
-        raise ImageLoadError(f"{where or 'image'}: cannot read image {what}: {err}") from err
+        return to_rgb(source), source.size
+    decoded = open_image(source, where=where or "image", min_side=min_side)
+    return decoded.image, decoded.size
 
 
 class Preprocessor:

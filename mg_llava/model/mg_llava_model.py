@@ -136,9 +136,15 @@ class MGLLaVAModel(LLaVAModel):
 
     def load_trainable(self, path: str):
         """Load a trainable-weight checkpoint (ours or a released one, any of the formats of
-        :func:`load_trainable_state_dict`). Keys the model does not have are an error; vision-side modules the
-        file lacks are reported."""
+        :func:`load_trainable_state_dict`). Keys the model does not have are an error, except ``bbox_projector.*``
+        in a model without object tokens (ignored with a warning); vision-side modules the file lacks are reported."""
         state_dict = load_trainable_state_dict(path)
+        if self.bbox_projector is None:  # an ablation without object tokens, started from a stage 1 that had them
+            kept = OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith("bbox_projector."))
+            if len(kept) < len(state_dict):
+                print_log(f"{path}: this model has no object tokens; ignoring its {len(state_dict) - len(kept)} "
+                          f"bbox_projector.* tensors", "current", level=logging.WARNING)
+            state_dict = kept
         model_keys = set(BaseModel.state_dict(self))
         unexpected = sorted(set(state_dict) - model_keys)
         if unexpected:

@@ -109,6 +109,14 @@ def test_settings_reach_every_part_that_holds_them(path):
     assert cfg.train_cfg.max_epochs == cfg.param_scheduler[1].end == cfg.max_epochs
     assert cfg.param_scheduler[0].end == cfg.param_scheduler[1].begin == cfg.warmup_ratio * cfg.max_epochs
     assert cfg.default_hooks.checkpoint.interval == cfg.save_steps
+    with open(path) as f:
+        on_shared_parts = "read_base()" in f.read()
+    if on_shared_parts:  # the self-contained MMFuser / AVG-LLaVA / video configs do not have these yet
+        sample_hooks = [h for h in cfg.custom_hooks if h.type.__name__ == "SampleAnswersHook"]
+        if "tiny_cpu_zero3" not in path:  # the CPU ZeRO-3 pair keeps only its weights hook (generation untried)
+            assert len(sample_hooks) == 1 and sample_hooks[0].every_n_iters == cfg.evaluation_freq
+        assert cfg.model.fusion.type == cfg.fusion_type
+        assert (cfg.model.get("object_features") is not None) == cfg.object_tokens
     if cfg.train_dataloader.sampler.type.__name__ == "LengthGroupedSampler":
         assert cfg.train_dataloader.sampler.per_device_batch_size == cfg.batch_size * cfg.accumulative_counts
     if "strategy" in cfg:

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mg_llava.boxgen.images import DEFAULT_MAX_PIXELS, ImageSkip, decode_base64, open_rgb, to_uint8_tensor
+from mg_llava.boxgen.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_base64, open_rgb, to_uint8_tensor
 from mg_llava.testing.images import load_skimage
 
 
@@ -24,7 +24,7 @@ def test_any_mode_opens_as_rgb_and_reports_its_mode(tmp_path, mode):
 
 
 def _skip(source, **kwargs):
-    with pytest.raises(ImageSkip) as info:
+    with pytest.raises(ImageDecodeError) as info:
         open_rgb(source, **kwargs)
     return info.value
 
@@ -42,7 +42,7 @@ def test_missing_corrupt_and_truncated_files_are_named_skips(tmp_path):
     err = _skip(str(truncated))
     assert err.reason == "unreadable" and "truncated.jpg" in str(err)
     assert _skip(b"\x00" * 10).reason == "unreadable"
-    with pytest.raises(ImageSkip, match="invalid base64"):
+    with pytest.raises(ImageDecodeError, match="invalid base64"):
         decode_base64("abc", "sample 'q'")
 
 

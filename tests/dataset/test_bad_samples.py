@@ -163,7 +163,7 @@ def test_boxes_outside_negative_and_zero_area(make_dataset, logged):
 @pytest.mark.parametrize("image", ["missing.png", "broken.jpg"])
 def test_unreadable_image_raises_naming_sample_and_file(make_dataset, image):
     dataset = make_dataset([image_sample("bad", image), text_sample("t")], boxes_for("bad"))
-    with pytest.raises(BadSampleError, match=rf"data.jsonl line 1 \(id 'bad'\): unreadable image: .*{image}"):
+    with pytest.raises(BadSampleError, match=rf"data.jsonl line 1 \(id 'bad'\): unreadable image \(\w+\): .*{image}"):
         dataset[0]
 
 
@@ -196,5 +196,16 @@ def test_decompression_bomb_is_an_unreadable_image(make_dataset, monkeypatch):
 
     dataset = make_dataset([image_sample("c", "chelsea.png")], boxes_for("c"))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # chelsea has 135,300 pixels: over twice the limit
-    with pytest.raises(BadSampleError, match="unreadable image: .*DecompressionBombError"):
+    with pytest.raises(BadSampleError, match=r"unreadable image \(too_large\): .*DecompressionBombError"):
         dataset[0]
+
+
+def test_unreadable_image_in_a_dataloader_worker_arrives_as_our_error(make_dataset, image_folder, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from mg_llava.dataset import llava_box_collate_fn
+
+    dataset = make_dataset([image_sample("c", "chelsea.png"), image_sample("bad", "broken.jpg")], boxes_for("c", "bad"))
+    loader = DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=llava_box_collate_fn)
+    with pytest.raises(BadSampleError, match=r"\(id 'bad'\): unreadable image \(unreadable\): .*broken.jpg"):
+        list(loader)

@@ -169,7 +169,9 @@ def test_large_jpegs_are_decoded_at_full_size_unless_asked(views, clip_processor
 
 
 def test_missing_and_corrupt_files_raise(views, image_folder, tmp_path):
-    with pytest.raises(FileNotFoundError):
+    from mg_llava.image_io import ImageDecodeError
+
+    with pytest.raises(ImageDecodeError, match="nope.jpg: image file not found"):
         views.load(str(tmp_path / "nope.jpg"))
-    with pytest.raises(OSError):
+    with pytest.raises(ImageDecodeError, match="broken.jpg: cannot decode image"):
         views.load(f"{image_folder}/broken.jpg")

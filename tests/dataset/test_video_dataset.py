@@ -106,7 +106,7 @@ def test_bad_video_samples_are_named_or_counted(make_dataset, tiny_videos, video
     os.symlink(osp.join(folder, other["video"]), tmp_path / "videos" / other["video"])
     box_entries = [dict(entries[other["id"]]), dict(entries[other["id"]], id="broken", video="broken.mp4")]
     dataset = make_dataset([broken, other], box_entries, video_folder=str(tmp_path / "videos"), num_frames=T)
-    with pytest.raises(BadSampleError, match=r"id 'broken'.*unreadable video: .*broken.mp4"):
+    with pytest.raises(BadSampleError, match=r"id 'broken'.*unreadable video \(\w+\): .*broken.mp4"):
         dataset[0]
     dataset = make_dataset([broken, other], box_entries, video_folder=str(tmp_path / "videos"), num_frames=T,
                            on_bad_sample="skip")

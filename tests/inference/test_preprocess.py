@@ -100,7 +100,7 @@ def test_bad_inputs_are_named(setups, tiny_data, tmp_path):
     from mg_llava.inference.preprocess import ImageLoadError, MissingBoxesError
 
     _, preprocessor = setups["vicuna"]
-    with pytest.raises(ImageLoadError, match="sample 7: cannot read image .*nowhere.jpg"):
+    with pytest.raises(ImageLoadError, match="sample 7: .*nowhere.jpg: image file not found"):
         preprocessor.prepare_image(str(tmp_path / "nowhere.jpg"), where="sample 7")
     (tmp_path / "junk.jpg").write_bytes(b"not an image")
     with pytest.raises(ImageLoadError, match="junk.jpg"):

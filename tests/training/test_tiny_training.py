@@ -117,7 +117,12 @@ def test_stage2_loads_stage1_and_the_loss_falls(workspace, stage1):
                        "optim_wrapper.optimizer.lr=0.003")
     _check(log, osp.join(work_dir, "iter_18.pth"))
     with open(log) as f:
-        assert f"trainable tensors from {stage1_ckpt}" in f.read()
+        text = f.read()
+    assert f"trainable tensors from {stage1_ckpt}" in text
+    # the config's SampleAnswersHook (every 10 iterations) and XTuner's dataset info, in the training log
+    assert "Num train samples 33" in text
+    for when in ("before training", "iteration 10", "after training"):
+        assert f"Sample answer ({when}) [chelsea.jpg] USER: What is the main object in the image? ASSISTANT:" in text
     weights = load_weights(osp.join(work_dir, "iter_18.pth"))
     assert any(key.startswith("llm.") for key in weights), "stage 2 must train and save the LLM"
     assert not any(key.startswith(("visual_encoder.", "visual_encoder_aux.")) for key in weights)

@@ -1,6 +1,8 @@
 # Hooks, environment and logging shared by every recipe.
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 
+from mg_llava.engine import SampleAnswersHook
+
 save_steps = 500
 save_total_limit = 2  # -1 keeps all
 
@@ -11,6 +13,24 @@ default_hooks = dict(
     checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=save_steps, max_keep_ckpts=save_total_limit),
     sampler_seed=dict(type=DistSamplerSeedHook),
 )
+
+# Sample answers during training: the model answers these before training, every evaluation_freq iterations and at
+# the end (in the log), through the training data's tokenizer, views, template and box rules (the config's top-level
+# tokenizer, image_views, prompt_template, max_boxes); before training it also runs XTuner's DatasetInfoHook with that
+# tokenizer (the sample count and the first sample decoded). chelsea.jpg is shipped in mg_llava/engine/samples/; its boxes
+# are hand-drawn, in the box-file format (original pixels).
+evaluation_freq = 500
+evaluation_samples = [
+    dict(
+        image="chelsea.jpg",
+        question="What is the main object in the image?",
+        boxes=dict(boxes=[[40, 0, 451, 300], [90, 10, 330, 250]], scores=[0.9, 0.9], labels=["cat", "cat head"]),
+    ),
+    dict(image="chelsea.jpg", question="Please describe this picture.", boxes=None),
+]
+custom_hooks = [
+    dict(type=SampleAnswersHook, samples=evaluation_samples, every_n_iters=evaluation_freq, max_new_tokens=64),
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -100,3 +100,5 @@ env_cfg.dist_cfg.backend = "gloo"
 # Multi-process on CPU: DDP without device ids (mmengine's default names the GPU of LOCAL_RANK).
 model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
 log_processor.window_size = 1  # log each iteration's own loss
+custom_hooks[0].every_n_iters = evaluation_freq = 10  # sample answers (the shipped photo at the tiny views)
+custom_hooks[0].max_new_tokens = 16

@@ -20,7 +20,7 @@ num_gpus = 32
 strategy.config.zero_optimization = dict(stage=3, overlap_comm=True, stage3_gather_16bit_weights_on_model_save=True)
 # ZeRO-3 keeps weights only as shards: also write the gathered trainable weights into each checkpoint folder (what
 # stage 2's pretrained_pth, tools/export.py and tools/chat.py read)
-custom_hooks = [dict(type=ZeRO3TrainableWeightsHook)]
+custom_hooks.append(dict(type=ZeRO3TrainableWeightsHook))
 train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 4  # per device
 strategy.gradient_accumulation_steps = accumulative_counts = 1  # global batch 128 = 4 x 32 x 1
 train_dataloader.sampler.per_device_batch_size = batch_size * accumulative_counts

@@ -17,7 +17,7 @@ num_gpus = 32
 strategy.config.zero_optimization = dict(stage=3, overlap_comm=True, stage3_gather_16bit_weights_on_model_save=True)
 # ZeRO-3 keeps weights only as shards: also write the gathered trainable weights into each checkpoint folder (what
 # stage 2's pretrained_pth, tools/export.py and tools/chat.py read)
-custom_hooks = [dict(type=ZeRO3TrainableWeightsHook)]
+custom_hooks.append(dict(type=ZeRO3TrainableWeightsHook))
 # the released run used 16 per device (global 512); 8 keeps the paper's global 256
 train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 8  # per device
 strategy.gradient_accumulation_steps = accumulative_counts = 1  # global batch 256 = 8 x 32 x 1

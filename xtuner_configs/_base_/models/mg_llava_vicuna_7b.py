@@ -32,6 +32,12 @@ visual_encoder_aux_pretrained = "./pretrained/convnext_large_d_320/open_clip_pyt
 high_res = 768
 low_res = 336
 object_roi_size = 56  # RoIAlign output grid before averaging (the released weights were trained with 56)
+# Ablation switches. A config changes one together with the dict that uses it, in one line:
+#   model.fusion.type = fusion_type = ChannelConcatFusion     (or NoFusion: the low-res tokens only)
+#   object_tokens, model.object_features = False, None        (no object tokens; a stage-1 file's bbox_projector.*
+#                                                              is then ignored with a warning)
+fusion_type = ConvGateFusion
+object_tokens = True
 
 #######################################################################
 #            PART 2  Model & Tokenizer & Image Processor              #
@@ -63,6 +69,6 @@ model = dict(
     visual_encoder_aux=dict(
         type=OpenCLIPConvNeXtEncoder, model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained
     ),
-    fusion=dict(type=ConvGateFusion),
-    object_features=dict(type=MultiScaleRoIFeatures, output_size=object_roi_size),
+    fusion=dict(type=fusion_type),
+    object_features=dict(type=MultiScaleRoIFeatures, output_size=object_roi_size) if object_tokens else None,
 )
