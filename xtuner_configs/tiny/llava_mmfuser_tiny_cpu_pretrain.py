@@ -8,6 +8,7 @@ with read_base():
     from .mg_llava_tiny_cpu_pretrain import *
     from .._base_.models.mmfuser_tiny import *
 
+object_tokens = False
 model.update(mmfuser_model, visual_encoder_aux=None, object_features=None)
 high_res = low_res  # no high-res branch
 for views in (image_views, llava_dataset.image_views, train_dataloader.dataset.image_views):

@@ -15,6 +15,7 @@ with read_base():
 
 high_res = low_res  # no high-res branch: the padded square is resized to 336 once (LLaVA-1.5's view)
 model.visual_encoder.select_layer = clip_layers
+object_tokens = False
 model.update(visual_encoder_aux=None, fusion=mmfuser_fusion, object_features=None)
 image_views = dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res)
 
