@@ -168,12 +168,16 @@ def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2):
         assert done.returncode == 0 and osp.isdir(out), done.stdout[-3000:] + done.stderr[-3000:]
     trained = weights(work_dir, STAGE2_ITERS)  # the bf16 weights of the model-states file
     # tools/export.py writes those; XTuner's pth_to_hf gathers the fp32 master weights from the ZeRO shards, which
-    # round to them (bf16 keeps 8 significant bits: relative difference <= 2^-8)
-    for out, rtol in ((exported, 0.0), (converted, 2.0 ** -8)):
+    # round to them: bf16 keeps 8 significant bits, so each value is within 2^-8 of the tensor's scale (values far
+    # below the scale, e.g. in the zero-initialised projections, may differ more in relative terms)
+    for out, tolerance in ((exported, 0.0), (converted, 2.0 ** -8)):
         modules = load_file(osp.join(out, "mg_llava_modules.safetensors"))
         assert modules.keys() == {key for key in trained if not key.startswith("llm.")}
         for key, value in modules.items():
-            torch.testing.assert_close(value.float(), trained[key].float(), rtol=rtol, atol=1e-12, msg=key)
+            reference = trained[key].float()
+            scale = reference.abs().max().item()
+            torch.testing.assert_close(value.float(), reference, rtol=tolerance, atol=tolerance * scale + 1e-12,
+                                       msg=key)
 
     image = str(workspace / "work_dirs" / "tiny_assets" / "data" / "images" / "chelsea.jpg")
     done = subprocess.run([sys.executable, osp.join(ROOT, "tools", "chat.py"), "--checkpoint", exported,
