@@ -1,12 +1,18 @@
-"""The two patches applied by ``import mg_llava``: XTuner on a machine without CUDA, and mmengine resume."""
+"""The compatibility patches applied by ``import mg_llava`` (mg_llava/compat.py), each against what it fixes."""
 import os
 import pickle
+import socket
 
 import pytest
 import torch
 
 import mg_llava  # noqa: F401
 
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 def test_xtuner_llm_dispatch_works_without_cuda(tiny_models):
     from mmengine.config import ConfigDict
@@ -63,16 +69,12 @@ def test_unlisted_globals_still_refused(tmp_path):
 
 def test_mmengine_torchrun_init_works_without_cuda(monkeypatch):
     """mmengine's init_dist('pytorch') no longer calls torch.cuda.set_device on a CPU-only machine."""
-    import socket
-
     import torch.distributed as dist
     from mmengine.dist import init_dist
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only path")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(port)).items():
         monkeypatch.setenv(key, value)
@@ -86,17 +88,13 @@ def test_mmengine_torchrun_init_works_without_cuda(monkeypatch):
 def test_mmengine_deepspeed_init_works_without_cuda(monkeypatch):
     """mmengine's DeepSpeed strategy start-up (init_backend='deepspeed') on CPU: gloo, and DeepSpeed's process group
     does not JIT-compile its shared-memory inference op."""
-    import socket
-
     import deepspeed.comm.comm as ds_comm
     import torch.distributed as dist
     from mmengine.dist import init_dist
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only path")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(port)).items():
         monkeypatch.setenv(key, value)
@@ -111,16 +109,12 @@ def test_mmengine_deepspeed_init_works_without_cuda(monkeypatch):
 
 def test_mmengine_slurm_init_works_without_cuda(monkeypatch):
     """mmengine's init_dist('slurm') sets rank/world size from slurm's variables and uses gloo on a CPU-only machine."""
-    import socket
-
     import torch.distributed as dist
     from mmengine.dist import init_dist
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only path")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # What srun gives one task of a 1-task job; MASTER_ADDR spares the test scontrol (the slurm test covers it).
     for key, value in dict(SLURM_PROCID="0", SLURM_NTASKS="1", SLURM_LOCALID="0", SLURM_NODELIST="localhost",
                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
