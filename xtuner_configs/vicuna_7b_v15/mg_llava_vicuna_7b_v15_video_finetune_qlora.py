@@ -28,12 +28,7 @@ model.llm_lora.lora_alpha = 256
 model.update(encoder_chunk_size=encoder_chunk_size)
 
 train_dataloader.dataset.datasets = [
-    dict(  # LLaVA-665K
-        type=LLaVABoxDataset,
-        data_path=llava_mix_data_path,
-        image_folder=llava_mix_image_folder,
-        box_file=llava_mix_box_file,
-    ),
+    train_dataloader.dataset.datasets[0],  # LLaVA-665K, as in stage 2
     dict(  # VideoInstruct-100K
         type=LLaVABoxDataset,
         data_path=video_data_path,
@@ -43,11 +38,7 @@ train_dataloader.dataset.datasets = [
         box_file=video_box_file,
     ),
 ]
-train_dataloader.sampler = dict(
-    type=ModalityLengthGroupedSampler,
-    length_property="modality_length",
-    per_device_batch_size=batch_size * accumulative_counts,
-)
+train_dataloader.sampler.type = ModalityLengthGroupedSampler  # length-grouped batches of one modality
 
 lr = 2e-4  # LoRA
 optim_wrapper.optimizer.lr = lr
