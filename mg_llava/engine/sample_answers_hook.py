@@ -105,12 +105,32 @@ class SampleAnswersHook(Hook):
             runner.logger.info(f"Sample answer ({when}) [{osp.basename(sample['image'])}] "
                                f"USER: {sample['question']} ASSISTANT: {answer}")
 
+    def _log_dataset_info(self, runner) -> None:
+        """XTuner's DatasetInfoHook: the sample count and the first sample's text. Its decoding knows only the image
+        placeholder, so a first sample with the video placeholder (-201) is decoded here, shown as ``<video>``."""
+        from xtuner.engine.hooks import DatasetInfoHook
+
+        from mg_llava.dataset import DEFAULT_VIDEO_TOKEN, VIDEO_TOKEN_INDEX
+
+        hook = DatasetInfoHook(self.tokenizer_cfg)
+        dataset = runner.train_dataloader.dataset
+        ids = [int(t) for t in dataset[0]["input_ids"]]
+        if VIDEO_TOKEN_INDEX not in ids:
+            hook.before_train(runner)
+            return
+        text, start = "", 0
+        for i, token in enumerate(ids + [VIDEO_TOKEN_INDEX]):
+            if token == VIDEO_TOKEN_INDEX:
+                text += hook.tokenizer.decode(ids[start:i]) + (DEFAULT_VIDEO_TOKEN if i < len(ids) else "")
+                start = i + 1
+        runner.logger.info(f"Num train samples {len(dataset)}")
+        runner.logger.info("train example:")
+        runner.logger.info(text)
+
     def before_train(self, runner) -> None:
         self.build_preprocessor(getattr(runner, "cfg", None))
         if self.dataset_info:
-            from xtuner.engine.hooks import DatasetInfoHook
-
-            DatasetInfoHook(self.tokenizer_cfg).before_train(runner)
+            self._log_dataset_info(runner)
         self._log_answers(runner, "before training")
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
