@@ -97,11 +97,12 @@ def load_tool(name):
 
 
 def local_config(workspace, config):
-    """The tiny config with its asset paths made absolute (the tools run from any directory)."""
-    text = open(config).read()
-    assert 'assets = "work_dirs/tiny_assets/"' in text
+    """The tiny config, flat (tools/list_configs.py --dump), with its asset paths made absolute (the tools run from
+    any directory)."""
+    text = load_tool("list_configs").dump_config(config)
+    assert "work_dirs/tiny_assets/" in text
     path = workspace / osp.basename(config)
-    path.write_text(text.replace('assets = "work_dirs/tiny_assets/"', f'assets = "{workspace}/work_dirs/tiny_assets/"'))
+    path.write_text(text.replace("work_dirs/tiny_assets/", f"{workspace}/work_dirs/tiny_assets/"))
     return str(path)
 
 
