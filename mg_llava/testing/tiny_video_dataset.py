@@ -1,21 +1,24 @@
-"""Short synthetic videos of real photographs, with questions whose answers depend on the frames.
+"""Short synthetic videos of real photographs, with a question whose answer depends on one frame: the last.
+
+Each video pans and zooms over one scikit-image photograph, then cuts to another. The question is always "What is
+shown at the end of the video?"; the answer is the second photograph, a cat or a cup of coffee (two-way). The first
+photograph is one of the other pictures or the other answer itself: a video may start on the cat and end on the
+coffee, so "is there a cat in the video" is not enough, the model has to read the last frame.
 
 ``build_tiny_video_dataset(out_dir)`` writes, in the released formats:
 
-- ``videos/<first>_<second>_<k>.mp4``: the camera pans and zooms over one scikit-image photograph, then cuts to
-  another (PyAV, mpeg4, 96x64 px, ``VIDEO_FRAMES`` frames);
-- ``video_pretrain.json``: one caption per training video ("First a cat, then a cup of coffee.");
-- ``video_finetune.json``: "What is shown at the start/end of the video?" for each training video (LLaVA format,
-  ``"video"`` + ``<video>``), answered with the photograph shown first/last;
+- ``videos/<first>_<second>_<k>.mp4``: the videos (PyAV, mpeg4, 96x64 px, ``VIDEO_FRAMES`` frames);
+- ``video_pretrain.json``: one caption per training video ("First an astronaut, then a cat.");
+- ``video_finetune.json``: the question about each training video (LLaVA format, ``"video"`` + ``<video>``);
 - ``video_boxes.json``: the released video box format, ``{"id", "video", "frames": [{boxes, scores, labels}]}`` for
   the frames the dataset samples (``linspace`` over the video), each photograph's object boxes moved into the frame;
-- ``video_qa.jsonl``: held-out videos (new pans and zooms, not trained on) in the MSVD-QA / MSRVTT-QA layout
-  ``{question_id, video_name, question, answer}``, with their box file ``video_qa_boxes.json``.
+- ``video_qa.jsonl``: held-out videos in the MSVD-QA / MSRVTT-QA layout ``{question_id, video_name, question,
+  answer}``, with their box file ``video_qa_boxes.json``. They are new pans and zooms (other random motions than any
+  training video); half of them start on the other answer, the case that needs the last frame.
 """
 import json
 import os
 import os.path as osp
-from itertools import permutations
 
 import numpy as np
 
@@ -25,10 +28,11 @@ from .images import load_skimage
 from .tiny_dataset import IMAGES
 from .videos import FRAME_SIZE, boxes_in_window, pan_zoom, write_video
 
-PHOTOS = ("chelsea", "coffee")
+ANSWER_PHOTOS = ("chelsea", "clock")  # what the videos end on: the two answers
+OTHER_PHOTOS = ("astronaut", "rocket", "camera", "coins")  # what else they may start on
 VIDEO_FRAMES = 8  # frames written per video; the first half shows one photograph, the second half another
 NUM_FRAMES = 2  # frames the tiny video configs sample: the first and the last (the released models: 8)
-QUESTIONS = {"start": "What is shown at the start of the video?", "end": "What is shown at the end of the video?"}
+QUESTION = "What is shown at the end of the video?"
 
 
 def _motion(rng: np.random.Generator) -> dict:
@@ -57,35 +61,42 @@ def make_video(path: str, first: str, second: str, rng: np.random.Generator, num
     return dict(frames=entry_frames)
 
 
-def build_tiny_video_dataset(out_dir: str, videos_per_pair: int = 2, seed: int = 0,
+def video_plan(videos_per_pair: int = 2, held_out_per_pair: int = 2):
+    """``(first, second, k, held_out)`` for every video: each answer photograph is the second shot after each other
+    photograph (``videos_per_pair`` training videos, k = 0..), and after the other answer and the first two other
+    photographs in the held-out set (``held_out_per_pair`` each, k continuing after the training ones)."""
+    plan = []
+    for second in ANSWER_PHOTOS:
+        other_answer = [p for p in ANSWER_PHOTOS if p != second]
+        firsts = other_answer + list(OTHER_PHOTOS)
+        for first in firsts:
+            plan += [(first, second, k, False) for k in range(videos_per_pair)]
+        for first in other_answer + list(OTHER_PHOTOS[:len(other_answer)]):
+            plan += [(first, second, videos_per_pair + k, True) for k in range(held_out_per_pair)]
+    return plan
+
+
+def build_tiny_video_dataset(out_dir: str, videos_per_pair: int = 2, held_out_per_pair: int = 2, seed: int = 0,
                              num_frames: int = NUM_FRAMES) -> dict:
     """Write the dataset under ``out_dir`` (see the module docstring); returns the paths of its parts."""
     video_dir = osp.join(out_dir, "videos")
     os.makedirs(video_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
     pretrain, train, boxes, qa, qa_boxes = [], [], [], [], []
-    for first, second in permutations(PHOTOS, 2):
-        answers = {"start": IMAGES[first][1], "end": IMAGES[second][1]}
-        for k in range(videos_per_pair + 1):  # the last one of each pair is held out
-            name = f"{first}_{second}_{k}.mp4"
-            entry = make_video(osp.join(video_dir, name), first, second, rng, num_frames)
-            held_out = k == videos_per_pair
-            for when, question in QUESTIONS.items():
-                sample_id = f"{name[:-4]}_{when}"
-                if held_out:
-                    qa.append(dict(question_id=sample_id, video_name=name, question=question, answer=answers[when]))
-                    qa_boxes.append(dict(id=sample_id, video=name, **entry))
-                else:
-                    if when == "start":
-                        pretrain.append(dict(id=sample_id, video=name, conversations=[
-                            {"from": "human", "value": "<video>\nDescribe the video briefly."},
-                            {"from": "gpt", "value": f"First {answers['start']}, then {answers['end']}."},
-                        ]))
-                    train.append(dict(id=sample_id, video=name, conversations=[
-                        {"from": "human", "value": f"<video>\n{question}"},
-                        {"from": "gpt", "value": answers[when]},
-                    ]))
-                    boxes.append(dict(id=sample_id, video=name, **entry))
+    for first, second, k, held_out in video_plan(videos_per_pair, held_out_per_pair):
+        name = f"{first}_{second}_{k}.mp4"
+        entry = make_video(osp.join(video_dir, name), first, second, rng, num_frames)
+        sample_id, answer = name[:-4], IMAGES[second][1]
+        if held_out:
+            qa.append(dict(question_id=sample_id, video_name=name, question=QUESTION, answer=answer))
+            qa_boxes.append(dict(id=sample_id, video=name, **entry))
+            continue
+        caption = f"First {IMAGES[first][1]}, then {answer}."
+        pretrain.append(dict(id=sample_id, video=name, conversations=[
+            {"from": "human", "value": "<video>\nDescribe the video briefly."}, {"from": "gpt", "value": caption}]))
+        train.append(dict(id=sample_id, video=name, conversations=[
+            {"from": "human", "value": f"<video>\n{QUESTION}"}, {"from": "gpt", "value": answer}]))
+        boxes.append(dict(id=sample_id, video=name, **entry))
     paths = {"video_folder": video_dir}
     parts = (("video_pretrain", pretrain), ("video_finetune", train), ("video_boxes", boxes),
              ("video_qa_boxes", qa_boxes))

@@ -73,7 +73,7 @@ def test_chat_session_finds_boxes_per_frame_on_the_fly(loaded, tiny_models, tiny
 
 def test_chat_tool_refuses_bad_video_arguments(loaded, model_paths, trained_checkpoint, tiny_videos, tmp_path):
     chat = load_tool("chat").main
-    video = osp.join(tiny_videos["video_folder"], "chelsea_coffee_0.mp4")
+    video = osp.join(tiny_videos["video_folder"], "chelsea_clock_0.mp4")
     base = ["--checkpoint", trained_checkpoint, *model_paths, "--prompt", "Hi"]
     with pytest.raises(SystemExit, match="not both"):
         chat(base + ["--video", video, "--image", video, "--no-boxes"])
@@ -96,20 +96,20 @@ def test_video_qa_files_in_both_layouts_and_their_bad_rows(tiny_videos, tmp_path
     from mg_llava.inference.benchmarks import read_benchmark
 
     folder = tiny_videos["video_folder"]
-    questions = [dict(video_name="chelsea_coffee_2", question_id=1, question="What is shown at the end?"),
-                 dict(video_name="coffee_chelsea_2.mp4", question_id=2, question="What is at the start?")]
-    answers = [dict(question_id=1, answer="a cup of coffee", type="what"), dict(question_id=2, answer="coffee")]
+    questions = [dict(video_name="chelsea_clock_2", question_id=1, question="What is shown at the end?"),
+                 dict(video_name="clock_chelsea_2.mp4", question_id=2, question="What is at the start?")]
+    answers = [dict(question_id=1, answer="a clock", type="what"), dict(question_id=2, answer="clock")]
     (tmp_path / "test_q.json").write_text(json.dumps(questions))
     (tmp_path / "test_a.json").write_text(json.dumps(answers))
     benchmark = read_benchmark(str(tmp_path / "test_q.json"), "msvd_qa", image_folder=folder)
-    assert [item.image for item in benchmark.items] == [osp.join(folder, "chelsea_coffee_2.mp4"),
-                                                         osp.join(folder, "coffee_chelsea_2.mp4")]
+    assert [item.image for item in benchmark.items] == [osp.join(folder, "chelsea_clock_2.mp4"),
+                                                         osp.join(folder, "clock_chelsea_2.mp4")]
     assert all(item.video for item in benchmark.items)
-    assert benchmark.items[0].target["answer"] == "a cup of coffee" and benchmark.items[0].target["type"] == "what"
+    assert benchmark.items[0].target["answer"] == "a clock" and benchmark.items[0].target["type"] == "what"
     assert benchmark.items[0].question.endswith("\nAnswer the question using a single word or phrase.")
 
     rows = [dict(question_id="a", video="missing", question="Q?", answer="x"),
-            dict(question_id="b", video="chelsea_coffee_2.mp4", answer="x"), "not an object"]
+            dict(question_id="b", video="chelsea_clock_2.mp4", answer="x"), "not an object"]
     (tmp_path / "bad.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(BadSampleError, match=r"id 'a'\): missing video: .*missing\[\.mp4"):
         read_benchmark(str(tmp_path / "bad.jsonl"), "video_qa", image_folder=folder)

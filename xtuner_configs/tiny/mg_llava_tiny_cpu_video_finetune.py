@@ -1,7 +1,7 @@
 # MG-LLaVA video instruction tuning on the tiny CPU default (stage 2): short synthetic videos of real photographs, a
-# pan and zoom over one photograph cut to another, asked "What is shown at the start/end of the video?" (the answers
-# depend on the frames, in order). Videos only, to keep the CPU run short (the video stage 1 mixes image and video
-# captions). The LLM trains too. Otherwise mg_llava_tiny_cpu_finetune.py.
+# pan and zoom over one photograph cut to another, asked "What is shown at the end of the video?" (a cat or a clock:
+# the last frame's photograph; some videos start on the other one). Videos only, to keep the CPU run short (the video
+# stage 1 mixes image and video captions). The LLM trains too. Otherwise mg_llava_tiny_cpu_finetune.py.
 # After the video stage 1:  xtuner train xtuner_configs/tiny/mg_llava_tiny_cpu_video_finetune.py
 from mmengine.config import read_base
 
@@ -10,7 +10,7 @@ from mg_llava.dataset import ModalityLengthGroupedSampler
 with read_base():
     from .mg_llava_tiny_cpu_finetune import *
 
-pretrained_pth = "work_dirs/mg_llava_tiny_cpu_video_pretrain/iter_30.pth"  # video stage 1's last checkpoint
+pretrained_pth = "work_dirs/mg_llava_tiny_cpu_video_pretrain/iter_35.pth"  # video stage 1's last checkpoint
 video_data_path = assets + "data/video_finetune.json"
 video_folder = assets + "data/videos"
 video_box_file = assets + "data/video_boxes.json"
@@ -24,8 +24,9 @@ train_dataloader.dataset = video_dataset
 train_dataloader.sampler = dict(type=ModalityLengthGroupedSampler, length_property="modality_length",
                                 per_device_batch_size=batch_size * accumulative_counts)
 
-max_epochs = 20  # 8 video samples, batch 4: 2 iterations an epoch
+max_epochs = 8  # 20 video samples, batch 4: 5 iterations an epoch
 lr = 1e-2  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
+warmup_ratio = 0.05  # 2 iterations (one would keep the warm-up's start lr: mmengine's LinearLR ends before it rises)
 optim_wrapper.optimizer.lr = lr
 param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
 param_scheduler[1].end = train_cfg.max_epochs = max_epochs

@@ -23,8 +23,8 @@ train_dataloader.dataset = dict(llava_dataset, type=ConcatLLaVABoxDataset, datas
 ])
 train_dataloader.sampler = dict(type=ModalityLengthGroupedSampler, per_device_batch_size=batch_size * accumulative_counts)
 
-max_epochs = 10  # 8 image + 4 video captions, batch 4: 3 iterations an epoch
+max_epochs = 5  # 8 image + 20 video captions, batch 4: 7 iterations an epoch
 param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
 param_scheduler[1].end = train_cfg.max_epochs = max_epochs
-save_steps = 30
+save_steps = 35
 default_hooks.checkpoint.interval = save_steps
