@@ -7,7 +7,8 @@ other answer; the held-out ones are new pans and zooms, half of them starting on
 last frame tells (mg_llava/testing/tiny_video_dataset.py). Always answering one thing scores 50 %.
 
 Why it learns in 40 iterations (diagnosed in-process with the same model and data): the frozen random encoders do
-separate the photographs (nearest class centroid of the fused and object tokens: 4/4 held-out frames), but a
+separate the photographs (earlier cat/coffee videos: nearest class centroid of the fused and object tokens, 4/4
+held-out frames), but a
 question whose two answers both appear in every video (start/end over the same two photographs) gives no gradient
 towards the vision tokens until attention already picks a frame, and the model stayed at 50 %. With other
 photographs at the start most of the time, "the answer is in the video" is learnt first and the frame choice
