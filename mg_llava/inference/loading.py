@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mg_llava.data_files import CorruptCheckpointError, DataFileError, named_file_errors, read_json
 from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, ImageViews
-from mg_llava.model import CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
+from mg_llava.model import AVGLLaVAModel, CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
 from mg_llava.registry import build as build_module
 from mg_llava.safe_load import RefusedPickleError
 
@@ -38,6 +38,7 @@ MODULES_FILE = "mg_llava_modules.safetensors"
 LLM_DIR = "llm"
 SPEC_VERSION = 1
 VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.")
+AVG_LLAVA_PREFIXES = ("router.",)  # the scaler has no weights
 MG_LLAVA_TEMPLATES = ("vicuna", "llama3_chat", "phi3_chat", "chatml")  # the released backbones' templates
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -119,6 +120,21 @@ def _num_frames(cfg: Config) -> int:
     return NUM_FRAMES
 
 
+def avg_llava_spec(model_cfg) -> Optional[dict]:
+    """The scaler and router settings of an AVG-LLaVA model config (their defaults where it names none); None for
+    other models. The router's width and granularity sizes come from the model, so they are not stored."""
+    if _type_name(model_cfg) != AVGLLaVAModel.__name__:
+        return None
+    scaler = model_cfg.get("scaler") or dict(type="VisualGranularityScaler")
+    router = model_cfg.get("router") or dict(type="VisualGranularityRouter")
+    return dict(scaler=_module_spec(scaler, keep_type=True), router=_module_spec(router, keep_type=True))
+
+
+def vision_prefixes(model) -> tuple:
+    """State-dict prefixes of the trained modules an export holds besides the LLM (the router of AVG-LLaVA too)."""
+    return VISION_PREFIXES + (AVG_LLAVA_PREFIXES if isinstance(model, AVGLLaVAModel) else ())
+
+
 def spec_from_config(cfg: Config) -> dict:
     """The spec of the model a training config builds (paths made absolute when they exist here)."""
     model = cfg.model
@@ -147,6 +163,7 @@ def spec_from_config(cfg: Config) -> dict:
                    rule=dataset.get("box_rule", "clean")),
         prompt_template=template_name(template),
         video=dict(num_frames=_num_frames(cfg)),
+        avg_llava=avg_llava_spec(model),
     )
 
 
@@ -180,11 +197,17 @@ def spec_from_paths(llm: str, visual_encoder: str, visual_encoder_aux: Optional[
 
 
 def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel:
-    """An MGLLaVAModel with the spec's LLM weights and freshly initialised fusion and projectors."""
+    """An MGLLaVAModel (an AVGLLaVAModel when the spec has ``avg_llava``) with the spec's LLM weights and freshly
+    initialised fusion, projectors and router."""
     llm = ConfigDict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=spec["llm"],
                      trust_remote_code=trust_remote_code)
     aux = spec.get("visual_encoder_aux")
-    return MGLLaVAModel(
+    avg_llava = spec.get("avg_llava")
+    model_type, extra = MGLLaVAModel, {}
+    if avg_llava is not None:
+        model_type = AVGLLaVAModel
+        extra = dict(scaler=dict(avg_llava["scaler"]), router=dict(avg_llava["router"]))
+    return model_type(
         llm=llm,
         visual_encoder=dict(type=CLIPVisionEncoder, **spec["visual_encoder"]),
         visual_encoder_aux=None if aux is None else dict(type=OpenCLIPConvNeXtEncoder, **aux),
@@ -193,6 +216,7 @@ def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel
         projector_depth=spec.get("projector_depth", 2),
         freeze_llm=False,
         use_activation_checkpointing=False,
+        **extra,
     )
 
 
@@ -307,8 +331,9 @@ def check_model_paths(spec: dict) -> None:
 
 
 def load_vision_modules(model: MGLLaVAModel, state_dict, path: str) -> None:
-    """The fusion and both projectors from an export's safetensors file; the key sets must match exactly."""
-    expected = {k for k in torch.nn.Module.state_dict(model) if k.startswith(VISION_PREFIXES)}
+    """The fusion, both projectors (and an AVG-LLaVA's router) from an export's safetensors file; the key sets must
+    match exactly."""
+    expected = {k for k in torch.nn.Module.state_dict(model) if k.startswith(vision_prefixes(model))}
     if set(state_dict) != expected:
         raise ValueError(f"{path}: keys differ from the model's; missing {sorted(expected - set(state_dict))[:5]}, "
                          f"unexpected {sorted(set(state_dict) - expected)[:5]}")

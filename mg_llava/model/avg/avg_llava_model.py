@@ -204,10 +204,6 @@ class AVGLLaVAModel(MGLLaVAModel):
             return dict(loss_router_ce=zero, loss_router_rank=zero)
         return rglf_loss(logits[valid], lm_losses[valid], ce_weight=self.rglf_ce_weight, margin=self.rglf_margin)
 
-    def to_hf(self, *args, **kwargs):
-        raise NotImplementedError("exporting an AVG-LLaVA model is not supported yet (the export format has no "
-                                  "router); load it with --config and --checkpoint")
-
 
 def _mask(data: dict) -> torch.Tensor:
     mask = data.get("attention_mask")
