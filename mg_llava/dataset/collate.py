@@ -24,7 +24,10 @@ def llava_box_collate_fn(
     ``input_ids`` (B, L) right-padded with ``pad_index``; ``attention_mask`` (B, L) bool, True on real tokens;
     ``labels`` (B, L) with IGNORE_INDEX (-100) on padding; and, only when I > 0, ``pixel_values``
     (I, 3, S_low, S_low) and ``pixel_values_aux`` (I, 3, S_high, S_high) in sample order, plus ``boxes``, a list of
-    I (N_i, 4) tensors in high-res input pixels. Text-only samples add no image row. A video adds its T frames
+    I (N_i, 4) tensors in high-res input pixels. Text-only samples add no image row. Tiled images
+    (``AnyResImageViews``) add ``pixel_values_tiles`` (sum_i rows_i x cols_i, 3, S_low, S_low), each image's crops
+    row-major in image order, and ``image_tiles`` LongTensor (I, 4): (rows, cols, W, H) of each image; a batch's
+    images are all tiled or none. A video adds its T frames
     as T rows, in time order, and, only when V > 0, ``frames_per_video`` LongTensor (V,) gives each ``<video>``
     placeholder's T in batch order.
     """
@@ -65,7 +68,24 @@ def llava_box_collate_fn(
                 f"{num_images} box lists but {len(data['pixel_values'])} low-res and "
                 f"{len(data['pixel_values_aux'])} high-res views"
             )
+        tiles = [tile for inst in instances for tile in inst.get("image_tiles", ())]
+        if tiles:
+            _collate_tiles(instances, data, tiles, num_images)
     return data if return_hf_format else {"data": data, "data_samples": None}
+
+
+def _collate_tiles(instances, data: dict, tiles, num_images: int) -> None:
+    """``image_tiles`` (I, 4) and ``pixel_values_tiles`` of a batch whose images are tiled."""
+    if len(tiles) != num_images:
+        counts = {inst.get("id"): len(inst.get("image_tiles", ())) for inst in instances}
+        raise ValueError(f"{num_images} images but {len(tiles)} tile descriptions (image_tiles): {counts}; a batch's "
+                         f"images must all be tiled or none")
+    data["image_tiles"] = torch.tensor(tiles, dtype=torch.long).view(-1, 4)
+    data["pixel_values_tiles"] = _cat([inst["pixel_values_tiles"] for inst in instances if inst.get("image_tiles")])
+    needed = int((data["image_tiles"][:, 0] * data["image_tiles"][:, 1]).sum())
+    if len(data["pixel_values_tiles"]) != needed:
+        raise ValueError(f"image_tiles {data['image_tiles'].tolist()} need {needed} crops, the samples hold "
+                         f"{len(data['pixel_values_tiles'])}")
 
 
 def _cat(tensors):

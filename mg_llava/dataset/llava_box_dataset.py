@@ -61,6 +61,7 @@ from ..image_io import ImageDecodeError
 from ..registry import MODELS, build
 from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file
 from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
+from .anyres_views import AnyResViews
 from .image_views import ImageViews
 from .released_boxes import BOX_RULES, apply_box_rule
 from .video import DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoReadError, read_video
@@ -100,7 +101,9 @@ class LLaVABoxDataset(Dataset):
     A sample is a dict: ``id`` (str), ``input_ids`` / ``labels`` LongTensor (L,), ``pixel_values``
     (n, 3, S_low, S_low), ``pixel_values_aux`` (n, 3, S_high, S_high), ``boxes`` list of n FloatTensor (N_i, 4)
     xyxy in high-res input pixels; a video sample has n = T (one row per frame, in time order) and
-    ``frames_per_video`` = [T] (``[]`` for other samples).
+    ``frames_per_video`` = [T] (``[]`` for other samples). With :class:`AnyResImageViews` an image sample also has
+    ``pixel_values_tiles`` (rows x cols, 3, S_low, S_low), its crops row-major, and ``image_tiles`` [(rows, cols,
+    W, H)]; ``pixel_values`` is then the global view.
     """
 
     def __init__(
@@ -351,6 +354,9 @@ class LLaVABoxDataset(Dataset):
         sample["pixel_values"] = image.pixel_values[None]
         sample["pixel_values_aux"] = image.pixel_values_aux[None]
         sample["boxes"] = [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))]
+        if isinstance(image, AnyResViews):
+            sample["pixel_values_tiles"] = image.crops
+            sample["image_tiles"] = [image.tile_row]
         return sample
 
     def _load_video(self, index: int, row: dict, sample: dict) -> dict:
@@ -361,6 +367,9 @@ class LLaVABoxDataset(Dataset):
         except VideoReadError as err:
             raise ImageDecodeError(f"{path}: {err}", reason="unreadable", path=path) from err
         views = [self.image_views(frame) for frame in video.frames]
+        if views and isinstance(views[0], AnyResViews):
+            raise ValueError(f"{self.source}: sample {row['id']!r} ({row['where']}) is a video, but the dataset's "
+                             f"image views are any-resolution tiles, which this project builds for images only")
         sample["pixel_values"] = torch.stack([v.pixel_values for v in views])
         sample["pixel_values_aux"] = torch.stack([v.pixel_values_aux for v in views])
         first = self.box_rows[index]

@@ -6,7 +6,8 @@ Layout::
                                            fusion and object-feature settings, image geometry, box rules, template;
                                            for AVG-LLaVA its scaler and router settings (``avg_llava``)
     <folder>/mg_llava_modules.safetensors  fuse_module.*, projector.*, bbox_projector.* (SPEC 4 key names); an
-                                           AVG-LLaVA's router.* too
+                                           AVG-LLaVA's router.* and a tiled model's
+                                           anyres.image_newline too
     <folder>/llm/                          a plain transformers folder (config, safetensors weights, tokenizer):
                                            AutoModelForCausalLM.from_pretrained(<folder>/llm) works
 
@@ -23,16 +24,16 @@ from safetensors.torch import save_file
 
 from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 
-from .loading import (LLM_DIR, MODULES_FILE, SPEC_FILE, VISION_PREFIXES, LoadedModel, spec_from_config,
-                      vision_prefixes)
+from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, LoadedModel, spec_from_config, vision_prefixes
 
 
 def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, max_shard_size: str = "5GB") -> str:
     """Write ``loaded`` to ``folder`` (created; must be empty if it exists); returns the folder."""
     prefixes = vision_prefixes(loaded.model)
-    if prefixes != VISION_PREFIXES and not loaded.spec.get("avg_llava"):
-        raise ValueError(f"{type(loaded.model).__name__} needs the spec's avg_llava settings (scaler, router) to be "
-                         f"rebuilt; load it from its training config")
+    for prefix, key in (("router.", "avg_llava"), ("anyres.", "anyres")):
+        if prefix in prefixes and not loaded.spec.get(key):
+            raise ValueError(f"{type(loaded.model).__name__} needs the spec's {key} settings to be rebuilt; load it "
+                             f"from its training config")
     if osp.isdir(folder) and os.listdir(folder):
         raise FileExistsError(f"{folder} exists and is not empty")
     os.makedirs(folder, exist_ok=True)

@@ -26,7 +26,7 @@ from mmengine.logging import print_log
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mg_llava.data_files import CorruptCheckpointError, DataFileError, named_file_errors, read_json
-from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, ImageViews
+from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, AnyResImageViews, ImageViews
 from mg_llava.model import AVGLLaVAModel, CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
 from mg_llava.registry import build as build_module
 from mg_llava.safe_load import RefusedPickleError
@@ -39,6 +39,7 @@ LLM_DIR = "llm"
 SPEC_VERSION = 1
 VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.")
 AVG_LLAVA_PREFIXES = ("router.",)  # the scaler has no weights
+ANYRES_PREFIXES = ("anyres.",)  # the learned row-end token of tiled images
 MG_LLAVA_TEMPLATES = ("vicuna", "llama3_chat", "phi3_chat", "chatml")  # the released backbones' templates
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -100,13 +101,20 @@ def template_name(template) -> str:
 
 
 def image_spec(views: ImageViews) -> dict:
-    return dict(high_res=views.high_res, low_res=views.low_res, image_mean=list(views.mean), image_std=list(views.std),
+    """The views' settings; any-resolution views add their ``grid_pinpoints``."""
+    spec = dict(high_res=views.high_res, low_res=views.low_res, image_mean=list(views.mean), image_std=list(views.std),
                 resample=int(views.resample), reduced_jpeg_decode=views.reduced_jpeg_decode)
+    if isinstance(views, AnyResImageViews):
+        spec["grid_pinpoints"] = [list(p) for p in views.grid_pinpoints]
+    return spec
 
 
 def views_from_spec(image: dict) -> ImageViews:
     processor = SimpleNamespace(image_mean=image["image_mean"], image_std=image["image_std"],
                                 resample=image["resample"])
+    if image.get("grid_pinpoints") is not None:
+        return AnyResImageViews(processor, high_res=image["high_res"], low_res=image["low_res"],
+                                grid_pinpoints=image["grid_pinpoints"])
     return ImageViews(processor, high_res=image["high_res"], low_res=image["low_res"],
                       reduced_jpeg_decode=image.get("reduced_jpeg_decode", False))
 
@@ -132,7 +140,8 @@ def avg_llava_spec(model_cfg) -> Optional[dict]:
 
 def vision_prefixes(model) -> tuple:
     """State-dict prefixes of the trained modules an export holds besides the LLM (the router of AVG-LLaVA too)."""
-    return VISION_PREFIXES + (AVG_LLAVA_PREFIXES if isinstance(model, AVGLLaVAModel) else ())
+    return (VISION_PREFIXES + (AVG_LLAVA_PREFIXES if isinstance(model, AVGLLaVAModel) else ())
+            + (ANYRES_PREFIXES if getattr(model, "anyres", None) is not None else ()))
 
 
 def spec_from_config(cfg: Config) -> dict:
@@ -164,6 +173,7 @@ def spec_from_config(cfg: Config) -> dict:
         prompt_template=template_name(template),
         video=dict(num_frames=_num_frames(cfg)),
         avg_llava=avg_llava_spec(model),
+        anyres=_module_spec(model.get("anyres"), keep_type=True),
     )
 
 
@@ -207,6 +217,8 @@ def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel
     if avg_llava is not None:
         model_type = AVGLLaVAModel
         extra = dict(scaler=dict(avg_llava["scaler"]), router=dict(avg_llava["router"]))
+    if spec.get("anyres") is not None:
+        extra["anyres"] = dict(spec["anyres"])
     return model_type(
         llm=llm,
         visual_encoder=dict(type=CLIPVisionEncoder, **spec["visual_encoder"]),

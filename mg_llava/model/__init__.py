@@ -1,4 +1,5 @@
 """The multi-granularity vision flow and the MG-LLaVA model (SPEC 1, 3, 4). Importing registers every module."""
+from .anyres_tokens import AnyResTokens
 from .avg import AVGLLaVAModel, VisualGranularityRouter, VisualGranularityScaler
 from .channel_concat_fusion import ChannelConcatFusion
 from .checkpoint import load_trainable_state_dict
@@ -13,6 +14,7 @@ from .token_placement import place_visual_tokens
 
 __all__ = [
     "AVGLLaVAModel",
+    "AnyResTokens",
     "CLIPVisionEncoder",
     "ChannelConcatFusion",
     "ConvGateFusion",

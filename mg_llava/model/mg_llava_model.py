@@ -35,6 +35,8 @@ class MGLLaVAModel(LLaVAModel):
     ``pixel_values`` (I, 3, s, s), ``pixel_values_aux`` (I, 3, S, S), ``boxes`` (I tensors (N_i, 4), xyxy pixels
     of the high-res input). Text-only samples consume no image; N_i may be 0. A ``<video>`` (-201) takes the next
     T frames (``frames_per_video``) and becomes their token blocks in time order (SPEC 1.8, ``video_tokens.py``).
+    With ``anyres``, every image is tiled (``pixel_values_tiles``, ``image_tiles``) and its crops' unpadded grid
+    comes between its fused tokens and its box tokens (``anyres_tokens.py``).
 
     Args:
         llm: the causal LM config or module (as for XTuner's ``LLaVAModel``).
@@ -51,13 +53,15 @@ class MGLLaVAModel(LLaVAModel):
             checkpoint; see :func:`load_trainable_state_dict`).
         encoder_chunk_size: images (video frames) per call of each frozen encoder; bounds the encoders' peak
             memory for long videos and big batches. None: the whole batch at once.
+        anyres: ``AnyResTokens`` config: take tiled (any-resolution) images; None: untiled images only. The crops go
+            through the low-res encoder and the projector, so the fusion's output width must be the encoder's.
         projector_depth, llm_lora, use_activation_checkpointing, max_position_embeddings: as in ``LLaVAModel``.
     """
 
     def __init__(self, llm, visual_encoder, *, visual_encoder_aux, fusion, object_features, freeze_llm=False,
                  pretrained_pth: Optional[str] = None, projector_depth: int = 2, llm_lora=None,
                  use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None,
-                 encoder_chunk_size: Optional[int] = None):
+                 encoder_chunk_size: Optional[int] = None, anyres=None):
         # XTuner builds the LLM and the low-res encoder (and a projector we replace below: its input width is the
         # fusion's). Checkpointing, LoRA and weight loading must see our extra modules, so they run further down.
         super().__init__(llm, visual_encoder, freeze_llm=freeze_llm, freeze_visual_encoder=True,
@@ -89,6 +93,11 @@ class MGLLaVAModel(LLaVAModel):
             self.object_features = build(object_features, in_channels=self.visual_encoder_aux.out_channels)
             self.bbox_projector = mlp_projector(self.object_features.out_channels, llm_hidden_size,
                                                 projector_depth)
+        self.anyres = None if anyres is None else build(anyres, hidden_size=llm_hidden_size)
+        if self.anyres is not None and (layers != 1 or self.fuse_module.out_channels != self.visual_encoder.hidden_size):
+            raise ValueError(f"tiled images: the crops' {self.visual_encoder.hidden_size}-wide tokens of {layers} CLIP "
+                             f"layer(s) go to the projector, but {type(self.fuse_module).__name__} gives it "
+                             f"{self.fuse_module.out_channels} channels; use one layer and a fusion of the same width")
         uses_high_res = self.fuse_module.uses_high_res or self.object_features is not None
         if uses_high_res != (self.visual_encoder_aux is not None):
             raise ValueError(f"{type(self.fuse_module).__name__} with object_features={object_features} "
@@ -118,7 +127,7 @@ class MGLLaVAModel(LLaVAModel):
 
     def trainable_prefixes(self) -> tuple:
         """Top-level modules whose weights train and are saved (LoRA adds its adapters separately)."""
-        prefixes = ("fuse_module.", "projector.", "bbox_projector.")
+        prefixes = ("fuse_module.", "projector.", "bbox_projector.") + (("anyres.",) if self.anyres is not None else ())
         return prefixes + (("llm.",) if not self.freeze_llm and not self.use_llm_lora else ())
 
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
@@ -182,6 +191,27 @@ class MGLLaVAModel(LLaVAModel):
         box_tokens = box_tokens.split([len(b) for b in box_features])
         return [torch.cat([image, box]) for image, box in zip(image_tokens, box_tokens)]
 
+    def encode_crops(self, pixel_values_tiles: torch.Tensor) -> torch.Tensor:
+        """(n, 3, s, s) crops of tiled images -> (n, T, H): the low-res encoder and the projector, no fusion."""
+        low = run_in_chunks(self.visual_encoder, pixel_values_tiles, self.encoder_chunk_size)
+        return self.projector(low.to(self.projector.dtype))
+
+    def tile_grids(self, data: dict, crop_tokens: torch.Tensor, shape) -> List[torch.Tensor]:
+        """Each tiled image's unpadded crop grid (``AnyResTokens``) from ``crop_tokens`` (n, h*w, H)."""
+        if self.anyres is None:
+            raise ValueError("the batch has tiled images (image_tiles) but the model was built without anyres")
+        return self.anyres(crop_tokens, data["image_tiles"], shape)
+
+    def check_tiles(self, data: dict, num_images: int) -> bool:
+        """Whether the batch's images are tiled; a model with ``anyres`` takes only tiled images."""
+        tiled = "image_tiles" in data
+        if tiled and len(data["image_tiles"]) != num_images:
+            raise ValueError(f"{num_images} images but image_tiles has {len(data['image_tiles'])} rows")
+        if self.anyres is not None and not tiled and num_images:
+            raise ValueError("this model takes tiled images (anyres): the batch needs pixel_values_tiles and "
+                             "image_tiles (AnyResImageViews)")
+        return tiled
+
     def prepare_llm_inputs(self, data: dict) -> dict:
         """The batch of docs/interfaces.md -> keyword arguments of the LLM (``inputs_embeds`` etc.)."""
         input_ids = data["input_ids"]
@@ -192,6 +222,10 @@ class MGLLaVAModel(LLaVAModel):
         if "pixel_values" in data:
             visual_tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"),
                                                data.get("boxes"))
+            if self.check_tiles(data, len(visual_tokens)):
+                side = self.visual_encoder.config.image_size // self.visual_encoder.config.patch_size
+                crops = self.tile_grids(data, self.encode_crops(data["pixel_values_tiles"]), (side, side))
+                visual_tokens = [torch.cat([t[:side * side], c, t[side * side:]]) for t, c in zip(visual_tokens, crops)]
             visual_tokens = group_frames(input_ids, attention_mask, visual_tokens, data.get("frames_per_video"))
         llm_inputs = place_visual_tokens(self.llm.get_input_embeddings(), input_ids, attention_mask,
                                          data.get("labels"), visual_tokens)
