@@ -118,3 +118,11 @@ def test_anyres_config_trains_on_tiles_and_answers_about_a_tiled_image(workspace
     grid = record["granularity"][0]
     assert record["tile_tokens"] == CHELSEA_TILE_TOKENS[grid]
     assert record["visual_tokens"] == grid + CHELSEA_TILE_TOKENS[grid] + len(prepared.boxes)
+
+    # the export carries the tiling (views and row-end token): the same answer and token counts from it
+    from mg_llava.inference import load_exported
+    from mg_llava.inference.export import export_model
+
+    back = load_exported(export_model(loaded, str(workspace / "anyres_export")), device="cpu")
+    assert back.spec["image"]["grid_pinpoints"] == [[56, 112], [112, 56], [112, 112], [168, 56], [56, 168]]
+    assert ModelAnswerer(back, max_new_tokens=2).answer([sample]) == [record]
