@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from ..registry import MODELS
-from .image_views import ImageViews, Views
+from .image_views import ImageViews, PixelView, Views
 
 LLAVA_NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))  # (width, height)
 
@@ -98,6 +98,19 @@ class TileGeometry:
 
 
 @dataclass(frozen=True)
+class AnyResPixelView(PixelView):
+    """:class:`PixelView` (the uint8 high-res view) plus the uint8 crops, row-major, and their geometry."""
+
+    crops: Optional[torch.Tensor] = None  # (n, 3, S_low, S_low) uint8
+    tiles: Optional[TileGeometry] = None
+
+    @property
+    def tile_row(self) -> Tuple[int, int, int, int]:
+        """(rows, cols, W, H): this image's row of a batch's ``image_tiles``."""
+        return self.tiles.rows, self.tiles.cols, self.tiles.width, self.tiles.height
+
+
+@dataclass(frozen=True)
 class AnyResViews(Views):
     """:class:`Views` (``pixel_values`` is the global view) plus the crops, row-major, and their geometry."""
 
@@ -134,20 +147,26 @@ class AnyResImageViews(ImageViews):
         canvas = select_best_resolution(width, height, self.grid_pinpoints)
         return TileGeometry.fit(width, height, canvas, self.low_res)
 
-    def __call__(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> AnyResViews:
-        views = super().__call__(image, original_size)
-        width, height = original_size if original_size is not None else image.size
-        tiles = self.tile_geometry(width, height)
+    def pixels(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> "AnyResPixelView":
+        """The uint8 high-res view (:meth:`ImageViews.pixels`) and the uint8 crops (the data loader's half)."""
+        view = super().pixels(image, original_size)
+        tiles = self.tile_geometry(view.geometry.width, view.geometry.height)
         # the crops come from the image resized to fit the canvas, pasted at the centre offset (PIL's resampling,
-        # as the square views), normalised as the CLIP processor does
+        # as the square views)
         resized = image.convert("RGB").resize((tiles.resized_width, tiles.resized_height), resample=self.resample)
         canvas = Image.new("RGB", (tiles.canvas_width, tiles.canvas_height), self.fill)
         canvas.paste(resized, (tiles.pad_x, tiles.pad_y))
-        normalised = self.normalize(torch.from_numpy(np.array(canvas)).permute(2, 0, 1))  # (3, canvas_h, canvas_w)
         side = self.low_res
-        crops = normalised.unfold(1, side, side).unfold(2, side, side)  # (3, rows, cols, S_low, S_low)
+        pixels = torch.from_numpy(np.array(canvas)).permute(2, 0, 1)  # (3, canvas_h, canvas_w) uint8
+        crops = pixels.unfold(1, side, side).unfold(2, side, side)  # (3, rows, cols, S_low, S_low)
         crops = crops.permute(1, 2, 0, 3, 4).reshape(-1, 3, side, side).contiguous()
-        return AnyResViews(views.pixel_values, views.pixel_values_aux, views.geometry, crops, tiles)
+        return AnyResPixelView(view.pixels, view.geometry, crops, tiles)
+
+    def __call__(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> AnyResViews:
+        """Both float views and the crops normalised as the CLIP processor does (chat and evaluation)."""
+        view = self.pixels(image, original_size)
+        low, aux = self.finish(view.pixels[None])
+        return AnyResViews(low[0], aux[0], view.geometry, self.normalize(view.crops), view.tiles)
 
 
 def unpad_token_grid(grid: torch.Tensor, width: int, height: int,
@@ -169,5 +188,5 @@ def unpad_token_grid(grid: torch.Tensor, width: int, height: int,
     return grid[:, pad:grid_w - pad]
 
 
-__all__ = ["AnyResImageViews", "AnyResViews", "LLAVA_NEXT_PINPOINTS", "TileGeometry", "select_best_resolution",
+__all__ = ["AnyResImageViews", "AnyResPixelView", "AnyResViews", "LLAVA_NEXT_PINPOINTS", "TileGeometry", "select_best_resolution",
            "unpad_token_grid"]

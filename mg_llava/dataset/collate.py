@@ -22,14 +22,15 @@ def llava_box_collate_fn(
 
     Returns ``{'data': data, 'data_samples': None}`` (or ``data`` with ``return_hf_format``) where ``data`` has
     ``input_ids`` (B, L) right-padded with ``pad_index``; ``attention_mask`` (B, L) bool, True on real tokens;
-    ``labels`` (B, L) with IGNORE_INDEX (-100) on padding; and, only when I > 0, ``pixel_values``
-    (I, 3, S_low, S_low) and ``pixel_values_aux`` (I, 3, S_high, S_high) in sample order, plus ``boxes``, a list of
-    I (N_i, 4) tensors in high-res input pixels. Text-only samples add no image row. Tiled images
-    (``AnyResImageViews``) add ``pixel_values_tiles`` (sum_i rows_i x cols_i, 3, S_low, S_low), each image's crops
-    row-major in image order, and ``image_tiles`` LongTensor (I, 4): (rows, cols, W, H) of each image; a batch's
-    images are all tiled or none. A video adds its T frames
-    as T rows, in time order, and, only when V > 0, ``frames_per_video`` LongTensor (V,) gives each ``<video>``
-    placeholder's T in batch order.
+    ``labels`` (B, L) with IGNORE_INDEX (-100) on padding; and, only when I > 0, ``pixel_values_aux``
+    (I, 3, S_high, S_high) in sample order (uint8 from the training dataset, which the model's data preprocessor
+    turns into both float views; float32 with ``pixel_values`` (I, 3, S_low, S_low) from samples that carry both
+    views, as chat and evaluation make them), plus ``boxes``, a list of I (N_i, 4) tensors in high-res input
+    pixels. Text-only samples add no image row. Tiled images (``AnyResImageViews``) add ``pixel_values_tiles``
+    (sum_i rows_i x cols_i, 3, S_low, S_low; uint8 or float32 as the high-res view), each image's crops row-major in
+    image order, and ``image_tiles`` LongTensor (I, 4): (rows, cols, W, H) of each image; a batch's images are all
+    tiled or none. A video adds its T frames as T rows, in time order, and, only when V > 0, ``frames_per_video``
+    LongTensor (V,) gives each ``<video>`` placeholder's T in batch order.
     """
     if not instances:
         raise ValueError("cannot collate an empty batch")
@@ -60,14 +61,20 @@ def llava_box_collate_fn(
     if frames_per_video:
         data["frames_per_video"] = torch.tensor(frames_per_video, dtype=torch.long)
     if num_images:
-        data["pixel_values"] = _cat([inst["pixel_values"] for inst in instances if len(inst["boxes"])])
-        data["pixel_values_aux"] = _cat([inst["pixel_values_aux"] for inst in instances if len(inst["boxes"])])
+        with_images = [inst for inst in instances if len(inst["boxes"])]
+        kinds = {(inst["pixel_values_aux"].dtype, "pixel_values" in inst) for inst in with_images}
+        if len(kinds) > 1:
+            described = {inst.get("id"): f"{inst['pixel_values_aux'].dtype}"
+                         f"{' + pixel_values' if 'pixel_values' in inst else ''}" for inst in with_images}
+            raise ValueError(f"samples hand over their views in different forms (uint8 high-res view only, or both "
+                             f"float views): {described}")
+        keys = ("pixel_values", "pixel_values_aux") if "pixel_values" in with_images[0] else ("pixel_values_aux",)
+        for key in keys:
+            data[key] = _cat([inst[key] for inst in with_images])
         data["boxes"] = [boxes for inst in instances for boxes in inst["boxes"]]
-        if len(data["pixel_values"]) != num_images or len(data["pixel_values_aux"]) != num_images:
-            raise ValueError(
-                f"{num_images} box lists but {len(data['pixel_values'])} low-res and "
-                f"{len(data['pixel_values_aux'])} high-res views"
-            )
+        counts = {key: len(data[key]) for key in keys}
+        if any(count != num_images for count in counts.values()):
+            raise ValueError(f"{num_images} box lists but views for {counts}")
         tiles = [tile for inst in instances for tile in inst.get("image_tiles", ())]
         if tiles:
             _collate_tiles(instances, data, tiles, num_images)

@@ -27,7 +27,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mg_llava.data_files import CorruptCheckpointError, DataFileError, named_file_errors, read_json
 from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, AnyResImageViews, ImageViews
-from mg_llava.model import AVGLLaVAModel, CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
+from mg_llava.model import (AVGLLaVAModel, CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder,
+                            ViewsDataPreprocessor)
 from mg_llava.registry import build as build_module
 from mg_llava.safe_load import RefusedPickleError
 
@@ -208,7 +209,8 @@ def spec_from_paths(llm: str, visual_encoder: str, visual_encoder_aux: Optional[
 
 def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel:
     """An MGLLaVAModel (an AVGLLaVAModel when the spec has ``avg_llava``) with the spec's LLM weights and freshly
-    initialised fusion, projectors and router."""
+    initialised fusion, projectors and router (and the data preprocessor of the spec's views, so the model also
+    trains on the training loader's uint8 views)."""
     llm = ConfigDict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=spec["llm"],
                      trust_remote_code=trust_remote_code)
     aux = spec.get("visual_encoder_aux")
@@ -228,6 +230,7 @@ def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel
         projector_depth=spec.get("projector_depth", 2),
         freeze_llm=False,
         use_activation_checkpointing=False,
+        data_preprocessor=ViewsDataPreprocessor.from_image_views(views_from_spec(spec["image"])),
         **extra,
     )
 

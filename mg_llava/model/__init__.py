@@ -11,6 +11,7 @@ from .multi_layer_deformable_fusion import MultiLayerDeformableFusion
 from .no_fusion import NoFusion
 from .object_features import MultiScaleRoIFeatures
 from .token_placement import place_visual_tokens
+from .views_data_preprocessor import ViewsDataPreprocessor
 
 __all__ = [
     "AVGLLaVAModel",
@@ -24,6 +25,7 @@ __all__ = [
     "NoFusion",
     "OpenCLIPConvNeXtEncoder",
     "VisualGranularityRouter",
+    "ViewsDataPreprocessor",
     "VisualGranularityScaler",
     "load_trainable_state_dict",
     "place_visual_tokens",

@@ -27,6 +27,17 @@ def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> Project
                                           depth=depth))
 
 
+def check_float_views(data: dict) -> None:
+    """Raise when ``data`` still holds the loader's uint8 views (the data preprocessor did not run)."""
+    aux, low = data.get("pixel_values_aux"), data.get("pixel_values")
+    unfinished = [v for v in (aux, low) if v is not None and not v.is_floating_point()]
+    if unfinished or (aux is not None and low is None):
+        raise ValueError(f"the batch's views are not finished (pixel_values_aux {getattr(aux, 'dtype', None)}, "
+                         f"pixel_values {getattr(low, 'dtype', None)}): the training loader hands over uint8 views "
+                         f"that the model's data_preprocessor (ViewsDataPreprocessor) turns into float views; run "
+                         f"the batch through model.data_preprocessor first, or give the model one")
+
+
 @MODELS.register_module()
 class MGLLaVAModel(LLaVAModel):
     """Each ``<image>`` becomes ``[p_F(fusion(E_L, S_3)) (T, H)][p_B(E_B) (N_i, H)]`` (SPEC 1.7).
@@ -53,6 +64,10 @@ class MGLLaVAModel(LLaVAModel):
             checkpoint; see :func:`load_trainable_state_dict`).
         encoder_chunk_size: images (video frames) per call of each frozen encoder; bounds the encoders' peak
             memory for long videos and big batches. None: the whole batch at once.
+        data_preprocessor: the mmengine data preprocessor the runner passes each batch through:
+            :class:`~mg_llava.model.ViewsDataPreprocessor` (config or module) in every shipped config, which turns
+            the loader's uint8 high-res view into both float views on the device. None: mmengine's default (moves
+            the batch to the device only; the batch must then carry both float views).
         anyres: ``AnyResTokens`` config: take tiled (any-resolution) images; None: untiled images only. The crops go
             through the low-res encoder and the projector, so the fusion's output width must be the encoder's.
         projector_depth, llm_lora, use_activation_checkpointing, max_position_embeddings: as in ``LLaVAModel``.
@@ -61,12 +76,14 @@ class MGLLaVAModel(LLaVAModel):
     def __init__(self, llm, visual_encoder, *, visual_encoder_aux, fusion, object_features, freeze_llm=False,
                  pretrained_pth: Optional[str] = None, projector_depth: int = 2, llm_lora=None,
                  use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None,
-                 encoder_chunk_size: Optional[int] = None, anyres=None):
+                 encoder_chunk_size: Optional[int] = None, data_preprocessor=None, anyres=None):
         # XTuner builds the LLM and the low-res encoder (and a projector we replace below: its input width is the
         # fusion's). Checkpointing, LoRA and weight loading must see our extra modules, so they run further down.
         super().__init__(llm, visual_encoder, freeze_llm=freeze_llm, freeze_visual_encoder=True,
                          projector_depth=projector_depth, use_activation_checkpointing=False,
                          max_position_embeddings=max_position_embeddings)
+        if data_preprocessor is not None:  # XTuner's LLaVAModel gives mmengine's default one
+            self.data_preprocessor = build(data_preprocessor)
         self.encoder_chunk_size = encoder_chunk_size
         if not hasattr(self.visual_encoder, "hidden_size"):
             raise TypeError(f"visual_encoder must return tokens and expose hidden_size (CLIPVisionEncoder), "
@@ -193,6 +210,9 @@ class MGLLaVAModel(LLaVAModel):
 
     def encode_crops(self, pixel_values_tiles: torch.Tensor) -> torch.Tensor:
         """(n, 3, s, s) crops of tiled images -> (n, T, H): the low-res encoder and the projector, no fusion."""
+        if not pixel_values_tiles.is_floating_point():
+            raise ValueError(f"the batch's crops (pixel_values_tiles) are {pixel_values_tiles.dtype}: run the batch "
+                             f"through model.data_preprocessor (ViewsDataPreprocessor) first")
         low = run_in_chunks(self.visual_encoder, pixel_values_tiles, self.encoder_chunk_size)
         return self.projector(low.to(self.projector.dtype))
 
@@ -219,6 +239,7 @@ class MGLLaVAModel(LLaVAModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         visual_tokens = []
+        check_float_views(data)
         if "pixel_values" in data:
             visual_tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"),
                                                data.get("boxes"))

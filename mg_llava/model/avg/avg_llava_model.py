@@ -32,7 +32,7 @@ import torch
 from xtuner.utils import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from mg_llava.registry import MODELS, build
-from ..mg_llava_model import MGLLaVAModel
+from ..mg_llava_model import MGLLaVAModel, check_float_views
 from ..token_placement import place_visual_tokens
 from .losses import rglf_loss
 from .router import VisualGranularityRouter, select_instruction_tokens
@@ -173,6 +173,7 @@ class AVGLLaVAModel(MGLLaVAModel):
 
     def prepare_llm_inputs(self, data: dict) -> dict:
         """The batch -> LLM inputs with each image's routed (or forced) granularity; records the choices."""
+        check_float_views(data)
         if "pixel_values" not in data:
             self.last_granularities, self.last_visual_tokens = [], []
             return self._place(data, [])
@@ -186,6 +187,7 @@ class AVGLLaVAModel(MGLLaVAModel):
     # ------------------------------------------------------------------------------------------------ training
 
     def forward(self, data, data_samples=None, mode="loss"):
+        check_float_views(data)
         if mode != "loss" or ("pixel_values" not in data and self.stage != "rglf"):
             return super().forward(data, data_samples, mode)
         if self.is_first_iter:

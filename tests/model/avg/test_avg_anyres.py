@@ -9,7 +9,7 @@ import torch
 
 from mg_llava.dataset import ImageViews, LLaVABoxDataset, llava_box_collate_fn
 from mg_llava.dataset.anyres_views import AnyResImageViews
-from mg_llava.model import AnyResTokens, MGLLaVAModel
+from mg_llava.model import AnyResTokens, MGLLaVAModel, ViewsDataPreprocessor
 from mg_llava.testing.images import load_skimage
 from mg_llava.testing.tiny_models import HIGH_RES
 
@@ -58,12 +58,19 @@ def model(make_avg):
     return make_avg(anyres=dict(type=AnyResTokens)).eval()
 
 
-def batch(dataset):
+def batch(dataset, finish=True):
+    """chelsea, text only, wide: collated from the loader's uint8 views and, with ``finish``, through the model's
+    data preprocessor (as the runner does)."""
     samples = {s["id"]: s for s in (dataset[i] for i in range(len(dataset)))}
-    return llava_box_collate_fn([samples["chelsea"], samples["text"], samples["wide"]])["data"]
+    collated = llava_box_collate_fn([samples["chelsea"], samples["text"], samples["wide"]])
+    if finish:
+        collated = ViewsDataPreprocessor.from_image_views(dataset.image_views)(collated)
+    return collated["data"]
 
 
 def test_dataset_and_collate_hand_over_the_crops_and_boxes_follow_the_views(datasets):
+    raw = batch(datasets[1], finish=False)
+    assert raw["pixel_values_tiles"].dtype == torch.uint8 and raw["pixel_values_aux"].dtype == torch.uint8
     plain, tiled = (batch(d) for d in datasets)
     assert tiled["image_tiles"].tolist() == [list(TILES["chelsea"]), list(TILES["wide"])]
     assert tiled["pixel_values_tiles"].shape == (4 + 3, 3, 56, 56)
@@ -73,9 +80,10 @@ def test_dataset_and_collate_hand_over_the_crops_and_boxes_follow_the_views(data
     assert len(tiled["boxes"]) == 2 and all(torch.equal(a, b) for a, b in zip(tiled["boxes"], plain["boxes"]))
     # chelsea's first box in high-res pixels: (x, y + (451 - 300) // 2) * 128 / 451
     np.testing.assert_allclose(tiled["boxes"][0][0].numpy(), np.array([40, 105, 200, 325]) * 128 / 451, rtol=1e-5)
-    # crop (0, 1) of the wide image is the middle third of its 168x56 canvas
+    # the preprocessor finishes the crops bit for bit as the views do on the CPU (chat, evaluation); crop (0, 1) of
+    # the wide image is the middle third of its 168x56 canvas
     views = datasets[1].image_views(load_skimage("astronaut").crop((50, 200, 450, 280)))
-    torch.testing.assert_close(tiled["pixel_values_tiles"][5], views.crops[1])
+    torch.testing.assert_close(tiled["pixel_values_tiles"][4:], views.crops, rtol=0, atol=0)
     with pytest.raises(ValueError, match="all be tiled or none"):
         mixed = [datasets[1][0], datasets[0][1]]
         llava_box_collate_fn(mixed)
