@@ -138,3 +138,12 @@ def test_multi_granularity_loss_on_tiles_trains_the_row_end_token(datasets, make
     with pytest.raises(ValueError, match="takes tiled images"):
         untiled = {k: v for k, v in data.items() if k not in ("image_tiles", "pixel_values_tiles")}
         model(untiled)
+
+
+def test_rglf_on_tiles_trains_the_router_only(datasets, make_avg):
+    model = make_avg(anyres=dict(type=AnyResTokens), stage="rglf").train()
+    out = model(dict(batch(datasets[1])))
+    (out["loss_router_ce"] + out["loss_router_rank"]).backward()
+    reached = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert "router.voter" in reached and all(n.startswith("router.") for n in reached)
+    assert {k.split(".")[0] for k in model.state_dict()} >= {"router", "anyres"}  # one file deploys
