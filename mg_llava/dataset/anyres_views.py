@@ -188,5 +188,5 @@ def unpad_token_grid(grid: torch.Tensor, width: int, height: int,
     return grid[:, pad:grid_w - pad]
 
 
-__all__ = ["AnyResImageViews", "AnyResPixelView", "AnyResViews", "LLAVA_NEXT_PINPOINTS", "TileGeometry", "select_best_resolution",
-           "unpad_token_grid"]
+__all__ = ["AnyResImageViews", "AnyResPixelView", "AnyResViews", "LLAVA_NEXT_PINPOINTS", "TileGeometry",
+           "select_best_resolution", "unpad_token_grid"]

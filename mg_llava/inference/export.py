@@ -62,7 +62,7 @@ def export_for_xtuner(model, cfg, save_dir: str, fp32: bool = False, save_pretra
     like :func:`export_model` with the training config's spec; fp16 unless ``fp32``."""
     if save_format != "xtuner":
         raise ValueError(f"save_format={save_format!r}: MG-LLaVA exports only its own (whole-model) format")
-    if any(p.is_meta for name, p in model.named_parameters() if name.startswith(("llm.", *VISION_PREFIXES))):
+    if any(p.is_meta for name, p in model.named_parameters() if name.startswith(("llm.", *vision_prefixes(model)))):
         raise ValueError("parts of the model hold no weights (a stage-1 checkpoint has no LLM): export a stage-2 "
                          "checkpoint, or use tools/export.py, which loads the base LLM")
     loaded = LoadedModel(model, build(cfg.tokenizer), None, spec_from_config(cfg), torch.device("cpu"))

@@ -111,7 +111,8 @@ class MGLLaVAModel(LLaVAModel):
             self.bbox_projector = mlp_projector(self.object_features.out_channels, llm_hidden_size,
                                                 projector_depth)
         self.anyres = None if anyres is None else build(anyres, hidden_size=llm_hidden_size)
-        if self.anyres is not None and (layers != 1 or self.fuse_module.out_channels != self.visual_encoder.hidden_size):
+        crop_width = self.visual_encoder.hidden_size
+        if self.anyres is not None and (layers != 1 or self.fuse_module.out_channels != crop_width):
             raise ValueError(f"tiled images: the crops' {self.visual_encoder.hidden_size}-wide tokens of {layers} CLIP "
                              f"layer(s) go to the projector, but {type(self.fuse_module).__name__} gives it "
                              f"{self.fuse_module.out_channels} channels; use one layer and a fusion of the same width")
