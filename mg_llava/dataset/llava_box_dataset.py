@@ -373,7 +373,8 @@ class LLaVABoxDataset(Dataset):
         except VideoReadError as err:
             raise ImageDecodeError(f"{path}: {err}", reason="unreadable", path=path) from err
         views = [self.image_views.pixels(frame) for frame in video.frames]
-        sample.update(self._views(torch.stack([v.pixels for v in views])))
+        frames = torch.stack([v.pixels.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)  # channels-last
+        sample.update(self._views(frames))
         first = self.box_rows[index]
         sample["boxes"] = [self._boxes(index, v.geometry, row["id"], len(row["input_ids"]),
                                        -1 if first < 0 else first + t) for t, v in enumerate(views)]
