@@ -74,7 +74,7 @@ class ViewGeometry:
 class PixelView:
     """The high-res view before normalisation, and its geometry."""
 
-    pixels: torch.Tensor  # (3, S_high, S_high) uint8, a channels-last view of the resized image (no copy)
+    pixels: torch.Tensor  # (3, S_high, S_high) uint8: the resized image's (S, S, 3) array, permuted (channels-last)
     geometry: ViewGeometry
 
 
