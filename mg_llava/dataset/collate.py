@@ -96,11 +96,17 @@ def _collate_tiles(instances, data: dict, tiles, num_images: int) -> None:
 
 
 def _cat(tensors):
-    """``torch.cat`` along dim 0; inside a DataLoader worker straight into shared memory (as torch's
-    ``default_collate`` does), which saves one copy of the views on their way to the main process."""
-    if get_worker_info() is None:
-        return torch.cat(tensors)
+    """``torch.cat`` along dim 0, keeping the views' memory layout (the dataset's uint8 views are channels-last
+    views of the decoded images: reordering them is left to the device); inside a DataLoader worker straight into
+    shared memory (as torch's ``default_collate`` does), which saves one copy on the way to the main process."""
     first = tensors[0]
-    storage = first._typed_storage()._new_shared(sum(t.numel() for t in tensors), device=first.device)
-    out = first.new(storage).resize_(sum(len(t) for t in tensors), *first.shape[1:])
+    channels_last = first.dim() == 4 and all(
+        t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for t in tensors)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    shape = (sum(len(t) for t in tensors), *first.shape[1:])
+    if get_worker_info() is None:
+        out = torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=layout)
+    else:
+        storage = first._typed_storage()._new_shared(sum(t.numel() for t in tensors), device=first.device)
+        out = first.new(storage).resize_(shape, memory_format=layout)
     return torch.cat(tensors, out=out)

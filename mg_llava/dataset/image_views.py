@@ -74,7 +74,7 @@ class ViewGeometry:
 class PixelView:
     """The high-res view before normalisation, and its geometry."""
 
-    pixels: torch.Tensor  # (3, S_high, S_high) uint8
+    pixels: torch.Tensor  # (3, S_high, S_high) uint8: the resized image's (S, S, 3) array, permuted (channels-last)
     geometry: ViewGeometry
 
 
@@ -118,10 +118,10 @@ def low_res_view(pixel_values_aux: torch.Tensor, low_res: int) -> torch.Tensor:
 
 def finish_views(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
                  low_res: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """uint8 high-res views (I, 3, S_high, S_high) -> (``pixel_values`` (I, 3, S_low, S_low),
-    ``pixel_values_aux`` (I, 3, S_high, S_high)), both float32 and normalised."""
+    """uint8 high-res views (I, 3, S_high, S_high), in any memory layout -> (``pixel_values`` (I, 3, S_low, S_low),
+    ``pixel_values_aux`` (I, 3, S_high, S_high)), both float32, normalised and contiguous."""
     aux = normalize_pixels(pixels, mean, std)
-    return low_res_view(aux, low_res), aux
+    return low_res_view(aux, low_res).contiguous(), aux.contiguous()
 
 
 @MODELS.register_module()
@@ -194,10 +194,10 @@ class ImageViews:
         (see :func:`load_image`); by default it is ``image.size``.
         """
         width, height = original_size if original_size is not None else image.size
-        square = self.pad_to_square(image.convert("RGB"))
+        square = self.pad_to_square(image if image.mode == "RGB" else image.convert("RGB"))
         resized = square.resize((self.high_res, self.high_res), resample=self.resample)
-        pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1).contiguous()  # (3, S_high, S_high) uint8
-        return PixelView(pixels, self.geometry(width, height))
+        # (S, S, 3) -> (3, S, S) as a view: the loader batches it channels-last, the device makes it contiguous
+        return PixelView(torch.from_numpy(np.array(resized)).permute(2, 0, 1), self.geometry(width, height))
 
     def finish(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """uint8 (I, 3, S_high, S_high) -> (``pixel_values``, ``pixel_values_aux``), see :func:`finish_views`."""

@@ -383,7 +383,8 @@ class LLaVABoxDataset(Dataset):
             raise ValueError(f"{self.source}: sample {row['id']!r} ({row['where']}) is a video, but the dataset's "
                              f"image views are any-resolution tiles, which this project builds for images only")
         views = [self.image_views.pixels(frame) for frame in video.frames]
-        sample.update(self._views(torch.stack([v.pixels for v in views])))
+        frames = torch.stack([v.pixels.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)  # channels-last
+        sample.update(self._views(frames))
         first = self.box_rows[index]
         sample["boxes"] = [self._boxes(index, v.geometry, row["id"], len(row["input_ids"]),
                                        -1 if first < 0 else first + t) for t, v in enumerate(views)]

@@ -40,12 +40,18 @@ def test_finished_views_equal_the_float_views_bit_for_bit(high_res, low_res):
                                    image_std=OPENAI_CLIP_STD)
     views = ImageViews(processor, high_res=high_res)
     images = photos()
-    pixels = torch.stack([views.pixels(image).pixels for image in images])  # what the loader hands over
-    assert pixels.dtype == torch.uint8
-    batch = {"data": dict(input_ids=torch.zeros(1, 3, dtype=torch.long), pixel_values_aux=pixels),
-             "data_samples": None}
-    data = ViewsDataPreprocessor.from_image_views(views)(batch, training=True)["data"]
+    # what the loader hands over: channels-last views of the resized images, batched as they are
+    pixels = llava_box_collate_fn([dict(input_ids=torch.tensor([-200]), labels=torch.tensor([-100]),
+                                        pixel_values_aux=views.pixels(image).pixels[None], boxes=[torch.zeros(0, 4)])
+                                   for image in images])["data"]["pixel_values_aux"]
+    assert pixels.dtype == torch.uint8 and pixels.is_contiguous(memory_format=torch.channels_last)
+    preprocessor = ViewsDataPreprocessor.from_image_views(views)
+    data = preprocessor({"data": dict(pixel_values_aux=pixels), "data_samples": None}, training=True)["data"]
     assert data["pixel_values"].dtype == data["pixel_values_aux"].dtype == torch.float32
+    assert data["pixel_values"].is_contiguous() and data["pixel_values_aux"].is_contiguous()
+    contiguous = preprocessor({"data": dict(pixel_values_aux=pixels.contiguous())})["data"]  # any layout
+    for key in ("pixel_values", "pixel_values_aux"):
+        assert torch.equal(contiguous[key], data[key])
     for i, image in enumerate(images):
         low, aux = float_views_before_uint8(views, image)
         assert torch.equal(data["pixel_values_aux"][i], aux) and torch.equal(data["pixel_values"][i], low), image.size
