@@ -41,14 +41,18 @@ def task(tmp_path_factory):
     return task_dir, benchmark, ids, boxes_for(ids, root)
 
 
-@pytest.fixture(scope="module")
-def in_process(model_paths, trained_checkpoint, task):
+def build_in_process(model_paths, checkpoint, boxes, **more):
     """The lmms-eval model built in this process from the checkpoint and model paths (the released-checkpoint
     route; the tools' options as model_args), 3 requests per batch."""
     from mg_llava.lmms_plugin.model import MGLLaVALmms
 
     options = {flag[2:].replace("-", "_"): value for flag, value in zip(model_paths[::2], model_paths[1::2])}
-    return MGLLaVALmms(pretrained=trained_checkpoint, boxes=task[3], batch_size=3, **options)
+    return MGLLaVALmms(pretrained=checkpoint, boxes=boxes, batch_size=3, **options, **more)
+
+
+@pytest.fixture(scope="module")
+def in_process(model_paths, trained_checkpoint, task):
+    return build_in_process(model_paths, trained_checkpoint, task[3])
 
 
 def requests_for(model, docs, doc_to_visual, gen_kwargs=None):
@@ -172,3 +176,61 @@ def test_text_only_and_bad_documents(in_process, task):
         assert len(in_process.skipped) == 1 and "tiny_vqa.jsonl" in in_process.skipped[0]
     finally:
         in_process.on_bad_sample = "raise"
+
+
+def test_video_documents_equal_our_video_qa(model_paths, trained_checkpoint, tiny_videos, tmp_path):
+    """A video task's documents (lmms-eval passes the video's path) get the frames and per-frame boxes
+    tools/evaluate.py --format msvd_qa gives them (per-frame boxes by question id)."""
+    from mg_llava.testing.tiny_video_dataset import NUM_FRAMES
+
+    with open(tiny_videos["video_qa"]) as f:
+        docs = [json.loads(line) for line in f][:4]
+    benchmark = write_jsonl(tmp_path / "video_qa.jsonl", docs)
+    folder = tiny_videos["video_folder"]
+    result = load_tool("evaluate").main([
+        "--checkpoint", trained_checkpoint, *model_paths, "--benchmark", benchmark, "--format", "msvd_qa",
+        "--image-folder", folder, "--boxes", tiny_videos["video_qa_boxes"], "--max-new-tokens", MAX_NEW_TOKENS,
+        "--prompt-suffix", "", "--batch-size", "3", "--num-workers", "0", "--no-progress",
+        "--num-frames", str(NUM_FRAMES), "--out-dir", str(tmp_path / "ours")])
+    assert result["num_items"] == len(docs)
+    with open(tmp_path / "ours" / "predictions.shard0of1.jsonl") as f:
+        ours = {r["id"]: r["prediction"] for r in map(json.loads, f)}
+
+    model = build_in_process(model_paths, trained_checkpoint, tiny_videos["video_qa_boxes"], num_frames=NUM_FRAMES)
+    requests = requests_for(model, docs, lambda doc: [osp.join(folder, doc["video_name"])])
+    answers = model.generate_until(requests)
+    assert dict(zip([d["question_id"] for d in docs], answers)) == ours
+    assert all(answers), answers
+
+    # a box file keyed by video (entries without an id): found by the video's file name
+    with open(tiny_videos["video_qa_boxes"]) as f:
+        by_video = {e["video"]: {k: v for k, v in e.items() if k != "id"} for e in json.load(f)}
+    (tmp_path / "by_video.json").write_text(json.dumps(list(by_video.values())))
+    by_name = build_in_process(model_paths, trained_checkpoint, str(tmp_path / "by_video.json"),
+                               num_frames=NUM_FRAMES)
+    assert by_name.generate_until(requests_for(by_name, docs, lambda doc: [osp.join(folder, doc["video_name"])])) \
+        == answers
+
+
+def test_loglikelihood_is_the_training_loss_of_the_continuation(in_process, task):
+    """loglikelihood requests: the memorised answer is the greedy one and more likely than another; its
+    log-probability is minus the training forward's loss on the same sample times its token count."""
+    from lmms_eval.api.instance import Instance
+
+    from mg_llava.dataset import llava_box_collate_fn
+
+    task_dir = task[0]
+    name, question, answer = MEMORISED
+    in_process.task_dict = {"t": {"test": [dict(question_id="q1", image=f"images/{name}.jpg")]}}
+    requests = [Instance("loglikelihood", (question, continuation, photo_in(task_dir), 0, "t", "test"), i,
+                         metadata=dict(task="t", doc_id=0, repeats=1))
+                for i, continuation in enumerate([answer, "a rocket"])]
+    (right, right_greedy), (other, other_greedy) = in_process.loglikelihood(requests)
+    assert right_greedy and not other_greedy and right > other
+    alone = in_process.loglikelihood(requests[:1])[0]  # the same without a longer neighbour padding the batch
+    assert alone[0] == pytest.approx(right, abs=1e-4) and alone[1]
+
+    sample = in_process.loglikelihood_sample(requests[0])
+    continuation_tokens = int((sample["labels"] != -100).sum())
+    loss = in_process.model(llava_box_collate_fn([sample])["data"])["loss"]
+    assert right == pytest.approx(-float(loss) * continuation_tokens, rel=1e-4, abs=1e-4)
