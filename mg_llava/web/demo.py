@@ -198,7 +198,7 @@ class WebDemo:
         max_new_tokens, temperature, top_p = self.settings
         box_modes = [BOX_FILE, ON_THE_FLY, NO_BOXES]
         default_mode = ON_THE_FLY if self.box_generator is not None else (BOX_FILE if self.boxes else NO_BOXES)
-        with gr.Blocks(title="MG-LLaVA") as page:
+        with gr.Blocks(title="MG-LLaVA", analytics_enabled=False) as page:  # no telemetry calls
             gr.Markdown("# MG-LLaVA\nUpload an image or a video, choose where its object boxes come from, and ask.")
             if self.load_error:
                 gr.Markdown(error_text(f"the model did not load: {self.load_error}"), elem_id="load-error")
