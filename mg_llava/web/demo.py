@@ -22,7 +22,7 @@ from mg_llava.inference.preprocess import decode_image
 
 from .gradio_compat import patch_gradio
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 BOX_FILE, ON_THE_FLY, NO_BOXES = "box file", "found on the fly", "none"
 
 
@@ -122,7 +122,7 @@ class WebDemo:
                 image, _ = decode_image(path, where=name)
                 picture = boxes_picture(image, session.image.boxes, session.image.views.geometry)
                 status = f"{name}: {session.num_boxes} object boxes"
-        except (OSError, ValueError, KeyError) as err:
+        except Exception as err:  # unreadable file, bad boxes, a failing detector: shown in the page
             raise DemoError(f"{name}: {err}".replace(path, name)) from err
         return session, picture, status
 
@@ -206,8 +206,9 @@ class WebDemo:
             with gr.Row():
                 with gr.Column(scale=1):
                     upload = gr.File(label="Image or video", file_types=["image", "video"], elem_id="upload")
+                    # no label badge: it would cover the caption of a box at the image's top-left corner
                     picture = gr.Image(label="What the model sees: the image and its object boxes", type="pil",
-                                       interactive=False, elem_id="picture")
+                                       show_label=False, interactive=False, elem_id="picture")
                     with gr.Accordion("Object boxes", open=True):
                         mode = gr.Radio(box_modes, value=default_mode, show_label=False, elem_id="box-mode")
                         box_file = gr.File(label="Box file (released format; default: the server's --boxes)",
