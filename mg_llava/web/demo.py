@@ -181,8 +181,9 @@ class WebDemo:
         thread.start()
         text = ""
         for piece in streamer:
-            text += piece
-            yield text
+            if piece:  # the streamer also hands out empty strings while a word is incomplete
+                text += piece
+                yield text
         thread.join()
         session.streamer = None
 

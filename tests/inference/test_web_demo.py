@@ -258,3 +258,20 @@ def test_boxes_found_on_the_fly_are_chat_py_s(loaded, model_paths, trained_check
     boxes = int(capsys.readouterr().out.split(": ")[1].split(" object")[0])
     assert boxes > 0 and status == f"cat.jpg: {boxes} object boxes"
     assert [answer] == expected
+
+
+def test_the_answer_streams(loaded, tiny_data):
+    """The page gets the answer piece by piece while it is generated, then the session's final answer."""
+    from types import SimpleNamespace
+
+    from mg_llava.web import WebDemo
+    from mg_llava.web.demo import BOX_FILE
+
+    demo = WebDemo(loaded, boxes=tiny_data["boxes"])
+    photo = osp.join(tiny_data["image_folder"], f"{MEMORISED[0]}.jpg")
+    updates = list(demo.on_ask(None, SimpleNamespace(name=photo, orig_name="chelsea.jpg"), BOX_FILE, None, "",
+                               QUESTIONS[0], MAX_NEW_TOKENS, 0.0, 1.0))
+    partial = [chat[-1][1] for _, _, chat, status, _ in updates if status == "answering..."]
+    assert len(partial) >= 2 and all(b.startswith(a) and b != a for a, b in zip(partial, partial[1:]))
+    final = updates[-1][2]
+    assert final == [[QUESTIONS[0], MEMORISED[2]]] and partial[-1].strip() == MEMORISED[2]
