@@ -275,3 +275,16 @@ def test_the_answer_streams(loaded, tiny_data):
     assert len(partial) >= 2 and all(b.startswith(a) and b != a for a, b in zip(partial, partial[1:]))
     final = updates[-1][2]
     assert final == [[QUESTIONS[0], MEMORISED[2]]] and partial[-1].strip() == MEMORISED[2]
+
+
+def test_gradio_requests_validate_on_pydantic_2():
+    """The page's requests leave event_id out: under pydantic 2, gradio 3.18's models need the patch to accept them
+    (without it every event of the page waits forever)."""
+    from gradio.data_classes import Estimation, PredictBody
+
+    from mg_llava.web.gradio_compat import patch_gradio
+
+    patch_gradio()
+    body = PredictBody(data=["a question"], fn_index=3, session_hash="tab")
+    assert body.event_id is None and body.batched is False
+    assert Estimation(queue_size=1, queue_eta=0.5).avg_event_process_time is None
