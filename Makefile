@@ -7,13 +7,21 @@ export TOKENIZERS_PARALLELISM := false
 # `xtuner train` re-launches `python`/`torchrun` from PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo web-demo test clean
 
 setup:
 	bash tools/setup_env.sh
 
 demo: setup
 	$(PY) tools/demo.py
+
+# The web page on the model `make demo` trained (http://127.0.0.1:7860; WEB_DEMO_ARGS="--port 8080" etc.).
+TINY_FINETUNE := work_dirs/mg_llava_tiny_cpu_finetune
+web-demo: setup
+	@test -f $(TINY_FINETUNE)/last_checkpoint || { echo "no trained tiny model: run 'make demo' first"; exit 1; }
+	$(PY) tools/web_demo.py --config xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py \
+		--checkpoint "$$(cat $(TINY_FINETUNE)/last_checkpoint)" --boxes work_dirs/tiny_assets/data/boxes.json \
+		--device cpu $(WEB_DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)

@@ -4,7 +4,14 @@ Two measurements, each printed as a table and written as JSON:
 
 ``throughput`` (default): full ``__getitem__`` + collate through a DataLoader (default 2 workers) over synthetic
 640x480 JPEGs made from scikit-image photographs, each with 20-100 boxes, after a burn-in; plus a per-stage
-breakdown measured in the main process. One H100 in stage 1 consumes about 17 samples/s.
+breakdown measured in the main process. One H100 in stage 1 consumes about 17 samples/s. Both ways of handing the
+views over are measured in the same run (``--views``), the per-stage figures interleaved sample by sample so that
+both see the same machine load:
+
+- ``uint8`` (the dataset's default): the loader makes the uint8 high-res view only; the model's data preprocessor
+  normalises it and makes the low-res view on the device (its cost on this CPU is reported apart, as
+  ``device_finish``: on a GPU it is device time, not loader time);
+- ``float`` (``uint8_views=False``, what the loader did before): both float views made and batched on the CPU.
 
 ``startup``: what a launch costs for a large synthetic conversation file: tokenising it (once), loading it back in
 XTuner's offline mode, reading the box file, and the ``modality_length`` the length-grouped sampler asks for.
@@ -22,6 +29,7 @@ import os.path as osp
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -40,6 +48,8 @@ def parse_args():
     parser.add_argument("--num-images", type=int, default=48, help="distinct synthetic JPEGs")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--views", choices=["both", "uint8", "float"], default="both",
+                        help="throughput: the hand-over(s) to measure")
     parser.add_argument("--burn-in", type=int, default=3, help="batches before timing")
     parser.add_argument("--batches", type=int, default=20, help="timed batches")
     parser.add_argument("--samples", type=int, default=100_000, help="startup: samples to tokenise")
@@ -160,56 +170,64 @@ def build_dataset(args, data_path=None, box_path=None, offline=None, num_proc=1)
     )
 
 
-def stage_times(dataset, indices):
-    """CPU milliseconds per sample of each stage, in this process (one thread, like a DataLoader worker).
+def stage_times(datasets, indices, batch_size):
+    """CPU milliseconds per sample of each stage and each hand-over, in this process (one thread, like a DataLoader
+    worker), the hand-overs interleaved sample by sample and batch by batch.
 
     CPU time rather than wall time, so that other programs on the machine inflate it less; 1000 * cores / the
     getitem + collate sum is then what the DataLoader could reach with those cores to itself.
     """
     from mg_llava.dataset import llava_box_collate_fn, load_image, prepare_boxes
+    from mg_llava.model import ViewsDataPreprocessor
 
     clock = time.process_time
-    views = dataset.image_views
-    totals = dict(text_row=0.0, decode=0.0, views=0.0, boxes=0.0, getitem=0.0)
-    items = []
+    stages = ("text_row", "decode", "views", "boxes", "getitem")
+    totals = {name: dict.fromkeys(stages, 0.0) for name in datasets}
+    items = {name: [] for name in datasets}
     for index in indices:
-        t0 = clock()
-        row = dataset.text_data[index]
-        t1 = clock()
-        image, size = load_image(osp.join(dataset.image_folder, row["image"]), min_side=views.reduced_decode_side)
-        t2 = clock()
-        out = views(image, original_size=size)
-        t3 = clock()
-        boxes, scores, labels = dataset.box_table.arrays(dataset.box_rows[index])
-        prepare_boxes(boxes, scores, labels, out.geometry, dataset.max_boxes, dataset.iou_threshold)
-        t4 = clock()
-        items.append(dataset[index])
-        t5 = clock()
-        for key, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-            totals[key] += dt
-    result = {key: 1000 * value / len(indices) for key, value in totals.items()}
-    t0 = clock()
-    for start in range(0, len(items), 16):
-        llava_box_collate_fn(items[start : start + 16])
-    result["collate"] = 1000 * (clock() - t0) / len(items)
+        for name, dataset in datasets.items():
+            views = dataset.image_views
+            t0 = clock()
+            row = dataset.text_data[index]
+            t1 = clock()
+            image, size = load_image(osp.join(dataset.image_folder, row["image"]), min_side=views.reduced_decode_side)
+            t2 = clock()
+            view = views.pixels(image, original_size=size)
+            if not dataset.uint8_views:
+                views.finish(view.pixels[None])
+            t3 = clock()
+            boxes, scores, labels = dataset.box_table.arrays(dataset.box_rows[index])
+            prepare_boxes(boxes, scores, labels, view.geometry, dataset.max_boxes, dataset.iou_threshold)
+            t4 = clock()
+            items[name].append(dataset[index])
+            t5 = clock()
+            for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                totals[name][key] += dt
+    result = {name: {key: 1000 * value / len(indices) for key, value in stage.items()} for name, stage in totals.items()}
+    collate = dict.fromkeys(datasets, 0.0)
+    finish = dict.fromkeys(datasets, 0.0)
+    for start in range(0, len(indices), batch_size):
+        for name, dataset in datasets.items():
+            t0 = clock()
+            batch = llava_box_collate_fn(items[name][start:start + batch_size])
+            t1 = clock()
+            if dataset.uint8_views:
+                ViewsDataPreprocessor.from_image_views(dataset.image_views)(batch)
+            finish[name] += clock() - t1
+            collate[name] += t1 - t0
+    for name, dataset in datasets.items():
+        result[name]["collate"] = 1000 * collate[name] / len(indices)
+        if dataset.uint8_views:
+            result[name]["device_finish"] = 1000 * finish[name] / len(indices)
     return result
 
 
-def throughput(args):
+def loader_throughput(dataset, args):
+    """Samples, images and boxes per second through a DataLoader (wall clock, after the burn-in)."""
     import torch
     from torch.utils.data import DataLoader
 
     from mg_llava.dataset import llava_box_collate_fn
-
-    rng = np.random.default_rng(0)
-    image_names = make_images(osp.join(args.work_dir, "images"), args.num_images, rng)
-    num_samples = args.batch_size * (args.burn_in + args.batches) * 2
-    data_path, box_path = write_data(args.work_dir, num_samples, image_names, rng)
-    dataset = build_dataset(args, data_path, box_path)
-
-    image_indices = [i for i in range(len(dataset)) if dataset.text_data[i]["image"] is not None][:32]
-    torch.set_num_threads(1)  # as in a DataLoader worker
-    stages = stage_times(dataset, image_indices)
 
     loader = DataLoader(
         dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
@@ -221,38 +239,73 @@ def throughput(args):
         next(batches)
     t0 = time.perf_counter()
     samples = images = boxes = 0
-    for _ in range(args.batches):
+    for _ in tqdm(range(args.batches), desc=f"DataLoader, {'uint8' if dataset.uint8_views else 'float'} views"):
         data = next(batches)["data"]
         samples += data["input_ids"].shape[0]
         images += len(data.get("boxes", []))
         boxes += sum(len(b) for b in data.get("boxes", []))
     elapsed = time.perf_counter() - t0
-    result = dict(
-        mode="throughput",
-        cpus=os.cpu_count(),
-        load_average_1min=os.getloadavg()[0],
-        high_res=args.high_res,
-        low_res=args.low_res,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        timed_batches=args.batches,
-        samples_per_s=samples / elapsed,
-        images_per_s=images / elapsed,
-        mean_boxes_per_image_after_rules=boxes / max(images, 1),
-        cpu_ms_per_sample_by_stage=stages,
-    )
-    per_sample = stages["getitem"] + stages["collate"]
-    result["cpu_ms_per_sample"] = per_sample
-    result["samples_per_s_if_cpus_free"] = 1000 * os.cpu_count() / per_sample
+    del batches, loader
+    return dict(samples_per_s=samples / elapsed, images_per_s=images / elapsed,
+                mean_boxes_per_image_after_rules=boxes / max(images, 1))
+
+
+def throughput(args):
+    import copy
+
+    import torch
+
+    rng = np.random.default_rng(0)
+    image_names = make_images(osp.join(args.work_dir, "images"), args.num_images, rng)
+    num_samples = args.batch_size * (args.burn_in + args.batches) * 2
+    data_path, box_path = write_data(args.work_dir, num_samples, image_names, rng)
+    dataset = build_dataset(args, data_path, box_path)
+    names = ["float", "uint8"] if args.views == "both" else [args.views]
+    datasets = {}
+    for name in names:  # the same tokenised samples and box table, two hand-overs
+        datasets[name] = copy.copy(dataset)
+        datasets[name].uint8_views = name == "uint8"
+
+    image_indices = [i for i in range(len(dataset)) if dataset.text_data[i]["image"] is not None][:64]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    stages = stage_times(datasets, image_indices, args.batch_size)
+    torch.set_num_threads(threads)
+    result = dict(mode="throughput", cpus=os.cpu_count(), high_res=args.high_res, low_res=args.low_res,
+                  batch_size=args.batch_size, num_workers=args.num_workers, timed_batches=args.batches,
+                  stage_samples=len(image_indices), views={})
+    for name in names:
+        per_sample = stages[name]["getitem"] + stages[name]["collate"]
+        result["views"][name] = dict(
+            **loader_throughput(datasets[name], args),
+            cpu_ms_per_sample_by_stage=stages[name],
+            cpu_ms_per_sample=per_sample,
+            samples_per_s_if_cpus_free=1000 * os.cpu_count() / per_sample,
+        )
+    result["load_average_1min"] = os.getloadavg()[0]
+    if len(names) == 2:
+        result["cpu_ms_per_sample_uint8_over_float"] = (result["views"]["uint8"]["cpu_ms_per_sample"]
+                                                        / result["views"]["float"]["cpu_ms_per_sample"])
+
+    def row(label, key, fmt, source=lambda v: v):
+        return (label, *[format(source(result["views"][name])[key], fmt) if key in source(result["views"][name])
+                         else "-" for name in names])
+
+    by_stage = lambda v: v["cpu_ms_per_sample_by_stage"]  # noqa: E731
     rows = [
-        ("DataLoader samples/s (measured, wall clock)", f"{result['samples_per_s']:.1f}"),
-        ("DataLoader images/s", f"{result['images_per_s']:.1f}"),
-        ("boxes/image after NMS+limit+clip", f"{result['mean_boxes_per_image_after_rules']:.1f}"),
-        *[(f"CPU ms/sample: {key}", f"{value:.2f}") for key, value in stages.items()],
-        (f"samples/s with {os.cpu_count()} free CPUs (getitem+collate)", f"{result['samples_per_s_if_cpus_free']:.1f}"),
-        ("workers / batch size / CPUs", f"{args.num_workers} / {args.batch_size} / {os.cpu_count()}"),
-        ("1-min load average at the end", f"{result['load_average_1min']:.2f}"),
+        ("views handed over", *names),
+        row("DataLoader samples/s (measured, wall clock)", "samples_per_s", ".1f"),
+        row("DataLoader images/s", "images_per_s", ".1f"),
+        row("boxes/image after NMS+limit+clip", "mean_boxes_per_image_after_rules", ".1f"),
+        *[row(f"CPU ms/sample: {key}", key, ".2f", by_stage) for key in stages[names[-1]] if key != "device_finish"],
+        row("CPU ms/sample: getitem + collate", "cpu_ms_per_sample", ".2f"),
+        row(f"samples/s with {os.cpu_count()} free CPUs (getitem+collate)", "samples_per_s_if_cpus_free", ".1f"),
+        row("CPU ms/sample, data preprocessor (GPU's work)", "device_finish", ".2f", by_stage),
     ]
+    if len(names) == 2:
+        rows.append(("getitem + collate, uint8 / float", "", f"{result['cpu_ms_per_sample_uint8_over_float']:.2f}"))
+    rows += [("workers / batch size / CPUs", f"{args.num_workers} / {args.batch_size} / {os.cpu_count()}"),
+             ("1-min load average at the end", f"{result['load_average_1min']:.2f}")]
     return result, rows
 
 
@@ -314,11 +367,12 @@ def main():
 
     datasets.disable_progress_bars()
     result, rows = throughput(args) if args.mode == "throughput" else startup(args)
-    width = max(len(name) for name, _ in rows)
-    print(f"\n{'-' * (width + 14)}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value:>10}")
-    print(f"{'-' * (width + 14)}")
+    width = max(len(name) for name, *_ in rows)
+    columns = max(len(values) for _, *values in rows)
+    print(f"\n{'-' * (width + 12 * columns + 2)}")
+    for name, *values in rows:
+        print(f"{name:<{width}}  " + "".join(f"{value:>12}" for value in values))
+    print(f"{'-' * (width + 12 * columns + 2)}")
     out = args.out or osp.join(args.work_dir, f"{args.mode}.json")
     with open(out, "w") as f:
         json.dump(result, f, indent=2)

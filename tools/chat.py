@@ -131,8 +131,10 @@ def main(argv=None):
         answers.append(session.ask(question))
         if session.image is not None:
             count = session.last_visual_tokens
-            print(f"[visual tokens: {count['visual_tokens']} (grid {count['granularity'][0]} + "
-                  f"{count['visual_tokens'] - count['granularity'][0]} object)]", flush=True)
+            tiles = count.get("tile_tokens", 0)
+            tiled = f"{tiles} tile + " if "tile_tokens" in count else ""
+            print(f"[visual tokens: {count['visual_tokens']} (grid {count['granularity'][0]} + {tiled}"
+                  f"{count['visual_tokens'] - count['granularity'][0] - tiles} object)]", flush=True)
         sys.stdout.flush()
     return answers
 

@@ -18,7 +18,7 @@ from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxEntry, BoxTable, PreparedBox
 from .collate import llava_box_collate_fn
 from .concat import ConcatLLaVABoxDataset
 from .conversations import BadSample, BadSampleError, check_sample, read_llava_file
-from .image_views import ImageViews, ViewGeometry, Views, load_image
+from .image_views import ImageViews, PixelView, ViewGeometry, Views, finish_views, load_image
 from .llava_box_dataset import LLaVABoxDataset
 from .sampler import ModalityLengthGroupedSampler
 from .released_boxes import BOX_RULES, apply_box_rule, prepare_boxes_released
@@ -44,6 +44,7 @@ __all__ = [
     "NMS_IOU_THRESHOLD",
     "NUM_FRAMES",
     "PROMPT_TEMPLATE",
+    "PixelView",
     "PreparedBoxes",
     "VIDEO_TOKEN_INDEX",
     "VideoFrames",
@@ -53,6 +54,7 @@ __all__ = [
     "ViewGeometry",
     "Views",
     "check_sample",
+    "finish_views",
     "llava_box_collate_fn",
     "load_box_file",
     "load_image",

@@ -1,16 +1,16 @@
 """Any-resolution tiling (LLaVA-NeXT) as a mode of :class:`ImageViews`.
 
 Shape shorthand: S_low = crop side (336 real, 56 tiny), S_high = high-res side, n = rows x cols crops, s = S_low /
-patch = tokens per crop side (24 real), C = token width.
+patch = tokens per crop side (24 real).
 
     original image (W x H)
       -> best-fit resolution among the grid pinpoints (width, height), LLaVA-NeXT's rule: the largest effective
          resolution min(W' x H', W x H) of the image scaled to fit, ties broken by the least wasted area
       -> resize to fit inside it (aspect kept), paste centred on a canvas of that size filled with the mean colour
                                                                                         [canvas pixels]
-      -> cut into n crops of S_low x S_low, row-major         -> pixel_values[1:] (n, 3, S_low, S_low)
-    the global view is MG-LLaVA's own low-res view (padded square at S_low)           -> pixel_values[0]
-    the high-res view is unchanged (padded square at S_high)                         -> pixel_values_aux
+      -> cut into n crops of S_low x S_low, row-major         -> ``crops`` (n, 3, S_low, S_low)
+    the global view is MG-LLaVA's own low-res view (padded square at S_low)           -> ``pixel_values``
+    the high-res view is unchanged (padded square at S_high)                         -> ``pixel_values_aux``
 
 How the other branches see a tiled image: the high-res branch (ConvNeXt, Conv-Gate fusion) and the object branch
 keep working on the padded square at S_high exactly as without tiling, so the boxes stay in high-res input pixels
@@ -19,8 +19,10 @@ positions match the high-res map. The crops add detail through the low-res encod
 from LLaVA-NeXT: the global view is padded to a square (LLaVA-NeXT squashes it), so the global grid and the boxes share
 one geometry; and the canvas is filled with the mean colour (LLaVA-NeXT: black), which normalises to about 0.
 
-The crops' tokens form an (rows x s) x (cols x s) grid; :func:`unpad_token_grid` drops the rows or columns that
-only cover the canvas padding (LLaVA-NeXT's unpadding), and :func:`anyres_tokens` appends them to the global view's.
+The dataset hands the crops over as ``pixel_values_tiles`` and each image's (rows, cols, W, H) as ``image_tiles``
+(docs/interfaces.md); the model (:mod:`mg_llava.model.anyres_tokens`) reassembles the crops' tokens into one
+(rows x s) x (cols x s) grid and drops, with :func:`unpad_token_grid`, the rows or columns that only cover the canvas
+padding (LLaVA-NeXT's unpadding).
 """
 import math
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ import torch
 from PIL import Image
 
 from ..registry import MODELS
-from .image_views import ImageViews, Views
+from .image_views import ImageViews, PixelView, Views
 
 LLAVA_NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))  # (width, height)
 
@@ -96,10 +98,29 @@ class TileGeometry:
 
 
 @dataclass(frozen=True)
-class AnyResViews(Views):
-    """``pixel_values`` is (1 + n, 3, S_low, S_low): the global view, then the crops row-major."""
+class AnyResPixelView(PixelView):
+    """:class:`PixelView` (the uint8 high-res view) plus the uint8 crops, row-major, and their geometry."""
 
+    crops: Optional[torch.Tensor] = None  # (n, 3, S_low, S_low) uint8
     tiles: Optional[TileGeometry] = None
+
+    @property
+    def tile_row(self) -> Tuple[int, int, int, int]:
+        """(rows, cols, W, H): this image's row of a batch's ``image_tiles``."""
+        return self.tiles.rows, self.tiles.cols, self.tiles.width, self.tiles.height
+
+
+@dataclass(frozen=True)
+class AnyResViews(Views):
+    """:class:`Views` (``pixel_values`` is the global view) plus the crops, row-major, and their geometry."""
+
+    crops: Optional[torch.Tensor] = None  # (n, 3, S_low, S_low) float32, normalised
+    tiles: Optional[TileGeometry] = None
+
+    @property
+    def tile_row(self) -> Tuple[int, int, int, int]:
+        """(rows, cols, W, H): this image's row of a batch's ``image_tiles``."""
+        return self.tiles.rows, self.tiles.cols, self.tiles.width, self.tiles.height
 
 
 @MODELS.register_module()
@@ -126,47 +147,46 @@ class AnyResImageViews(ImageViews):
         canvas = select_best_resolution(width, height, self.grid_pinpoints)
         return TileGeometry.fit(width, height, canvas, self.low_res)
 
-    def __call__(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> AnyResViews:
-        views = super().__call__(image, original_size)
-        width, height = original_size if original_size is not None else image.size
-        tiles = self.tile_geometry(width, height)
+    def pixels(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> "AnyResPixelView":
+        """The uint8 high-res view (:meth:`ImageViews.pixels`) and the uint8 crops (the data loader's half)."""
+        view = super().pixels(image, original_size)
+        tiles = self.tile_geometry(view.geometry.width, view.geometry.height)
         # the crops come from the image resized to fit the canvas, pasted at the centre offset (PIL's resampling,
-        # as the square views), normalised as the CLIP processor does
+        # as the square views)
         resized = image.convert("RGB").resize((tiles.resized_width, tiles.resized_height), resample=self.resample)
         canvas = Image.new("RGB", (tiles.canvas_width, tiles.canvas_height), self.fill)
         canvas.paste(resized, (tiles.pad_x, tiles.pad_y))
-        normalised = self.normalize(torch.from_numpy(np.array(canvas)).permute(2, 0, 1))  # (3, canvas_h, canvas_w)
         side = self.low_res
-        crops = normalised.unfold(1, side, side).unfold(2, side, side)  # (3, rows, cols, S_low, S_low)
-        crops = crops.permute(1, 2, 0, 3, 4).reshape(-1, 3, side, side)
-        pixel_values = torch.cat([views.pixel_values[None], crops]).contiguous()
-        return AnyResViews(pixel_values, views.pixel_values_aux, views.geometry, tiles)
+        pixels = torch.from_numpy(np.array(canvas)).permute(2, 0, 1)  # (3, canvas_h, canvas_w) uint8
+        crops = pixels.unfold(1, side, side).unfold(2, side, side)  # (3, rows, cols, S_low, S_low)
+        crops = crops.permute(1, 2, 0, 3, 4).reshape(-1, 3, side, side).contiguous()
+        return AnyResPixelView(view.pixels, view.geometry, crops, tiles)
+
+    def __call__(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> AnyResViews:
+        """Both float views and the crops normalised as the CLIP processor does (chat and evaluation)."""
+        view = self.pixels(image, original_size)
+        low, aux = self.finish(view.pixels[None])
+        return AnyResViews(low[0], aux[0], view.geometry, self.normalize(view.crops), view.tiles)
 
 
-def unpad_token_grid(grid: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """(h, w, C) token grid of the whole canvas -> the rows or columns that cover the W x H image (LLaVA-NeXT's
-    rule: scale the image to the grid, drop the centred padding)."""
+def unpad_token_grid(grid: torch.Tensor, width: int, height: int,
+                     canvas: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    """(h, w, ...) token grid of the whole canvas -> the rows or columns that cover the W x H image (LLaVA-NeXT's
+    rule: scale the image to the canvas, drop the centred padding), in exact integer arithmetic.
+
+    ``canvas`` (width, height), in any unit, is the canvas's shape when the grid's cells are not square (a grid
+    pooled 1x2 has half as many columns as the canvas's aspect says); by default the grid's own (w, h).
+    """
     grid_h, grid_w = grid.shape[:2]
-    if width / height > grid_w / grid_h:  # wider than the grid: padding above and below
-        new_h = int(height * grid_w / width)
+    canvas_w, canvas_h = canvas if canvas is not None else (grid_w, grid_h)
+    if width * canvas_h > canvas_w * height:  # wider than the canvas: padding above and below
+        new_h = height * canvas_w * grid_h // (width * canvas_h)
         pad = (grid_h - new_h) // 2
         return grid[pad:grid_h - pad]
-    new_w = int(width * grid_h / height)
+    new_w = width * canvas_h * grid_w // (height * canvas_w)
     pad = (grid_w - new_w) // 2
     return grid[:, pad:grid_w - pad]
 
 
-def anyres_tokens(tokens: torch.Tensor, tiles: TileGeometry) -> torch.Tensor:
-    """(1 + n, s*s, C) tokens of the global view and the crops -> (s*s + h'*w', C): the global view's tokens, then
-    the crops' grid, reassembled row-major and unpadded."""
-    side = math.isqrt(tokens.shape[1])
-    if side * side != tokens.shape[1] or tokens.shape[0] != 1 + tiles.rows * tiles.cols:
-        raise ValueError(f"expected 1 + {tiles.rows}x{tiles.cols} square token grids, got {tuple(tokens.shape)}")
-    crops = tokens[1:].view(tiles.rows, tiles.cols, side, side, -1)
-    grid = crops.permute(0, 2, 1, 3, 4).reshape(tiles.rows * side, tiles.cols * side, -1)
-    grid = unpad_token_grid(grid, tiles.width, tiles.height)
-    return torch.cat([tokens[0], grid.reshape(-1, grid.shape[-1])])
-
-
-__all__ = ["AnyResImageViews", "AnyResViews", "LLAVA_NEXT_PINPOINTS", "TileGeometry", "anyres_tokens",
+__all__ = ["AnyResImageViews", "AnyResPixelView", "AnyResViews", "LLAVA_NEXT_PINPOINTS", "TileGeometry",
            "select_best_resolution", "unpad_token_grid"]

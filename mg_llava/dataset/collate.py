@@ -22,11 +22,15 @@ def llava_box_collate_fn(
 
     Returns ``{'data': data, 'data_samples': None}`` (or ``data`` with ``return_hf_format``) where ``data`` has
     ``input_ids`` (B, L) right-padded with ``pad_index``; ``attention_mask`` (B, L) bool, True on real tokens;
-    ``labels`` (B, L) with IGNORE_INDEX (-100) on padding; and, only when I > 0, ``pixel_values``
-    (I, 3, S_low, S_low) and ``pixel_values_aux`` (I, 3, S_high, S_high) in sample order, plus ``boxes``, a list of
-    I (N_i, 4) tensors in high-res input pixels. Text-only samples add no image row. A video adds its T frames
-    as T rows, in time order, and, only when V > 0, ``frames_per_video`` LongTensor (V,) gives each ``<video>``
-    placeholder's T in batch order.
+    ``labels`` (B, L) with IGNORE_INDEX (-100) on padding; and, only when I > 0, ``pixel_values_aux``
+    (I, 3, S_high, S_high) in sample order (uint8 from the training dataset, which the model's data preprocessor
+    turns into both float views; float32 with ``pixel_values`` (I, 3, S_low, S_low) from samples that carry both
+    views, as chat and evaluation make them), plus ``boxes``, a list of I (N_i, 4) tensors in high-res input
+    pixels. Text-only samples add no image row. Tiled images (``AnyResImageViews``) add ``pixel_values_tiles``
+    (sum_i rows_i x cols_i, 3, S_low, S_low; uint8 or float32 as the high-res view), each image's crops row-major in
+    image order, and ``image_tiles`` LongTensor (I, 4): (rows, cols, W, H) of each image; a batch's images are all
+    tiled or none. A video adds its T frames as T rows, in time order, and, only when V > 0, ``frames_per_video``
+    LongTensor (V,) gives each ``<video>`` placeholder's T in batch order.
     """
     if not instances:
         raise ValueError("cannot collate an empty batch")
@@ -57,23 +61,52 @@ def llava_box_collate_fn(
     if frames_per_video:
         data["frames_per_video"] = torch.tensor(frames_per_video, dtype=torch.long)
     if num_images:
-        data["pixel_values"] = _cat([inst["pixel_values"] for inst in instances if len(inst["boxes"])])
-        data["pixel_values_aux"] = _cat([inst["pixel_values_aux"] for inst in instances if len(inst["boxes"])])
+        with_images = [inst for inst in instances if len(inst["boxes"])]
+        kinds = {(inst["pixel_values_aux"].dtype, "pixel_values" in inst) for inst in with_images}
+        if len(kinds) > 1:
+            described = {inst.get("id"): f"{inst['pixel_values_aux'].dtype}"
+                         f"{' + pixel_values' if 'pixel_values' in inst else ''}" for inst in with_images}
+            raise ValueError(f"samples hand over their views in different forms (uint8 high-res view only, or both "
+                             f"float views): {described}")
+        keys = ("pixel_values", "pixel_values_aux") if "pixel_values" in with_images[0] else ("pixel_values_aux",)
+        for key in keys:
+            data[key] = _cat([inst[key] for inst in with_images])
         data["boxes"] = [boxes for inst in instances for boxes in inst["boxes"]]
-        if len(data["pixel_values"]) != num_images or len(data["pixel_values_aux"]) != num_images:
-            raise ValueError(
-                f"{num_images} box lists but {len(data['pixel_values'])} low-res and "
-                f"{len(data['pixel_values_aux'])} high-res views"
-            )
+        counts = {key: len(data[key]) for key in keys}
+        if any(count != num_images for count in counts.values()):
+            raise ValueError(f"{num_images} box lists but views for {counts}")
+        tiles = [tile for inst in instances for tile in inst.get("image_tiles", ())]
+        if tiles:
+            _collate_tiles(instances, data, tiles, num_images)
     return data if return_hf_format else {"data": data, "data_samples": None}
 
 
+def _collate_tiles(instances, data: dict, tiles, num_images: int) -> None:
+    """``image_tiles`` (I, 4) and ``pixel_values_tiles`` of a batch whose images are tiled."""
+    if len(tiles) != num_images:
+        counts = {inst.get("id"): len(inst.get("image_tiles", ())) for inst in instances}
+        raise ValueError(f"{num_images} images but {len(tiles)} tile descriptions (image_tiles): {counts}; a batch's "
+                         f"images must all be tiled or none")
+    data["image_tiles"] = torch.tensor(tiles, dtype=torch.long).view(-1, 4)
+    data["pixel_values_tiles"] = _cat([inst["pixel_values_tiles"] for inst in instances if inst.get("image_tiles")])
+    needed = int((data["image_tiles"][:, 0] * data["image_tiles"][:, 1]).sum())
+    if len(data["pixel_values_tiles"]) != needed:
+        raise ValueError(f"image_tiles {data['image_tiles'].tolist()} need {needed} crops, the samples hold "
+                         f"{len(data['pixel_values_tiles'])}")
+
+
 def _cat(tensors):
-    """``torch.cat`` along dim 0; inside a DataLoader worker straight into shared memory (as torch's
-    ``default_collate`` does), which saves one copy of the views on their way to the main process."""
-    if get_worker_info() is None:
-        return torch.cat(tensors)
+    """``torch.cat`` along dim 0, keeping the views' memory layout (the dataset's uint8 views are channels-last
+    views of the decoded images: reordering them is left to the device); inside a DataLoader worker straight into
+    shared memory (as torch's ``default_collate`` does), which saves one copy on the way to the main process."""
     first = tensors[0]
-    storage = first._typed_storage()._new_shared(sum(t.numel() for t in tensors), device=first.device)
-    out = first.new(storage).resize_(sum(len(t) for t in tensors), *first.shape[1:])
+    channels_last = first.dim() == 4 and all(
+        t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for t in tensors)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    shape = (sum(len(t) for t in tensors), *first.shape[1:])
+    if get_worker_info() is None:
+        out = torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=layout)
+    else:
+        storage = first._typed_storage()._new_shared(sum(t.numel() for t in tensors), device=first.device)
+        out = first.new(storage).resize_(shape, memory_format=layout)
     return torch.cat(tensors, out=out)

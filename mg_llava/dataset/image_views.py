@@ -13,6 +13,12 @@ Shape shorthand: S_high = high-res side (768 real, 128 tiny), S_low = low-res si
 
 This is the one implementation of the views; training, chat and evaluation all call :class:`ImageViews`.
 It reads mean, std and resample filter from a transformers image processor once and never changes the processor.
+The work splits in two halves, so that training can do the second on its device:
+
+- :meth:`ImageViews.pixels`: padded square -> PIL resize -> uint8 (3, S_high, S_high) (CPU, in the data loader);
+- :func:`finish_views`: uint8 -> both float views (:func:`normalize_pixels`, then :func:`low_res_view`).
+  ``ImageViews.__call__`` runs it on the CPU (chat, evaluation); in training the model's data preprocessor
+  (:class:`mg_llava.model.ViewsDataPreprocessor`) runs the same function on the batch, on the device.
 
 The high-res view equals ``CLIPImageProcessor(size=S_high, crop_size=S_high)`` on the padded square (PIL's resize,
 float64 rescale cast to float32, float32 normalisation), which is what the released checkpoints were trained on;
@@ -65,6 +71,14 @@ class ViewGeometry:
 
 
 @dataclass(frozen=True)
+class PixelView:
+    """The high-res view before normalisation, and its geometry."""
+
+    pixels: torch.Tensor  # (3, S_high, S_high) uint8: the resized image's (S, S, 3) array, permuted (channels-last)
+    geometry: ViewGeometry
+
+
+@dataclass(frozen=True)
 class Views:
     """The two views of one image and its geometry."""
 
@@ -85,6 +99,29 @@ def load_image(path: str, min_side: Optional[int] = None, where: str = "") -> Tu
     """
     decoded = open_image(path, where=where, min_side=min_side)
     return decoded.image, decoded.size
+
+
+def normalize_pixels(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32, as the CLIP processor: ``float32(u * (1/255) in float64)``, then
+    ``(x - mean) / std`` in float32. ``mean``/``std``: float32 (3, 1, 1) on the pixels' device."""
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
+    return pixels.double().mul_(1 / 255).float().sub_(mean).div_(std)
+
+
+def low_res_view(pixel_values_aux: torch.Tensor, low_res: int) -> torch.Tensor:
+    """(I, 3, S_high, S_high) normalised high-res views -> (I, 3, S_low, S_low): bilinear, align_corners=False,
+    no antialias (the released models' low-res input)."""
+    return F.interpolate(pixel_values_aux, size=(low_res, low_res), mode="bilinear", align_corners=False,
+                         antialias=False)
+
+
+def finish_views(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                 low_res: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """uint8 high-res views (I, 3, S_high, S_high), in any memory layout -> (``pixel_values`` (I, 3, S_low, S_low),
+    ``pixel_values_aux`` (I, 3, S_high, S_high)), both float32, normalised and contiguous."""
+    aux = normalize_pixels(pixels, mean, std)
+    return low_res_view(aux, low_res).contiguous(), aux.contiguous()
 
 
 @MODELS.register_module()
@@ -131,9 +168,8 @@ class ImageViews:
         return self.high_res if self.reduced_jpeg_decode else None
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 (..., 3, H, W) -> float32, as the CLIP processor: ``float32(u * (1/255) in float64)``, then
-        ``(x - mean) / std`` in float32."""
-        return pixels.double().mul_(1 / 255).float().sub_(self._mean).div_(self._std)
+        """uint8 (..., 3, H, W) -> float32 (:func:`normalize_pixels` with this processor's mean and std)."""
+        return normalize_pixels(pixels, self._mean.to(pixels.device), self._std.to(pixels.device))
 
     def __repr__(self):
         return f"{type(self).__name__}(high_res={self.high_res}, low_res={self.low_res}, mean={self.mean})"
@@ -151,24 +187,35 @@ class ImageViews:
         square.paste(image, (geometry.pad_x, geometry.pad_y))
         return square
 
-    def __call__(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> Views:
-        """Both views of ``image``.
+    def pixels(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> PixelView:
+        """The high-res view of ``image`` as uint8, before normalisation (the data loader's half of the work).
 
         ``original_size`` (W, H) is the size the boxes refer to when ``image`` was decoded at reduced scale
         (see :func:`load_image`); by default it is ``image.size``.
         """
         width, height = original_size if original_size is not None else image.size
-        square = self.pad_to_square(image.convert("RGB"))
+        square = self.pad_to_square(image if image.mode == "RGB" else image.convert("RGB"))
         resized = square.resize((self.high_res, self.high_res), resample=self.resample)
-        pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1)  # (3, S_high, S_high) uint8
-        aux = self.normalize(pixels)[None]  # (1, 3, S_high, S_high)
-        low = F.interpolate(aux, size=(self.low_res, self.low_res), mode="bilinear", align_corners=False,
-                            antialias=False)
-        return Views(low[0].contiguous(), aux[0].contiguous(), self.geometry(width, height))
+        # (S, S, 3) -> (3, S, S) as a view: the loader batches it channels-last, the device makes it contiguous
+        return PixelView(torch.from_numpy(np.array(resized)).permute(2, 0, 1), self.geometry(width, height))
+
+    def finish(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (I, 3, S_high, S_high) -> (``pixel_values``, ``pixel_values_aux``), see :func:`finish_views`."""
+        return finish_views(pixels, self._mean.to(pixels.device), self._std.to(pixels.device), self.low_res)
+
+    def __call__(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> Views:
+        """Both views of ``image`` (``original_size`` as in :meth:`pixels`)."""
+        view = self.pixels(image, original_size)
+        low, aux = self.finish(view.pixels[None])
+        return Views(low[0], aux[0], view.geometry)
+
+    def load_pixels(self, path: str, where: str = "") -> PixelView:
+        """Decode ``path`` (at full size unless ``reduced_jpeg_decode``, see :func:`load_image`); its uint8 view."""
+        image, size = load_image(path, min_side=self.reduced_decode_side, where=where)
+        return self.pixels(image, original_size=size)
 
     def load(self, path: str, where: str = "") -> Views:
-        """Decode ``path`` (at full size unless ``reduced_jpeg_decode``, see :func:`load_image`) and build both
-        views."""
+        """Decode ``path`` as :meth:`load_pixels` does and build both float views."""
         image, size = load_image(path, min_side=self.reduced_decode_side, where=where)
         return self(image, original_size=size)
 

@@ -6,8 +6,9 @@ N_i = boxes of image (frame) i.
 Per launch (``__init__``): the text is tokenised once through XTuner (``llava_map_fn`` -> ``template_map_fn`` ->
 ``encode_fn``, via ``process_hf_dataset``), or loaded pre-tokenised (``offline_processed_text_folder``, written by
 ``xtuner/tools/process_untokenized_llava_data.py`` from ``dataset.text_data``); the box file is read into flat arrays
-and each image sample is matched to its entry. Per sample (``__getitem__``): decode the image, build both views,
-apply the box rules. Nothing else is done in the hot path.
+and each image sample is matched to its entry. Per sample (``__getitem__``): decode the image, resize it to the
+uint8 high-res view, apply the box rules. Nothing else is done in the hot path: normalising and the low-res view
+are the model's data preprocessor's work, on the device (``uint8_views``).
 
 Video samples (``"video"`` instead of ``"image"``, ``<video>`` in the text; SPEC 1.8): ``num_frames`` frames chosen
 by :func:`read_video` (a video file or a frames folder under ``video_folder``), each through the same
@@ -61,6 +62,7 @@ from ..image_io import ImageDecodeError
 from ..registry import MODELS, build
 from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file
 from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
+from .anyres_views import AnyResImageViews, AnyResPixelView
 from .image_views import ImageViews
 from .released_boxes import BOX_RULES, apply_box_rule
 from .video import DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoReadError, read_video
@@ -97,10 +99,17 @@ class LLaVABoxDataset(Dataset):
         video_folder: root of the samples' ``video`` paths (default: ``image_folder``).
         num_frames: T, frames sampled per video (8 in the released recipe).
 
-    A sample is a dict: ``id`` (str), ``input_ids`` / ``labels`` LongTensor (L,), ``pixel_values``
-    (n, 3, S_low, S_low), ``pixel_values_aux`` (n, 3, S_high, S_high), ``boxes`` list of n FloatTensor (N_i, 4)
-    xyxy in high-res input pixels; a video sample has n = T (one row per frame, in time order) and
-    ``frames_per_video`` = [T] (``[]`` for other samples).
+        uint8_views: hand over the high-res view only, as uint8 (the default, for training: the model's
+            :class:`~mg_llava.model.ViewsDataPreprocessor` normalises it and makes the low-res view on the device,
+            bit for bit as :class:`ImageViews` does). False: both float views, as chat and evaluation build them.
+
+    A sample is a dict: ``id`` (str), ``input_ids`` / ``labels`` LongTensor (L,), ``pixel_values_aux``
+    (n, 3, S_high, S_high) uint8 (float32 and normalised, plus ``pixel_values`` (n, 3, S_low, S_low), without
+    ``uint8_views``), ``boxes`` list of n FloatTensor (N_i, 4) xyxy in high-res input pixels; a video sample has
+    n = T (one row per frame, in time order) and ``frames_per_video`` = [T] (``[]`` for other samples). With
+    :class:`AnyResImageViews` an image sample also has ``pixel_values_tiles`` (rows x cols, 3, S_low, S_low), its
+    crops row-major (uint8, or float32 and normalised without ``uint8_views``), and ``image_tiles`` [(rows, cols,
+    W, H)]; ``pixel_values`` is then the global view.
     """
 
     def __init__(
@@ -123,6 +132,7 @@ class LLaVABoxDataset(Dataset):
         video_folder: Optional[str] = None,
         num_frames: int = NUM_FRAMES,
         box_rule: str = "clean",
+        uint8_views: bool = True,
     ):
         super().__init__()
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
@@ -135,6 +145,7 @@ class LLaVABoxDataset(Dataset):
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames = num_frames
         self.image_views: ImageViews = build(image_views)
+        self.uint8_views = bool(uint8_views)
         self.max_boxes = max_boxes
         self.iou_threshold = iou_threshold
         self.box_rule = box_rule
@@ -342,16 +353,24 @@ class LLaVABoxDataset(Dataset):
         if row.get("video") is not None:
             return self._load_video(index, row, sample)
         if row["image"] is None:
-            sample["pixel_values"] = torch.zeros(0, 3, views.low_res, views.low_res)
-            sample["pixel_values_aux"] = torch.zeros(0, 3, views.high_res, views.high_res)
+            sample.update(self._views(torch.zeros(0, 3, views.high_res, views.high_res, dtype=torch.uint8)))
             sample["boxes"] = []
             return sample
         path = osp.join(self.image_folder, row["image"])
-        image = views.load(path)  # ImageDecodeError for every way the file can fail
-        sample["pixel_values"] = image.pixel_values[None]
-        sample["pixel_values_aux"] = image.pixel_values_aux[None]
+        image = views.load_pixels(path)  # ImageDecodeError for every way the file can fail
+        sample.update(self._views(image.pixels[None]))
         sample["boxes"] = [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))]
+        if isinstance(image, AnyResPixelView):  # the crops in the same form as the high-res view
+            sample["pixel_values_tiles"] = image.crops if self.uint8_views else views.normalize(image.crops)
+            sample["image_tiles"] = [image.tile_row]
         return sample
+
+    def _views(self, pixels: torch.Tensor) -> dict:
+        """uint8 (n, 3, S_high, S_high) -> the sample's view keys (see the class docstring)."""
+        if self.uint8_views:
+            return dict(pixel_values_aux=pixels)
+        low, aux = self.image_views.finish(pixels)
+        return dict(pixel_values=low, pixel_values_aux=aux)
 
     def _load_video(self, index: int, row: dict, sample: dict) -> dict:
         """T frames, each with both views and its own boxes (frame t's boxes: table row ``box_rows[index] + t``)."""
@@ -360,9 +379,12 @@ class LLaVABoxDataset(Dataset):
             video = read_video(path, self.num_frames)
         except VideoReadError as err:
             raise ImageDecodeError(f"{path}: {err}", reason="unreadable", path=path) from err
-        views = [self.image_views(frame) for frame in video.frames]
-        sample["pixel_values"] = torch.stack([v.pixel_values for v in views])
-        sample["pixel_values_aux"] = torch.stack([v.pixel_values_aux for v in views])
+        if isinstance(self.image_views, AnyResImageViews):
+            raise ValueError(f"{self.source}: sample {row['id']!r} ({row['where']}) is a video, but the dataset's "
+                             f"image views are any-resolution tiles, which this project builds for images only")
+        views = [self.image_views.pixels(frame) for frame in video.frames]
+        frames = torch.stack([v.pixels.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)  # channels-last
+        sample.update(self._views(frames))
         first = self.box_rows[index]
         sample["boxes"] = [self._boxes(index, v.geometry, row["id"], len(row["input_ids"]),
                                        -1 if first < 0 else first + t) for t, v in enumerate(views)]

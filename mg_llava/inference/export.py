@@ -3,8 +3,11 @@
 Layout::
 
     <folder>/mg_llava.json                 how to rebuild: the two vision encoders (paths/names, select layer),
-                                           fusion and object-feature settings, image geometry, box rules, template
-    <folder>/mg_llava_modules.safetensors  fuse_module.*, projector.*, bbox_projector.* (SPEC 4 key names)
+                                           fusion and object-feature settings, image geometry, box rules, template;
+                                           for AVG-LLaVA its scaler and router settings (``avg_llava``)
+    <folder>/mg_llava_modules.safetensors  fuse_module.*, projector.*, bbox_projector.* (SPEC 4 key names); an
+                                           AVG-LLaVA's router.* and a tiled model's
+                                           anyres.image_newline too
     <folder>/llm/                          a plain transformers folder (config, safetensors weights, tokenizer):
                                            AutoModelForCausalLM.from_pretrained(<folder>/llm) works
 
@@ -21,14 +24,16 @@ from safetensors.torch import save_file
 
 from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 
-from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, VISION_PREFIXES, LoadedModel, spec_from_config
+from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, LoadedModel, spec_from_config, vision_prefixes
 
 
 def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, max_shard_size: str = "5GB") -> str:
     """Write ``loaded`` to ``folder`` (created; must be empty if it exists); returns the folder."""
-    if hasattr(loaded.model, "router"):
-        raise NotImplementedError(f"{type(loaded.model).__name__}: the export format has no router yet; use the "
-                                  f"training config and checkpoint (--config, --checkpoint) instead")
+    prefixes = vision_prefixes(loaded.model)
+    for prefix, key in (("router.", "avg_llava"), ("anyres.", "anyres")):
+        if prefix in prefixes and not loaded.spec.get(key):
+            raise ValueError(f"{type(loaded.model).__name__} needs the spec's {key} settings to be rebuilt; load it "
+                             f"from its training config")
     if osp.isdir(folder) and os.listdir(folder):
         raise FileExistsError(f"{folder} exists and is not empty")
     os.makedirs(folder, exist_ok=True)
@@ -42,7 +47,7 @@ def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, ma
     loaded.tokenizer.save_pretrained(osp.join(folder, LLM_DIR))
 
     modules = {k: v.detach().to("cpu", dtype or v.dtype).contiguous()
-               for k, v in torch.nn.Module.state_dict(model).items() if k.startswith(VISION_PREFIXES)}
+               for k, v in torch.nn.Module.state_dict(model).items() if k.startswith(prefixes)}
     save_file(modules, osp.join(folder, MODULES_FILE), metadata={"format": "pt"})
     spec = dict(loaded.spec, llm=LLM_DIR)
     with open(osp.join(folder, SPEC_FILE), "w") as f:
@@ -57,7 +62,7 @@ def export_for_xtuner(model, cfg, save_dir: str, fp32: bool = False, save_pretra
     like :func:`export_model` with the training config's spec; fp16 unless ``fp32``."""
     if save_format != "xtuner":
         raise ValueError(f"save_format={save_format!r}: MG-LLaVA exports only its own (whole-model) format")
-    if any(p.is_meta for name, p in model.named_parameters() if name.startswith(("llm.", *VISION_PREFIXES))):
+    if any(p.is_meta for name, p in model.named_parameters() if name.startswith(("llm.", *vision_prefixes(model)))):
         raise ValueError("parts of the model hold no weights (a stage-1 checkpoint has no LLM): export a stage-2 "
                          "checkpoint, or use tools/export.py, which loads the base LLM")
     loaded = LoadedModel(model, build(cfg.tokenizer), None, spec_from_config(cfg), torch.device("cpu"))

@@ -26,8 +26,9 @@ from mmengine.logging import print_log
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mg_llava.data_files import CorruptCheckpointError, DataFileError, named_file_errors, read_json
-from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, ImageViews
-from mg_llava.model import CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder
+from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, AnyResImageViews, ImageViews
+from mg_llava.model import (AVGLLaVAModel, CLIPVisionEncoder, MGLLaVAModel, OpenCLIPConvNeXtEncoder,
+                            ViewsDataPreprocessor)
 from mg_llava.registry import build as build_module
 from mg_llava.safe_load import RefusedPickleError
 
@@ -38,6 +39,8 @@ MODULES_FILE = "mg_llava_modules.safetensors"
 LLM_DIR = "llm"
 SPEC_VERSION = 1
 VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.")
+AVG_LLAVA_PREFIXES = ("router.",)  # the scaler has no weights
+ANYRES_PREFIXES = ("anyres.",)  # the learned row-end token of tiled images
 MG_LLAVA_TEMPLATES = ("vicuna", "llama3_chat", "phi3_chat", "chatml")  # the released backbones' templates
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -99,13 +102,20 @@ def template_name(template) -> str:
 
 
 def image_spec(views: ImageViews) -> dict:
-    return dict(high_res=views.high_res, low_res=views.low_res, image_mean=list(views.mean), image_std=list(views.std),
+    """The views' settings; any-resolution views add their ``grid_pinpoints``."""
+    spec = dict(high_res=views.high_res, low_res=views.low_res, image_mean=list(views.mean), image_std=list(views.std),
                 resample=int(views.resample), reduced_jpeg_decode=views.reduced_jpeg_decode)
+    if isinstance(views, AnyResImageViews):
+        spec["grid_pinpoints"] = [list(p) for p in views.grid_pinpoints]
+    return spec
 
 
 def views_from_spec(image: dict) -> ImageViews:
     processor = SimpleNamespace(image_mean=image["image_mean"], image_std=image["image_std"],
                                 resample=image["resample"])
+    if image.get("grid_pinpoints") is not None:
+        return AnyResImageViews(processor, high_res=image["high_res"], low_res=image["low_res"],
+                                grid_pinpoints=image["grid_pinpoints"])
     return ImageViews(processor, high_res=image["high_res"], low_res=image["low_res"],
                       reduced_jpeg_decode=image.get("reduced_jpeg_decode", False))
 
@@ -117,6 +127,22 @@ def _num_frames(cfg: Config) -> int:
         if dataset is not None and "num_frames" in dataset:
             return dataset["num_frames"]
     return NUM_FRAMES
+
+
+def avg_llava_spec(model_cfg) -> Optional[dict]:
+    """The scaler and router settings of an AVG-LLaVA model config (their defaults where it names none); None for
+    other models. The router's width and granularity sizes come from the model, so they are not stored."""
+    if _type_name(model_cfg) != AVGLLaVAModel.__name__:
+        return None
+    scaler = model_cfg.get("scaler") or dict(type="VisualGranularityScaler")
+    router = model_cfg.get("router") or dict(type="VisualGranularityRouter")
+    return dict(scaler=_module_spec(scaler, keep_type=True), router=_module_spec(router, keep_type=True))
+
+
+def vision_prefixes(model) -> tuple:
+    """State-dict prefixes of the trained modules an export holds besides the LLM (the router of AVG-LLaVA too)."""
+    return (VISION_PREFIXES + (AVG_LLAVA_PREFIXES if isinstance(model, AVGLLaVAModel) else ())
+            + (ANYRES_PREFIXES if getattr(model, "anyres", None) is not None else ()))
 
 
 def spec_from_config(cfg: Config) -> dict:
@@ -147,6 +173,8 @@ def spec_from_config(cfg: Config) -> dict:
                    rule=dataset.get("box_rule", "clean")),
         prompt_template=template_name(template),
         video=dict(num_frames=_num_frames(cfg)),
+        avg_llava=avg_llava_spec(model),
+        anyres=_module_spec(model.get("anyres"), keep_type=True),
     )
 
 
@@ -180,11 +208,20 @@ def spec_from_paths(llm: str, visual_encoder: str, visual_encoder_aux: Optional[
 
 
 def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel:
-    """An MGLLaVAModel with the spec's LLM weights and freshly initialised fusion and projectors."""
+    """An MGLLaVAModel (an AVGLLaVAModel when the spec has ``avg_llava``) with the spec's LLM weights and freshly
+    initialised fusion, projectors and router (and the data preprocessor of the spec's views, so the model also
+    trains on the training loader's uint8 views)."""
     llm = ConfigDict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=spec["llm"],
                      trust_remote_code=trust_remote_code)
     aux = spec.get("visual_encoder_aux")
-    return MGLLaVAModel(
+    avg_llava = spec.get("avg_llava")
+    model_type, extra = MGLLaVAModel, {}
+    if avg_llava is not None:
+        model_type = AVGLLaVAModel
+        extra = dict(scaler=dict(avg_llava["scaler"]), router=dict(avg_llava["router"]))
+    if spec.get("anyres") is not None:
+        extra["anyres"] = dict(spec["anyres"])
+    return model_type(
         llm=llm,
         visual_encoder=dict(type=CLIPVisionEncoder, **spec["visual_encoder"]),
         visual_encoder_aux=None if aux is None else dict(type=OpenCLIPConvNeXtEncoder, **aux),
@@ -193,6 +230,8 @@ def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel
         projector_depth=spec.get("projector_depth", 2),
         freeze_llm=False,
         use_activation_checkpointing=False,
+        data_preprocessor=ViewsDataPreprocessor.from_image_views(views_from_spec(spec["image"])),
+        **extra,
     )
 
 
@@ -307,8 +346,9 @@ def check_model_paths(spec: dict) -> None:
 
 
 def load_vision_modules(model: MGLLaVAModel, state_dict, path: str) -> None:
-    """The fusion and both projectors from an export's safetensors file; the key sets must match exactly."""
-    expected = {k for k in torch.nn.Module.state_dict(model) if k.startswith(VISION_PREFIXES)}
+    """The fusion, both projectors (and an AVG-LLaVA's router) from an export's safetensors file; the key sets must
+    match exactly."""
+    expected = {k for k in torch.nn.Module.state_dict(model) if k.startswith(vision_prefixes(model))}
     if set(state_dict) != expected:
         raise ValueError(f"{path}: keys differ from the model's; missing {sorted(expected - set(state_dict))[:5]}, "
                          f"unexpected {sorted(set(state_dict) - expected)[:5]}")

@@ -241,6 +241,9 @@ class Preprocessor:
             sample["pixel_values"] = image.views.pixel_values[None]
             sample["pixel_values_aux"] = image.views.pixel_values_aux[None]
             sample["boxes"] = [image.boxes]
+            if getattr(image.views, "crops", None) is not None:  # any-resolution tiles, as the dataset hands them
+                sample["pixel_values_tiles"] = image.views.crops
+                sample["image_tiles"] = [image.views.tile_row]
         return sample
 
 

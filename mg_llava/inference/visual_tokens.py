@@ -1,5 +1,6 @@
 """How many visual tokens the LLM saw for each sample: the router's choice on AVG-LLaVA models, the whole grid
-plus one token per box on MG-LLaVA."""
+plus one token per box on MG-LLaVA; tiled images add their crop grid (``tile_tokens``)."""
+import math
 from typing import List, Sequence
 
 
@@ -11,15 +12,19 @@ def grid_tokens(model) -> int:
 
 def visual_token_counts(model, samples: Sequence[dict]) -> List[dict]:
     """Per sample of the batch ``model.prepare_llm_inputs`` last placed (``samples`` in the dataset's format):
-    ``{"visual_tokens": grid + box tokens of all its images, "granularity": [grid tokens of each image]}``."""
+    ``{"visual_tokens": grid + box tokens of all its images, "granularity": [grid tokens of each image]}``, and for
+    a sample with tiled images ``"tile_tokens"``: the tokens of their crop grids (included in ``visual_tokens``)."""
     boxes = [b for sample in samples for b in sample["boxes"]]
+    boxes_per_image = [len(b) for b in boxes] if model.object_features is not None else [0] * len(boxes)
     if hasattr(model, "last_visual_tokens"):  # AVG-LLaVA: what the router (or --granularity) chose
         tokens = list(model.last_visual_tokens)
         granularities = [model.granularity_tokens[k] for k in model.last_granularities]
     else:
         grid = grid_tokens(model)
-        boxes_per_image = [len(b) for b in boxes] if model.object_features is not None else [0] * len(boxes)
-        tokens = [grid + n for n in boxes_per_image]
+        side = math.isqrt(grid)
+        tiles = [t for sample in samples for t in sample.get("image_tiles", ())]
+        crops = [model.anyres.num_tokens(t, (side, side)) for t in tiles] if tiles else [0] * len(boxes)
+        tokens = [grid + n + c for n, c in zip(boxes_per_image, crops)]
         granularities = [grid] * len(boxes)
     if len(tokens) != len(boxes):
         raise RuntimeError(f"the model placed {len(tokens)} images but the samples hold {len(boxes)}; count the "
@@ -28,6 +33,9 @@ def visual_token_counts(model, samples: Sequence[dict]) -> List[dict]:
     for sample in samples:
         end = start + len(sample["boxes"])
         out.append(dict(visual_tokens=sum(tokens[start:end]), granularity=granularities[start:end]))
+        if sample.get("image_tiles"):
+            out[-1]["tile_tokens"] = sum(tokens[start:end]) - sum(granularities[start:end]) - sum(
+                boxes_per_image[start:end])
         start = end
     return out
 

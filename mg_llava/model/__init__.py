@@ -1,4 +1,5 @@
 """The multi-granularity vision flow and the MG-LLaVA model (SPEC 1, 3, 4). Importing registers every module."""
+from .anyres_tokens import AnyResTokens
 from .avg import AVGLLaVAModel, VisualGranularityRouter, VisualGranularityScaler
 from .channel_concat_fusion import ChannelConcatFusion
 from .checkpoint import load_trainable_state_dict
@@ -10,9 +11,11 @@ from .multi_layer_deformable_fusion import MultiLayerDeformableFusion
 from .no_fusion import NoFusion
 from .object_features import MultiScaleRoIFeatures
 from .token_placement import place_visual_tokens
+from .views_data_preprocessor import ViewsDataPreprocessor
 
 __all__ = [
     "AVGLLaVAModel",
+    "AnyResTokens",
     "CLIPVisionEncoder",
     "ChannelConcatFusion",
     "ConvGateFusion",
@@ -22,6 +25,7 @@ __all__ = [
     "NoFusion",
     "OpenCLIPConvNeXtEncoder",
     "VisualGranularityRouter",
+    "ViewsDataPreprocessor",
     "VisualGranularityScaler",
     "load_trainable_state_dict",
     "place_visual_tokens",

@@ -27,6 +27,17 @@ def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> Project
                                           depth=depth))
 
 
+def check_float_views(data: dict) -> None:
+    """Raise when ``data`` still holds the loader's uint8 views (the data preprocessor did not run)."""
+    aux, low = data.get("pixel_values_aux"), data.get("pixel_values")
+    unfinished = [v for v in (aux, low) if v is not None and not v.is_floating_point()]
+    if unfinished or (aux is not None and low is None):
+        raise ValueError(f"the batch's views are not finished (pixel_values_aux {getattr(aux, 'dtype', None)}, "
+                         f"pixel_values {getattr(low, 'dtype', None)}): the training loader hands over uint8 views "
+                         f"that the model's data_preprocessor (ViewsDataPreprocessor) turns into float views; run "
+                         f"the batch through model.data_preprocessor first, or give the model one")
+
+
 @MODELS.register_module()
 class MGLLaVAModel(LLaVAModel):
     """Each ``<image>`` becomes ``[p_F(fusion(E_L, S_3)) (T, H)][p_B(E_B) (N_i, H)]`` (SPEC 1.7).
@@ -35,6 +46,8 @@ class MGLLaVAModel(LLaVAModel):
     ``pixel_values`` (I, 3, s, s), ``pixel_values_aux`` (I, 3, S, S), ``boxes`` (I tensors (N_i, 4), xyxy pixels
     of the high-res input). Text-only samples consume no image; N_i may be 0. A ``<video>`` (-201) takes the next
     T frames (``frames_per_video``) and becomes their token blocks in time order (SPEC 1.8, ``video_tokens.py``).
+    With ``anyres``, every image is tiled (``pixel_values_tiles``, ``image_tiles``) and its crops' unpadded grid
+    comes between its fused tokens and its box tokens (``anyres_tokens.py``).
 
     Args:
         llm: the causal LM config or module (as for XTuner's ``LLaVAModel``).
@@ -51,18 +64,26 @@ class MGLLaVAModel(LLaVAModel):
             checkpoint; see :func:`load_trainable_state_dict`).
         encoder_chunk_size: images (video frames) per call of each frozen encoder; bounds the encoders' peak
             memory for long videos and big batches. None: the whole batch at once.
+        data_preprocessor: the mmengine data preprocessor the runner passes each batch through:
+            :class:`~mg_llava.model.ViewsDataPreprocessor` (config or module) in every shipped config, which turns
+            the loader's uint8 high-res view into both float views on the device. None: mmengine's default (moves
+            the batch to the device only; the batch must then carry both float views).
+        anyres: ``AnyResTokens`` config: take tiled (any-resolution) images; None: untiled images only. The crops go
+            through the low-res encoder and the projector, so the fusion's output width must be the encoder's.
         projector_depth, llm_lora, use_activation_checkpointing, max_position_embeddings: as in ``LLaVAModel``.
     """
 
     def __init__(self, llm, visual_encoder, *, visual_encoder_aux, fusion, object_features, freeze_llm=False,
                  pretrained_pth: Optional[str] = None, projector_depth: int = 2, llm_lora=None,
                  use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None,
-                 encoder_chunk_size: Optional[int] = None):
+                 encoder_chunk_size: Optional[int] = None, data_preprocessor=None, anyres=None):
         # XTuner builds the LLM and the low-res encoder (and a projector we replace below: its input width is the
         # fusion's). Checkpointing, LoRA and weight loading must see our extra modules, so they run further down.
         super().__init__(llm, visual_encoder, freeze_llm=freeze_llm, freeze_visual_encoder=True,
                          projector_depth=projector_depth, use_activation_checkpointing=False,
                          max_position_embeddings=max_position_embeddings)
+        if data_preprocessor is not None:  # XTuner's LLaVAModel gives mmengine's default one
+            self.data_preprocessor = build(data_preprocessor)
         self.encoder_chunk_size = encoder_chunk_size
         if not hasattr(self.visual_encoder, "hidden_size"):
             raise TypeError(f"visual_encoder must return tokens and expose hidden_size (CLIPVisionEncoder), "
@@ -89,6 +110,12 @@ class MGLLaVAModel(LLaVAModel):
             self.object_features = build(object_features, in_channels=self.visual_encoder_aux.out_channels)
             self.bbox_projector = mlp_projector(self.object_features.out_channels, llm_hidden_size,
                                                 projector_depth)
+        self.anyres = None if anyres is None else build(anyres, hidden_size=llm_hidden_size)
+        crop_width = self.visual_encoder.hidden_size
+        if self.anyres is not None and (layers != 1 or self.fuse_module.out_channels != crop_width):
+            raise ValueError(f"tiled images: the crops' {self.visual_encoder.hidden_size}-wide tokens of {layers} CLIP "
+                             f"layer(s) go to the projector, but {type(self.fuse_module).__name__} gives it "
+                             f"{self.fuse_module.out_channels} channels; use one layer and a fusion of the same width")
         uses_high_res = self.fuse_module.uses_high_res or self.object_features is not None
         if uses_high_res != (self.visual_encoder_aux is not None):
             raise ValueError(f"{type(self.fuse_module).__name__} with object_features={object_features} "
@@ -118,7 +145,7 @@ class MGLLaVAModel(LLaVAModel):
 
     def trainable_prefixes(self) -> tuple:
         """Top-level modules whose weights train and are saved (LoRA adds its adapters separately)."""
-        prefixes = ("fuse_module.", "projector.", "bbox_projector.")
+        prefixes = ("fuse_module.", "projector.", "bbox_projector.") + (("anyres.",) if self.anyres is not None else ())
         return prefixes + (("llm.",) if not self.freeze_llm and not self.use_llm_lora else ())
 
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
@@ -182,6 +209,30 @@ class MGLLaVAModel(LLaVAModel):
         box_tokens = box_tokens.split([len(b) for b in box_features])
         return [torch.cat([image, box]) for image, box in zip(image_tokens, box_tokens)]
 
+    def encode_crops(self, pixel_values_tiles: torch.Tensor) -> torch.Tensor:
+        """(n, 3, s, s) crops of tiled images -> (n, T, H): the low-res encoder and the projector, no fusion."""
+        if not pixel_values_tiles.is_floating_point():
+            raise ValueError(f"the batch's crops (pixel_values_tiles) are {pixel_values_tiles.dtype}: run the batch "
+                             f"through model.data_preprocessor (ViewsDataPreprocessor) first")
+        low = run_in_chunks(self.visual_encoder, pixel_values_tiles, self.encoder_chunk_size)
+        return self.projector(low.to(self.projector.dtype))
+
+    def tile_grids(self, data: dict, crop_tokens: torch.Tensor, shape) -> List[torch.Tensor]:
+        """Each tiled image's unpadded crop grid (``AnyResTokens``) from ``crop_tokens`` (n, h*w, H)."""
+        if self.anyres is None:
+            raise ValueError("the batch has tiled images (image_tiles) but the model was built without anyres")
+        return self.anyres(crop_tokens, data["image_tiles"], shape)
+
+    def check_tiles(self, data: dict, num_images: int) -> bool:
+        """Whether the batch's images are tiled; a model with ``anyres`` takes only tiled images."""
+        tiled = "image_tiles" in data
+        if tiled and len(data["image_tiles"]) != num_images:
+            raise ValueError(f"{num_images} images but image_tiles has {len(data['image_tiles'])} rows")
+        if self.anyres is not None and not tiled and num_images:
+            raise ValueError("this model takes tiled images (anyres): the batch needs pixel_values_tiles and "
+                             "image_tiles (AnyResImageViews)")
+        return tiled
+
     def prepare_llm_inputs(self, data: dict) -> dict:
         """The batch of docs/interfaces.md -> keyword arguments of the LLM (``inputs_embeds`` etc.)."""
         input_ids = data["input_ids"]
@@ -189,9 +240,14 @@ class MGLLaVAModel(LLaVAModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         visual_tokens = []
+        check_float_views(data)
         if "pixel_values" in data:
             visual_tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"),
                                                data.get("boxes"))
+            if self.check_tiles(data, len(visual_tokens)):
+                side = self.visual_encoder.config.image_size // self.visual_encoder.config.patch_size
+                crops = self.tile_grids(data, self.encode_crops(data["pixel_values_tiles"]), (side, side))
+                visual_tokens = [torch.cat([t[:side * side], c, t[side * side:]]) for t, c in zip(visual_tokens, crops)]
             visual_tokens = group_frames(input_ids, attention_mask, visual_tokens, data.get("frames_per_video"))
         llm_inputs = place_visual_tokens(self.llm.get_input_embeddings(), input_ids, attention_mask,
                                          data.get("labels"), visual_tokens)

@@ -84,3 +84,20 @@ def test_vicuna_7b_builds_on_meta_with_mg_llava_plus_the_router(stage, architect
     assert _count(avg) == _count(mg) + _count(router)
     trainable = {n.split(".")[0] for n, p in avg.named_parameters() if p.requires_grad}
     assert trainable == ({"router"} if stage == "rglf" else {"llm", "fuse_module", "projector", "bbox_projector"})
+
+
+def test_vicuna_7b_anyres_builds_on_meta_with_the_row_end_token(architecture_folders):
+    """The any-res stage-3 config: AVG-LLaVA's parameters plus LLaVA-NeXT's image_newline (4096), tiled views with
+    LLaVA-NeXT's pinpoints, and room in Vicuna's 4096-token context for a 672x672 image's 2928 grid tokens."""
+    from mg_llava.dataset import AnyResImageViews
+
+    path = osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15", "avg_llava_vicuna_7b_v15_anyres_multi_granularity.py")
+    cfg = Config.fromfile(path)
+    for views in (cfg.image_views, cfg.train_dataloader.dataset.image_views):
+        assert views.type is AnyResImageViews
+        assert views.grid_pinpoints == [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+    assert cfg.train_dataloader.dataset.max_length + 576 + 48 * 49 + 100 <= 4096
+    anyres = _build_on_meta(path, architecture_folders)
+    plain = _build_on_meta(osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15",
+                                    "avg_llava_vicuna_7b_v15_multi_granularity.py"), architecture_folders)
+    assert _count(anyres) == _count(plain) + 4096 and anyres.anyres.image_newline.requires_grad

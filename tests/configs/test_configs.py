@@ -103,6 +103,12 @@ def test_settings_reach_every_part_that_holds_them(path):
     assert dataset.tokenizer == cfg.tokenizer
     assert dataset.template_map_fn.template == cfg.prompt_template
     assert dataset.image_views == cfg.image_views and dataset.max_length == cfg.max_length
+    # the model finishes the loader's uint8 views with the views' own normalisation and low-res side
+    preprocessor, processor = cfg.model.data_preprocessor, cfg.image_views.image_processor
+    assert preprocessor.type.__name__ == "ViewsDataPreprocessor"
+    assert preprocessor.low_res == cfg.image_views.low_res == cfg.low_res
+    assert preprocessor.mean == processor.image_mean == cfg.image_mean
+    assert preprocessor.std == processor.image_std == cfg.image_std
     assert cfg.model.get("pretrained_pth") == cfg.get("pretrained_pth")
     assert cfg.train_dataloader.batch_size == cfg.batch_size
     assert cfg.optim_wrapper.optimizer.lr == cfg.lr

@@ -1,4 +1,5 @@
-"""Any-resolution tiling against hand-computed cases: best fit, canvas geometry, boxes, crops and unpadding."""
+"""Any-resolution tiling against hand-computed cases: best fit, canvas geometry, boxes, crops and unpadding (the model's
+token assembly: tests/model/avg/test_avg_anyres.py)."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +12,6 @@ from mg_llava.dataset.anyres_views import (
     LLAVA_NEXT_PINPOINTS,
     AnyResImageViews,
     TileGeometry,
-    anyres_tokens,
     select_best_resolution,
     unpad_token_grid,
 )
@@ -52,14 +52,14 @@ def test_views_global_view_and_high_res_are_mg_llavas_and_crops_tile_the_canvas(
     tiles = views.tiles
     # 800x600 on the 112x112 canvas: 112 x ceil(600 * 0.14) = 84, pasted at y = (112 - 84) // 2 = 14
     assert (tiles.canvas_width, tiles.canvas_height, tiles.resized_height, tiles.pad_y) == (112, 112, 84, 14)
-    assert views.pixel_values.shape == (1 + 4, 3, 56, 56)
-    torch.testing.assert_close(views.pixel_values[0], reference.pixel_values, rtol=0, atol=0)
+    assert views.crops.shape == (4, 3, 56, 56) and views.tile_row == (2, 2, 800, 600)
+    torch.testing.assert_close(views.pixel_values, reference.pixel_values, rtol=0, atol=0)
     torch.testing.assert_close(views.pixel_values_aux, reference.pixel_values_aux, rtol=0, atol=0)
     assert views.geometry == reference.geometry  # boxes reach the object branch exactly as without tiling
     mean, std = torch.tensor(PROCESSOR.image_mean), torch.tensor(PROCESSOR.image_std)
     fill = (torch.tensor([int(m * 255) for m in PROCESSOR.image_mean]) / 255 - mean) / std
     colour = (torch.tensor([200, 10, 90]) / 255 - mean) / std
-    top_left, bottom_left = views.pixel_values[1], views.pixel_values[3]  # crops (0, 0) and (1, 0)
+    top_left, bottom_left = views.crops[0], views.crops[2]  # crops (0, 0) and (1, 0)
     torch.testing.assert_close(top_left[:, :14], fill.view(3, 1, 1).expand(3, 14, 56))  # canvas padding
     torch.testing.assert_close(top_left[:, 14:], colour.view(3, 1, 1).expand(3, 42, 56))
     torch.testing.assert_close(bottom_left[:, :42], colour.view(3, 1, 1).expand(3, 42, 56))  # 14 + 84 = 98 = 56 + 42
@@ -74,7 +74,7 @@ def test_crops_are_row_major_pieces_of_the_canvas():
         array[r * 56:(r + 1) * 56, c * 56:(c + 1) * 56] = grey
     views = AnyResImageViews(PROCESSOR, high_res=128, low_res=56, grid_pinpoints=[(112, 112)])(Image.fromarray(array))
     for k, grey in enumerate((10, 80, 150, 220)):
-        crop = views.pixel_values[1 + k]
+        crop = views.crops[k]
         centre = crop[:, 8:48, 8:48]  # away from the resampling's borders between quadrants
         expected = (grey / 255 - torch.tensor(PROCESSOR.image_mean)) / torch.tensor(PROCESSOR.image_std)
         torch.testing.assert_close(centre, expected.view(3, 1, 1).expand_as(centre))
@@ -92,23 +92,11 @@ def test_unpadding_hand_computed():
     torch.testing.assert_close(unpad_token_grid(wide, 400, 900), wide[:, 19:29])
 
 
-def test_anyres_tokens_reassemble_crops_row_major_then_unpad():
-    tiles = TileGeometry.fit(800, 600, (672, 672), 336)
-    side = 24
-    tokens = torch.zeros(5, side * side, 3)
-    for k in range(1, 5):
-        ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-        r, c = divmod(k - 1, 2)
-        tokens[k, :, 0] = (r * side + ys).flatten().float()  # canvas-grid row
-        tokens[k, :, 1] = (c * side + xs).flatten().float()  # canvas-grid column
-    tokens[0, :, 2] = 1.0  # the global view
-    out = anyres_tokens(tokens, tiles)
-    assert out.shape == (576 + 36 * 48, 3)
-    assert out[:576, 2].eq(1).all() and out[576:, 2].eq(0).all()
-    grid = out[576:].view(36, 48, 3)
-    expected_rows = torch.arange(6, 42).float().view(36, 1).expand(36, 48)
-    expected_cols = torch.arange(48).float().view(1, 48).expand(36, 48)
-    torch.testing.assert_close(grid[..., 0], expected_rows)
-    torch.testing.assert_close(grid[..., 1], expected_cols)
-    with pytest.raises(ValueError, match="1 \\+ 2x2"):
-        anyres_tokens(tokens[:4], tiles)
+def test_unpadding_of_pooled_grids_follows_the_canvas():
+    # 800x600 on a 2x2 canvas, crops pooled 1x2: the 48x24 grid's cells are twice as wide as tall; rows are dropped
+    # as on the full 48x48 grid (6 each side), not by the grid's own 2:1 aspect (which would drop columns)
+    pooled = torch.arange(48 * 24).view(48, 24, 1)
+    torch.testing.assert_close(unpad_token_grid(pooled, 800, 600, canvas=(2, 2)), pooled[6:42])
+    # the same rule on square cells, stated as a canvas, is the default
+    grid = torch.arange(48 * 48).view(48, 48, 1)
+    torch.testing.assert_close(unpad_token_grid(grid, 800, 600, canvas=(672, 672)), unpad_token_grid(grid, 800, 600))

@@ -172,7 +172,7 @@ def test_unreadable_image_is_replaced_counted_and_logged(make_dataset, logged, i
     samples = [image_sample("bad", image), image_sample("c", "chelsea.png")]
     dataset = make_dataset(samples, boxes_for("bad", "c"), on_bad_sample="skip")
     sample = dataset[0]
-    assert sample["id"] == "c" and sample["pixel_values"].shape[0] == 1  # the next index, a valid sample
+    assert sample["id"] == "c" and sample["pixel_values_aux"].shape[0] == 1  # the next index, a valid sample
     assert dataset.num_replaced == 1 and dataset.events["replaced"] == 1
     assert "(id 'bad'): unreadable image" in logged[-1] and "index 0 served by index 1" in logged[-1]
     assert len(dataset) == 2  # the sampler's view of the dataset does not change

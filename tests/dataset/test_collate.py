@@ -87,3 +87,30 @@ def test_worker_collate_matches_main_process():
     for key in ("input_ids", "attention_mask", "labels", "pixel_values", "pixel_values_aux"):
         assert torch.equal(data[key], expected[key]), key
     assert all(torch.equal(a, b) for a, b in zip(data["boxes"], expected["boxes"]))
+
+
+def uint8_instance(sample_id, input_ids, num_boxes=None):
+    """A training dataset item: the high-res view only, as uint8, a channels-last view as the dataset makes it."""
+    item = instance(sample_id, input_ids, [-100] * len(input_ids), num_boxes)
+    del item["pixel_values"]
+    pixels = torch.arange(3 * S_HIGH * S_HIGH).view(S_HIGH, S_HIGH, 3).add(sample_id).to(torch.uint8)
+    item["pixel_values_aux"] = pixels.permute(2, 0, 1)[None][:len(item["boxes"])]
+    return item
+
+
+def test_uint8_views_are_handed_over_without_a_low_res_view():
+    batch = [uint8_instance(1, [1, -200, 2], 2), uint8_instance(2, [1, 2]), uint8_instance(3, [1, -200, 2], 0)]
+    data = llava_box_collate_fn(batch)["data"]
+    assert "pixel_values" not in data
+    aux = data["pixel_values_aux"]
+    assert aux.dtype == torch.uint8 and aux.shape == (2, 3, S_HIGH, S_HIGH)
+    assert torch.equal(aux, torch.stack([batch[0]["pixel_values_aux"][0], batch[2]["pixel_values_aux"][0]]))
+    assert aux.is_contiguous(memory_format=torch.channels_last)  # batched as it is: reordering is the device's work
+    assert [len(b) for b in data["boxes"]] == [2, 0]
+    worker = next(iter(DataLoader(batch, batch_size=3, num_workers=1, collate_fn=llava_box_collate_fn)))["data"]
+    assert torch.equal(worker["pixel_values_aux"], aux)
+
+
+def test_samples_with_views_in_different_forms_are_refused():
+    with pytest.raises(ValueError, match=r"different forms.*'1': 'torch.uint8'.*'3': 'torch.float32 \+ pixel_values'"):
+        llava_box_collate_fn([uint8_instance(1, [1, -200, 2], 1), BATCH[2]])

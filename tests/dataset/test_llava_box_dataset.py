@@ -31,17 +31,18 @@ def test_samples(dataset, views):
     assert len(dataset) == 4 and dataset.skipped == []
     first = dataset[0]
     assert first["id"] == "c"
-    assert first["pixel_values"].shape == (1, 3, 56, 56)
+    # the high-res view only, as uint8: the model's data preprocessor makes both float views from it
+    assert "pixel_values" not in first and first["pixel_values_aux"].dtype == torch.uint8
     assert first["pixel_values_aux"].shape == (1, 3, HIGH_RES, HIGH_RES)
     expected_views = views(load_skimage("chelsea"))
-    torch.testing.assert_close(first["pixel_values_aux"][0], expected_views.pixel_values_aux)
-    torch.testing.assert_close(first["pixel_values"][0], expected_views.pixel_values)
+    low, aux = views.finish(first["pixel_values_aux"])
+    assert torch.equal(aux[0], expected_views.pixel_values_aux) and torch.equal(low[0], expected_views.pixel_values)
     s = HIGH_RES / 451
     expected_boxes = torch.tensor([[0, 75 * s, 128, 375 * s], [100 * s, 125 * s, 200 * s, 225 * s]])
     torch.testing.assert_close(first["boxes"][0], expected_boxes)
 
     text = dataset[1]
-    assert text["pixel_values"].shape == (0, 3, 56, 56) and text["boxes"] == []
+    assert text["pixel_values_aux"].shape == (0, 3, HIGH_RES, HIGH_RES) and text["boxes"] == []
     assert dataset[2]["boxes"][0].shape == (0, 4)  # an image without boxes: zero box tokens, no dummy box
     torch.testing.assert_close(dataset[3]["boxes"][0], expected_boxes)  # the shared id's boxes
 
@@ -71,7 +72,7 @@ def test_modality_length_and_sampler(dataset):
 
 def test_batch_from_the_dataset(dataset):
     data = llava_box_collate_fn([dataset[i] for i in range(4)])["data"]
-    assert data["pixel_values"].shape[0] == 3 and len(data["boxes"]) == 3
+    assert data["pixel_values_aux"].shape[0] == 3 and len(data["boxes"]) == 3 and "pixel_values" not in data
     assert int((data["input_ids"] == -200).sum()) == 3
     assert data["attention_mask"].sum(1).tolist() == [len(dataset[i]["input_ids"]) for i in range(4)]
 

@@ -86,7 +86,7 @@ def test_text_only_sample_has_no_placeholder(make_dataset, tokenizers):
     assert decode(tokenizers["chatml"], sample["input_ids"].tolist()) == (
         "<|startoftext|><|im_start|>user\nSay yes.<|im_end|>\n<|im_start|>assistant\nYes.<|im_end|>\n"
     )
-    assert sample["pixel_values"].shape[0] == 0 and sample["boxes"] == []
+    assert sample["pixel_values_aux"].shape[0] == 0 and sample["boxes"] == []
 
 
 def test_chatml_template_shape():

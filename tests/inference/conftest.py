@@ -70,13 +70,14 @@ def trained_checkpoint(spec, tiny_data, tmp_path_factory):
     for step in range(TRAIN_STEPS):
         # every batch holds the samples to memorise plus three others
         others = torch.randperm(len(samples), generator=generator)[:3].tolist()
-        batch = llava_box_collate_fn([samples[i] for i in focus + others])
+        batch = model.data_preprocessor(llava_box_collate_fn([samples[i] for i in focus + others]), True)
         loss = model(batch["data"])["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        focus_loss = model(llava_box_collate_fn([samples[i] for i in focus])["data"])["loss"].item()
+        focus_loss = model(model.data_preprocessor(llava_box_collate_fn([samples[i] for i in focus]))["data"])
+        focus_loss = focus_loss["loss"].item()
     assert focus_loss < 0.3, f"the tiny model did not learn its samples to memorise (loss {focus_loss:.3f})"
     path = osp.join(str(tmp_path_factory.mktemp("trained")), "trained.pth")
     torch.save(model.state_dict(), path)

@@ -11,7 +11,7 @@ MEMORISED = ("chelsea", "What is the main object in the image?", "a cat")  # tra
 MEMORISED_TEXT = ("What is two plus two?", "four")
 
 
-def tiny_dataset(tiny_data, views, tokenizer, template="vicuna", data_path=None):
+def tiny_dataset(tiny_data, views, tokenizer, template="vicuna", data_path=None, **kwargs):
     from xtuner.dataset.map_fns import template_map_fn_factory
 
     from mg_llava.dataset import PROMPT_TEMPLATE, LLaVABoxDataset
@@ -19,7 +19,8 @@ def tiny_dataset(tiny_data, views, tokenizer, template="vicuna", data_path=None)
     return LLaVABoxDataset(image_folder=tiny_data["image_folder"], image_views=views,
                            data_path=data_path or tiny_data["finetune"], tokenizer=tokenizer,
                            box_file=tiny_data["boxes"], max_length=512, num_proc=1,
-                           template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE[template]))
+                           template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE[template]),
+                           **kwargs)
 
 
 def _key(tensor):

@@ -32,7 +32,8 @@ def setups(tiny_models, tiny_data, spec):
     for template, llm in (("vicuna", "llm_vicuna"), ("llama3_chat", "llm_llama3")):
         tokenizer = AutoTokenizer.from_pretrained(tiny_models[llm])
         views = views_from_spec(spec["image"])
-        out[template] = (tiny_dataset(tiny_data, views, tokenizer, template),
+        # float views, as chat makes them (the uint8 hand-over gives the same: tests/model/test_views_data_preprocessor)
+        out[template] = (tiny_dataset(tiny_data, views, tokenizer, template, uint8_views=False),
                          Preprocessor(tokenizer, PROMPT_TEMPLATE[template], views))
     return out
 

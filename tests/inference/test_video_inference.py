@@ -27,7 +27,8 @@ def test_chat_sample_is_the_training_samples_prompt_frames_and_boxes(loaded, spe
                               num_frames=T, image_views=views_from_spec(spec["image"]),
                               data_path=tiny_videos["video_finetune"], tokenizer=loaded.tokenizer,
                               box_file=tiny_videos["video_boxes"], max_length=128, num_proc=1,
-                              template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE.vicuna))
+                              template_map_fn=dict(type=template_map_fn_factory, template=PROMPT_TEMPLATE.vicuna),
+                              uint8_views=False)  # float views, as chat makes them
     expected = dataset[1]
     assert expected["id"] == video_row["id"]
     preprocessor = loaded.preprocessor

@@ -64,3 +64,65 @@ def test_rglf_stage_trains_only_the_router_from_stage_3(workspace, stage3, small
     for row in rows.values():
         assert row["loss"] == pytest.approx(row["loss_router_ce"] + row["loss_router_rank"], rel=1e-4)
         assert 0.0 <= row["router_acc"] <= 1.0
+
+
+ANYRES = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_anyres_multi_granularity.py")
+# chelsea (451x300) on the tiny 2x2 tiling: the crop-grid tokens (rows + row ends) at each grid granularity, worked
+# by hand in tests/model/avg/test_avg_anyres.py
+CHELSEA_TILE_TOKENS = {16: 54, 8: 30, 4: 10, 2: 6, 1: 6}
+
+
+def test_anyres_config_trains_on_tiles_and_answers_about_a_tiled_image(workspace, small_data, monkeypatch,  # noqa: F811
+                                                                      capsys):
+    import importlib.util
+    import re
+
+    from mg_llava.inference import load_from_config
+    from mg_llava.inference.evaluate import ModelAnswerer
+
+    work_dir = str(workspace / "work_dirs" / "avg_anyres")
+    log = xtuner_train(workspace, ANYRES, work_dir, "model.pretrained_pth=None", "train_cfg.max_epochs=1",
+                       f"train_dataloader.dataset.data_path={small_data}")
+    checkpoint = osp.join(work_dir, "iter_2.pth")
+    _check(log, checkpoint)
+    weights = load_weights(checkpoint)
+    assert {key.split(".")[0] for key in weights} == STAGE3_TRAINED | {"anyres"}  # the row-end token trains
+    rows = scalars(work_dir)
+    assert sorted(rows) == [1, 2]
+    for row in rows.values():
+        assert row["loss"] == pytest.approx(sum(row[f"lm_{n}"] for n in SIZES) / len(SIZES), rel=1e-4)
+
+    monkeypatch.chdir(workspace)  # the config's assets are relative to the working directory
+    spec = importlib.util.spec_from_file_location("tool_chat", osp.join(ROOT, "tools", "chat.py"))
+    chat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chat)
+    image, boxes = "work_dirs/tiny_assets/data/images/chelsea.jpg", "work_dirs/tiny_assets/data/boxes.json"
+    options = ["--config", ANYRES, "--checkpoint", checkpoint, "--device", "cpu", "--image", image, "--boxes", boxes,
+               "--prompt", "What is the main object in the image?", "--max-new-tokens", "3"]
+    for extra in ([], ["--granularity", "4"]):
+        capsys.readouterr()
+        chat.main(options + extra)
+        printed = capsys.readouterr().out
+        found = re.search(r"\[visual tokens: (\d+) \(grid (\d+) \+ (\d+) tile \+ (\d+) object\)\]", printed)
+        assert found, printed
+        total, grid, tiles, objects = map(int, found.groups())
+        assert tiles == CHELSEA_TILE_TOKENS[grid] and total == grid + tiles + objects and objects > 0
+        assert grid == 4 or not extra
+
+    loaded = load_from_config(ANYRES, checkpoint, device="cpu")
+    from mg_llava.dataset import load_box_file
+
+    prepared = loaded.preprocessor.prepare_image(image, (load_box_file(boxes), "chelsea"))
+    sample = loaded.preprocessor.sample("Is there a cat in the image?", (), prepared, sample_id="chelsea")
+    record = ModelAnswerer(loaded, max_new_tokens=2).answer([sample])[0]
+    grid = record["granularity"][0]
+    assert record["tile_tokens"] == CHELSEA_TILE_TOKENS[grid]
+    assert record["visual_tokens"] == grid + CHELSEA_TILE_TOKENS[grid] + len(prepared.boxes)
+
+    # the export carries the tiling (views and row-end token): the same answer and token counts from it
+    from mg_llava.inference import load_exported
+    from mg_llava.inference.export import export_model
+
+    back = load_exported(export_model(loaded, str(workspace / "anyres_export")), device="cpu")
+    assert back.spec["image"]["grid_pinpoints"] == [[56, 112], [112, 56], [112, 112], [168, 56], [56, 168]]
+    assert ModelAnswerer(back, max_new_tokens=2).answer([sample]) == [record]

@@ -52,6 +52,7 @@ save_total_limit = -1
 tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
 image_processor.pretrained_model_name_or_path = visual_encoder_name_or_path
 image_views.update(image_processor=image_processor, high_res=high_res, low_res=low_res)
+model.data_preprocessor.low_res = low_res
 model.llm.pop("torch_dtype")
 model.visual_encoder.pretrained_model_name_or_path = visual_encoder_name_or_path
 model.visual_encoder_aux.update(model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained)

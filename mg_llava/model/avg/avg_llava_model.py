@@ -9,6 +9,12 @@ grid is pooled: the box tokens (one per object, MG-LLaVA only) are not a grid an
 sees the grid's granularities and the instruction, not the boxes. A plain LLaVA is the same model with
 ``fusion=NoFusion``, ``visual_encoder_aux=None`` and ``object_features=None``.
 
+Tiled (any-resolution) images (``anyres``, AVG-LLaVA's own setting on LLaVA-NeXT): the scaler pools every 24 x 24
+grid, the global view's and each crop's, with the same window; the router sees the global view's granularities (its
+input size is fixed) and the instruction, and its one decision per image applies to the global grid and all the
+crops. The tiled ``<image>`` becomes ``[global grid at k][crop grid at k, unpadded, with row ends][box tokens]``;
+the crops' pooled grid unpads in canvas geometry (``AnyResTokens``).
+
 Training stages (``stage``), after the usual pretraining:
 - ``"multi_granularity"`` (AVG-LLaVA's stage 3): one LLM pass per granularity over the same batch, the loss is their
   mean. What trains is what trains in MG-LLaVA's stage 2: the LLM (unless ``freeze_llm``), the fusion and both
@@ -20,19 +26,27 @@ Training stages (``stage``), after the usual pretraining:
 At inference (any mode but training's ``loss``) the router picks each image's granularity (or
 ``forced_granularity``, an index into the scaler's granularities, overrides it).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from xtuner.utils import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from mg_llava.registry import MODELS, build
-from ..mg_llava_model import MGLLaVAModel
+from ..mg_llava_model import MGLLaVAModel, check_float_views
 from ..token_placement import place_visual_tokens
 from .losses import rglf_loss
 from .router import VisualGranularityRouter, select_instruction_tokens
 from .scaler import VisualGranularityScaler
 
 STAGES = ("multi_granularity", "rglf")
+
+
+class EncodedImages(NamedTuple):
+    """A batch's images at every granularity, before the LLM."""
+
+    grids: List[torch.Tensor]  # K x (I, T_k, H): the (global view's) grid
+    boxes: List[torch.Tensor]  # I x (N_i, H)
+    crops: Optional[List[List[torch.Tensor]]]  # tiled images: K x I x (n_i, T_k, H); else None
 
 
 @MODELS.register_module()
@@ -79,7 +93,7 @@ class AVGLLaVAModel(MGLLaVAModel):
     def trainable_prefixes(self) -> tuple:
         if self.stage == "rglf":
             return ("fuse_module.", "projector.", "bbox_projector.", "router.") + (
-                () if self.use_llm_lora else ("llm.",))
+                ("anyres.",) if self.anyres is not None else ()) + (() if self.use_llm_lora else ("llm.",))
         return super().trainable_prefixes()
 
     def granularity_index(self, num_tokens: int) -> int:
@@ -90,11 +104,32 @@ class AVGLLaVAModel(MGLLaVAModel):
 
     # ------------------------------------------------------------------------------------------------ tokens
 
-    def encode_granularities(self, data: dict) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        """The batch's images -> (K tensors (I, T_k, H), I box-token tensors (N_i, H))."""
+    def encode_granularities(self, data: dict) -> EncodedImages:
+        """The batch's images (and their crops when tiled) at every granularity, and their box tokens."""
         tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"), data.get("boxes"))
         grids = torch.stack([t[:self.num_grid_tokens] for t in tokens])  # (I, T, H)
-        return self.scaler(grids), [t[self.num_grid_tokens:] for t in tokens]
+        crops = None
+        if self.check_tiles(data, len(tokens)):
+            pooled = self.scaler(self.encode_crops(data["pixel_values_tiles"]))  # K x (n, T_k, H)
+            crops = [self.anyres.split(p, data["image_tiles"]) for p in pooled]
+        return EncodedImages(self.scaler(grids), [t[self.num_grid_tokens:] for t in tokens], crops)
+
+    def image_tokens(self, data: dict, encoded: EncodedImages, choice: Sequence[int],
+                     weights: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """Each image's tokens at its granularity ``choice[i]``: [grid][crop grid (tiled)][boxes]. The grid and the
+        crops are multiplied by ``weights[i, k]`` (I, K) when given (1 forward; the straight-through path)."""
+        side = self.scaler.grid_side(self.num_grid_tokens)
+        out = []
+        for i, k in enumerate(choice):
+            pieces = [encoded.grids[k][i]]
+            if encoded.crops is not None:
+                crops = encoded.crops[k][i]
+                pieces.append(self.anyres.grid(crops if weights is None else crops * weights[i, k].to(crops.dtype),
+                                               data["image_tiles"][i].tolist(), self.scaler.grid_shape(side, k)))
+            if weights is not None:
+                pieces[0] = pieces[0] * weights[i, k].to(pieces[0].dtype)
+            out.append(torch.cat(pieces + [encoded.boxes[i]]))
+        return out
 
     def instruction_tokens(self, data: dict, image_tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each image's top-Q prompt-token embeddings (I, Q, H), zero-padded, and their mask (I, Q).
@@ -138,15 +173,13 @@ class AVGLLaVAModel(MGLLaVAModel):
 
     def prepare_llm_inputs(self, data: dict) -> dict:
         """The batch -> LLM inputs with each image's routed (or forced) granularity; records the choices."""
+        check_float_views(data)
         if "pixel_values" not in data:
             self.last_granularities, self.last_visual_tokens = [], []
             return self._place(data, [])
-        granularities, boxes = self.encode_granularities(data)
-        choice, weights = self.route(data, granularities)
-        visual = []
-        for i, (k, box_tokens) in enumerate(zip(choice.tolist(), boxes)):
-            grid = granularities[k][i] * weights[i, k].to(granularities[k].dtype)  # x 1: the straight-through path
-            visual.append(torch.cat([grid, box_tokens]))
+        encoded = self.encode_granularities(data)
+        choice, weights = self.route(data, encoded.grids)
+        visual = self.image_tokens(data, encoded, choice.tolist(), weights)  # x 1: the straight-through path
         self.last_granularities = choice.tolist()
         self.last_visual_tokens = [len(v) for v in visual]
         return self._place(data, visual)
@@ -154,6 +187,7 @@ class AVGLLaVAModel(MGLLaVAModel):
     # ------------------------------------------------------------------------------------------------ training
 
     def forward(self, data, data_samples=None, mode="loss"):
+        check_float_views(data)
         if mode != "loss" or ("pixel_values" not in data and self.stage != "rglf"):
             return super().forward(data, data_samples, mode)
         if self.is_first_iter:
@@ -164,21 +198,20 @@ class AVGLLaVAModel(MGLLaVAModel):
         return self._multi_granularity_loss(data)
 
     def _multi_granularity_loss(self, data: dict) -> dict:
-        granularities, boxes = self.encode_granularities(data)
+        encoded = self.encode_granularities(data)
         losses = []
-        for grid in granularities:
-            llm_inputs = self._place(data, [torch.cat([g, b]) for g, b in zip(grid, boxes)])
+        for k in range(len(encoded.grids)):
+            llm_inputs = self._place(data, self.image_tokens(data, encoded, [k] * len(encoded.boxes)))
             losses.append(self.llm(**llm_inputs).loss)
         out = dict(loss=torch.stack(losses).mean())
         out.update({f"lm_{t}": loss.detach() for t, loss in zip(self.granularity_tokens, losses)})
         return out
 
-    def per_sample_losses(self, data: dict, granularities: Sequence[torch.Tensor],
-                          boxes: Sequence[torch.Tensor]) -> torch.Tensor:
+    def per_sample_losses(self, data: dict, encoded: EncodedImages) -> torch.Tensor:
         """(B, K): each sample's mean answer-token cross-entropy with each granularity (NaN without targets)."""
         columns = []
-        for grid in granularities:
-            llm_inputs = self._place(data, [torch.cat([g, b]) for g, b in zip(grid, boxes)])
+        for k in range(len(encoded.grids)):
+            llm_inputs = self._place(data, self.image_tokens(data, encoded, [k] * len(encoded.boxes)))
             labels = llm_inputs.pop("labels")
             logits = self.llm(**llm_inputs).logits[:, :-1].float()
             targets = labels[:, 1:]
@@ -193,20 +226,16 @@ class AVGLLaVAModel(MGLLaVAModel):
             zero = sum(p.sum() for p in self.router.parameters()) * 0
             return dict(loss_router_ce=zero, loss_router_rank=zero)
         with torch.no_grad():
-            granularities, boxes = self.encode_granularities(data)
-            sample_losses = self.per_sample_losses(data, granularities, boxes)  # (B, K)
-            instruction, keep = self.instruction_tokens(data, granularities[0])
-        logits = self.router(granularities, instruction, keep)  # (I, K)
+            encoded = self.encode_granularities(data)
+            sample_losses = self.per_sample_losses(data, encoded)  # (B, K)
+            instruction, keep = self.instruction_tokens(data, encoded.grids[0])
+        logits = self.router(encoded.grids, instruction, keep)  # (I, K)
         lm_losses = sample_losses[image_samples(data["input_ids"], _mask(data))]  # (I, K)
         valid = torch.isfinite(lm_losses).all(dim=1)
         if not bool(valid.any()):  # no image has answer tokens: a zero loss that still reaches every router weight
             zero = logits.sum() * 0
             return dict(loss_router_ce=zero, loss_router_rank=zero)
         return rglf_loss(logits[valid], lm_losses[valid], ce_weight=self.rglf_ce_weight, margin=self.rglf_margin)
-
-    def to_hf(self, *args, **kwargs):
-        raise NotImplementedError("exporting an AVG-LLaVA model is not supported yet (the export format has no "
-                                  "router); load it with --config and --checkpoint")
 
 
 def _mask(data: dict) -> torch.Tensor:

@@ -52,6 +52,11 @@ class VisualGranularityScaler(nn.Module):
                 raise ValueError(f"a {side}x{side} token grid cannot be pooled in {kh}x{kw} windows")
         return [(side // kh) * (side // kw) for kh, kw in self.pools]
 
+    def grid_shape(self, side: int, k: int) -> Tuple[int, int]:
+        """(rows, cols) of granularity ``k`` of a ``side`` x ``side`` grid, e.g. (24, 12) for k = 1 of 24."""
+        kh, kw = self.pools[k]
+        return side // kh, side // kw
+
     def forward(self, tokens: torch.Tensor) -> List[torch.Tensor]:
         num_images, num_tokens, width = tokens.shape
         self.token_counts(num_tokens)  # validates the grid

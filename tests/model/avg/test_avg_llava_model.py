@@ -35,7 +35,8 @@ def test_routed_inputs_hold_the_chosen_granularity_then_the_boxes(make_avg, make
     model = make_avg().eval()
     data = make_batch(TEXTS, BOXES)
     assert model.granularity_tokens == SIZES and model.granularity_index(4) == 2
-    granularities, box_tokens = model.encode_granularities(data)
+    granularities, box_tokens, crops = model.encode_granularities(data)
+    assert crops is None  # untiled images
     for k, size in enumerate(SIZES):
         model.forced_granularity = k
         llm_inputs = model.prepare_llm_inputs(dict(data))
@@ -100,8 +101,7 @@ def test_per_sample_losses_equal_each_sample_alone(make_avg, make_batch):
     model = make_avg().eval()
     texts, boxes = [[1, 5, IMG, 6, 7, 8, 9], [IMG, 11, 12]], [2, 1]
     data = make_batch(texts, boxes)
-    granularities, box_tokens = model.encode_granularities(data)
-    losses = model.per_sample_losses(data, granularities, box_tokens)
+    losses = model.per_sample_losses(data, model.encode_granularities(data))
     assert losses.shape == (2, len(SIZES))
     for b, (text, n) in enumerate(zip(texts, boxes)):
         alone = make_batch([text], [n])
@@ -133,10 +133,10 @@ def test_plain_llava_variant_routes_grid_tokens_only(make_avg, make_batch):
 @torch.no_grad()
 def next_token_logprobs(model, data):
     """(B, K, V) log-probabilities of each sample's next token with each granularity's tokens."""
-    granularities, boxes = model.encode_granularities(data)
+    encoded = model.encode_granularities(data)
     out = []
-    for grid in granularities:
-        llm_inputs = model._place(data, [torch.cat([g, b]) for g, b in zip(grid, boxes)])
+    for k in range(len(encoded.grids)):
+        llm_inputs = model._place(data, model.image_tokens(data, encoded, [k] * len(encoded.boxes)))
         llm_inputs.pop("labels")
         last = llm_inputs["attention_mask"].sum(dim=1) - 1
         out.append(model.llm(**llm_inputs).logits[torch.arange(len(last)), last].log_softmax(-1))
@@ -165,8 +165,7 @@ def test_rglf_router_learns_the_granularity_with_the_lowest_loss(make_avg, make_
     data = make_batch(ids, [0, 0], seed=1)
     data["labels"][:, :len(prompt[0])] = -100  # the constructed answers are the targets
     with torch.no_grad():
-        granularities, boxes = rglf.encode_granularities(data)
-        lm = rglf.per_sample_losses(data, granularities, boxes)
+        lm = rglf.per_sample_losses(data, rglf.encode_granularities(data))
     others = torch.cat([lm[:, :target], lm[:, target + 1:]], dim=1)
     assert (lm[:, target] < others.min(dim=1).values - 0.3).all(), f"not a clear case: losses {lm}"
 

@@ -12,6 +12,7 @@ from mg_llava.model import (
     MGLLaVAModel,
     MultiScaleRoIFeatures,
     OpenCLIPConvNeXtEncoder,
+    ViewsDataPreprocessor,
 )
 
 # mmengine parses configs in lazy-import mode: the imports above load nothing until an object is built. Importing
@@ -31,6 +32,10 @@ visual_encoder_aux_name = "convnext_large_d_320"
 visual_encoder_aux_pretrained = "./pretrained/convnext_large_d_320/open_clip_pytorch_model.bin"
 high_res = 768
 low_res = 336
+# The CLIP processor's normalisation (OpenAI CLIP), given to the processor and to the model's data preprocessor, which
+# normalises the loader's uint8 views on the device: one setting, so both always agree.
+image_mean = (0.48145466, 0.4578275, 0.40821073)
+image_std = (0.26862954, 0.26130258, 0.27577711)
 object_roi_size = 56  # RoIAlign output grid before averaging (the released weights were trained with 56)
 # Ablation switches. A config changes one together with the dict that uses it, in one line:
 #   model.fusion.type = fusion_type = ChannelConcatFusion     (or NoFusion: the low-res tokens only)
@@ -52,6 +57,8 @@ tokenizer = dict(
 image_processor = dict(
     type=CLIPImageProcessor.from_pretrained,
     pretrained_model_name_or_path=visual_encoder_name_or_path,
+    image_mean=image_mean,
+    image_std=image_std,
 )
 
 image_views = dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res)
@@ -71,4 +78,5 @@ model = dict(
     ),
     fusion=dict(type=fusion_type),
     object_features=dict(type=MultiScaleRoIFeatures, output_size=object_roi_size) if object_tokens else None,
+    data_preprocessor=dict(type=ViewsDataPreprocessor, mean=image_mean, std=image_std, low_res=low_res),
 )

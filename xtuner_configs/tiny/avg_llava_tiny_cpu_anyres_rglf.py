@@ -1,0 +1,12 @@
+# AVG-LLaVA stage 4 (RGLF) on tiled images, tiny CPU version: only the router trains, on the LLM's per-sample losses
+# with each granularity applied to the global grid and every crop grid. Otherwise
+# avg_llava_tiny_cpu_anyres_multi_granularity.py (with avg_llava_tiny_cpu_rglf.py's stage-4 settings).
+#   xtuner train xtuner_configs/tiny/avg_llava_tiny_cpu_anyres_rglf.py
+from mmengine.config import read_base
+
+with read_base():
+    from .avg_llava_tiny_cpu_anyres_multi_granularity import *
+
+pretrained_pth = "work_dirs/avg_llava_tiny_cpu_anyres_multi_granularity/iter_90.pth"  # stage 3's last checkpoint
+model.update(stage="rglf", freeze_llm=True, pretrained_pth=pretrained_pth)
+optim_wrapper.optimizer.lr = lr = 1e-3  # as AVG-LLaVA's RGLF

@@ -1,0 +1,14 @@
+# AVG-LLaVA stage 4 (RGLF) on tiled images, MG-LLaVA Vicuna-7B v1.5: only the router trains; each granularity is
+# applied to the global grid and every crop grid when the LLM ranks them. Checkpoints hold the router, the row-end
+# token and every weight stage 3 trained: one file deploys. Otherwise
+# avg_llava_vicuna_7b_v15_anyres_multi_granularity.py (with avg_llava_vicuna_7b_v15_rglf.py's stage-4 settings).
+#   xtuner train xtuner_configs/vicuna_7b_v15/avg_llava_vicuna_7b_v15_anyres_rglf.py
+from mmengine.config import read_base
+
+with read_base():
+    from .avg_llava_vicuna_7b_v15_anyres_multi_granularity import *
+
+pretrained_pth = "./work_dirs/avg_llava_vicuna_7b_v15_anyres_multi_granularity/iter_10808.pth"  # stage 3: adjust
+model.update(stage="rglf", freeze_llm=True, pretrained_pth=pretrained_pth, use_activation_checkpointing=False)
+optim_wrapper.optimizer.lr = lr = 1e-3
+strategy.exclude_frozen_parameters = False  # the model's state_dict decides: router + stage-3 weights
