@@ -5,6 +5,10 @@ import sys
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One compute thread per process, in the pytest process and every subprocess (set before torch is imported). The
+# suite runs on 2 shared cores: OpenMP threads of processes that share them wait on each other, and a tiny training
+# run took 3-5x longer with 2 threads than with 1 under load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # `xtuner train` re-launches `python`/`torchrun` from PATH: make that the interpreter running the tests.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 

@@ -215,6 +215,7 @@ def test_video_documents_equal_our_video_qa(model_paths, trained_checkpoint, tin
 def test_loglikelihood_is_the_training_loss_of_the_continuation(in_process, task):
     """loglikelihood requests: the memorised answer is the greedy one and more likely than another; its
     log-probability is minus the training forward's loss on the same sample times its token count."""
+    import torch
     from lmms_eval.api.instance import Instance
 
     from mg_llava.dataset import llava_box_collate_fn
@@ -232,5 +233,6 @@ def test_loglikelihood_is_the_training_loss_of_the_continuation(in_process, task
 
     sample = in_process.loglikelihood_sample(requests[0])
     continuation_tokens = int((sample["labels"] != -100).sum())
-    loss = in_process.model(llava_box_collate_fn([sample])["data"])["loss"]
+    with torch.no_grad():
+        loss = in_process.model(llava_box_collate_fn([sample])["data"])["loss"]
     assert right == pytest.approx(-float(loss) * continuation_tokens, rel=1e-4, abs=1e-4)

@@ -1,15 +1,15 @@
 """The GPU recipes' training path on CPU: `xtuner train` with FlexibleRunner + XTuner's DeepSpeedStrategy, ZeRO-2 and
 ZeRO-3, bf16, two processes, both stages; resume; DeepSpeed checkpoint -> export -> chat.
 
-The runs share test_tiny_training.py's workspace and stage-1 options. Every launch costs seconds of imports on two
-cores, so one bf16 ZeRO-2 chain (stage 1 -> stage 2) serves the resume, export and chat tests, and one ZeRO-3 chain
-is checked against it.
+The runs share test_tiny_training.py's workspace, stage-1 options and launcher: the first ZeRO-2 run goes through
+`xtuner train` (NPROC_PER_NODE=2), the others start what that command starts. Every launch costs seconds of imports on
+two cores, so one bf16 ZeRO-2 chain (stage 1 -> stage 2) serves the resume, export and chat tests, and one ZeRO-3
+chain is checked against it.
 """
 import os
 import os.path as osp
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -21,8 +21,10 @@ from test_tiny_training import (  # noqa: F401  (workspace is a fixture)
     STAGE1_ITERS,
     STAGE1_OPTIONS,
     TWO_PROCESS_ATOL,
+    NO_SAMPLE_ANSWERS,
     TWO_PROCESS_RTOL,
     _check,
+    load_tool,
     scalars,
     workspace,
     xtuner_train,
@@ -42,13 +44,14 @@ FP32 = ["strategy.config.bf16.enabled=False", "model.llm.torch_dtype=float32"]
 VISION_SIDE = {"fuse_module", "projector", "bbox_projector"}
 
 
-def run(workspace, zero, stage, name, *options, nproc=2, **kwargs):
-    """`xtuner train` on a tiny DeepSpeed config; returns (work_dir, log path or, in the background, the process)."""
+def run(workspace, zero, stage, name, *options, nproc=2, cli=False, **kwargs):
+    """A tiny DeepSpeed config trained as `xtuner train` trains it (through the command itself with ``cli``);
+    returns (work_dir, log path or, in the background, the process)."""
     work_dir = str(workspace / "work_dirs" / name)
     base = STAGE1_OPTIONS if stage == "pretrain" else STAGE2_OPTIONS
     per_process = TWO_PROCESSES if nproc == 2 else []
     log = xtuner_train(workspace, CONFIGS[zero, stage], work_dir, *base, *per_process, *options, nproc=nproc,
-                       **kwargs)
+                       cli=cli, **kwargs)
     return work_dir, log
 
 
@@ -71,7 +74,7 @@ def read(log):
 
 @pytest.fixture(scope="module")
 def zero2_stage1(workspace):
-    work_dir, log = run(workspace, 2, "pretrain", "zero2_stage1")
+    work_dir, log = run(workspace, 2, "pretrain", "zero2_stage1", cli=True)
     _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
     return work_dir
 
@@ -117,16 +120,16 @@ def test_zero2_bf16_stage2_loads_stage1_and_the_loss_falls(zero2_stage1, zero2_s
 def test_killed_zero2_run_resumes_with_the_same_losses(workspace, zero2_stage1):
     work_dir = str(workspace / "work_dirs" / "zero2_killed")
     resume_from = checkpoint(work_dir, SAVE_STEPS)
-    _, proc = run(workspace, 2, "pretrain", "zero2_killed", background=True)
+    _, proc = run(workspace, 2, "pretrain", "zero2_killed", NO_SAMPLE_ANSWERS, background=True)
     deadline = time.time() + 300
     while not osp.exists(osp.join(work_dir, "last_checkpoint")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: xtuner's CLI, torchrun and both ranks
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: torchrun and both ranks
     proc.wait()
     assert osp.isdir(resume_from), "the run was to be killed after its first checkpoint"
     assert not osp.exists(checkpoint(work_dir, STAGE1_ITERS)), "the run finished before it was killed"
 
-    _, log = run(workspace, 2, "pretrain", "zero2_killed", extra=["--resume", resume_from])
+    _, log = run(workspace, 2, "pretrain", "zero2_killed", NO_SAMPLE_ANSWERS, extra=["--resume", resume_from])
     _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
     reference, resumed = scalars(zero2_stage1), scalars(work_dir)
     for it in range(SAVE_STEPS + 1, STAGE1_ITERS + 1):
@@ -138,10 +141,10 @@ def test_killed_zero2_run_resumes_with_the_same_losses(workspace, zero2_stage1):
 
 def test_zero2_two_processes_match_one_in_fp32(workspace):
     """ZeRO-2 with 2 processes x 2 samples updates the weights as one process with 4 samples (one without a
-    launcher: plain `xtuner train`)."""
+    launcher: what plain `xtuner train` runs)."""
     updates = {}
     for nproc in (1, 2):
-        work_dir, log = run(workspace, 2, "pretrain", f"zero2_fp32_{nproc}p", *FP32, nproc=nproc)
+        work_dir, log = run(workspace, 2, "pretrain", f"zero2_fp32_{nproc}p", *FP32, NO_SAMPLE_ANSWERS, nproc=nproc)
         _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
         start, end = weights(work_dir, SAVE_STEPS), weights(work_dir, STAGE1_ITERS)
         assert {value.dtype for value in end.values()} == {torch.float32}
@@ -151,21 +154,21 @@ def test_zero2_two_processes_match_one_in_fp32(workspace):
         torch.testing.assert_close(updates[2][key], single, rtol=TWO_PROCESS_RTOL, atol=TWO_PROCESS_ATOL, msg=key)
 
 
-def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2):
+def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2, capsys, monkeypatch):
     """tools/export.py and `xtuner convert pth_to_hf` turn the DeepSpeed checkpoint folder into the same exported
-    folder; tools/chat.py answers from it."""
+    folder; tools/chat.py answers from it. (The tools run in this process; XTuner's command in its own.)"""
     from safetensors.torch import load_file
 
     work_dir, _ = zero2_stage2
     folder = checkpoint(work_dir, STAGE2_ITERS)
     config = CONFIGS[2, "finetune"]
     exported, converted = str(workspace / "exported"), str(workspace / "converted")
-    commands = {exported: [sys.executable, osp.join(ROOT, "tools", "export.py"), "--config", config, "--checkpoint",
-                           folder, "--out-dir", exported],
-                converted: ["xtuner", "convert", "pth_to_hf", config, folder, converted, "--fp32"]}
-    for out, command in commands.items():
-        done = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0 and osp.isdir(out), done.stdout[-3000:] + done.stderr[-3000:]
+    monkeypatch.chdir(workspace)  # the config's asset paths are relative to it
+    load_tool("export").main(["--config", config, "--checkpoint", folder, "--out-dir", exported])
+    assert osp.isdir(exported)
+    done = subprocess.run(["xtuner", "convert", "pth_to_hf", config, folder, converted, "--fp32"], cwd=workspace,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and osp.isdir(converted), done.stdout[-3000:] + done.stderr[-3000:]
     trained = weights(work_dir, STAGE2_ITERS)  # the bf16 weights of the model-states file
     # tools/export.py writes those; XTuner's pth_to_hf gathers the fp32 master weights from the ZeRO shards, which
     # round to them: bf16 keeps 8 significant bits, so each value is within 2^-8 of the tensor's scale (values far
@@ -180,13 +183,12 @@ def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2):
                                        msg=key)
 
     image = str(workspace / "work_dirs" / "tiny_assets" / "data" / "images" / "chelsea.jpg")
-    done = subprocess.run([sys.executable, osp.join(ROOT, "tools", "chat.py"), "--checkpoint", exported,
-                           "--device", "cpu", "--image", image, "--no-boxes", "--prompt",
-                           "What is the main object in the image?", "--max-new-tokens", "8"],
-                          cwd=workspace, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    answer = done.stdout.split("ASSISTANT: ", 1)[-1].strip()
-    assert answer, f"no answer: {done.stdout[-1000:]}"
+    capsys.readouterr()
+    load_tool("chat").main(["--checkpoint", exported, "--device", "cpu", "--image", image, "--no-boxes", "--prompt",
+                            "What is the main object in the image?", "--max-new-tokens", "8"])
+    out = capsys.readouterr().out
+    answer = out.split("ASSISTANT: ", 1)[-1].strip()
+    assert answer, f"no answer: {out[-1000:]}"
 
 
 def test_zero3_stage1_computes_what_zero2_computes(zero3_stage1, zero2_stage1):

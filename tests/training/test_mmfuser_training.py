@@ -1,6 +1,6 @@
-"""The tiny MMFuser variants through the user's commands: `xtuner train` (LLaVA-1.5 + MMFuser both stages, MG-LLaVA +
-MMFuser stage 2; the loss falls), then export -> load -> identical logits, and chat / evaluation from the export."""
-import importlib.util
+"""The tiny MMFuser variants through the user's commands: training as `xtuner train` runs it (LLaVA-1.5 + MMFuser both
+stages, MG-LLaVA + MMFuser stage 2; the loss falls), then export -> load -> identical logits, and chat / evaluation
+from the export."""
 import json
 import os
 import os.path as osp
@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
-from test_tiny_training import _check, load_weights, scalars, xtuner_train
+from test_tiny_training import _check, load_tool, load_weights, scalars, xtuner_train
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = osp.join(ROOT, "xtuner_configs", "tiny")
@@ -47,7 +47,7 @@ def losses_fell(work_dir, iters):
 @pytest.fixture(scope="module")
 def llava_stage2(workspace):
     stage1 = str(workspace / "work_dirs" / "llava_mmfuser_stage1")
-    log = xtuner_train(workspace, LLAVA_PRETRAIN, stage1, *STAGE1_OPTIONS)
+    log = xtuner_train(workspace, LLAVA_PRETRAIN, stage1, *STAGE1_OPTIONS, cli=False)
     stage1_ckpt = osp.join(stage1, f"iter_{STAGE1_ITERS}.pth")
     _check(log, stage1_ckpt)
     weights = load_weights(stage1_ckpt)
@@ -55,7 +55,8 @@ def llava_stage2(workspace):
     assert weights["fuse_module.cross_scale"].abs().sum() > 0, "MMFuser did not train in stage 1"
 
     work_dir = str(workspace / "work_dirs" / "llava_mmfuser_stage2")
-    log = xtuner_train(workspace, LLAVA_FINETUNE, work_dir, f"model.pretrained_pth={stage1_ckpt}", *STAGE2_OPTIONS)
+    log = xtuner_train(workspace, LLAVA_FINETUNE, work_dir, f"model.pretrained_pth={stage1_ckpt}", *STAGE2_OPTIONS,
+                       cli=False)
     checkpoint = osp.join(work_dir, f"iter_{STAGE2_ITERS}.pth")
     _check(log, checkpoint)
     with open(log) as f:
@@ -66,7 +67,7 @@ def llava_stage2(workspace):
 @pytest.fixture(scope="module")
 def mg_stage2(workspace):
     work_dir = str(workspace / "work_dirs" / "mg_llava_mmfuser_stage2")
-    log = xtuner_train(workspace, MG_FINETUNE, work_dir, "model.pretrained_pth=None", *STAGE2_OPTIONS)
+    log = xtuner_train(workspace, MG_FINETUNE, work_dir, "model.pretrained_pth=None", *STAGE2_OPTIONS, cli=False)
     checkpoint = osp.join(work_dir, f"iter_{STAGE2_ITERS}.pth")
     _check(log, checkpoint)
     return work_dir, checkpoint
@@ -87,13 +88,6 @@ def test_mg_llava_mmfuser_trains(mg_stage2):
     for key in ("fuse_module.cross_scale", "fuse_module.high_res_fusion.slow_proj.weight"):
         assert weights[key].abs().sum() > 0, f"{key} did not train"
     losses_fell(work_dir, STAGE2_ITERS)
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"mmfuser_tool_{name}", osp.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def local_config(workspace, config):

@@ -1,8 +1,12 @@
 """`xtuner train` on the tiny CPU configs: both stages, two processes, and a killed-and-resumed run.
 
-Every run goes through the user's command (`xtuner train <config>`) in a scratch working directory holding the tiny
-assets. XTuner 0.2.0's CLI returns 0 even when training fails, so the tests judge runs by their checkpoints and logs.
+The runs train in a scratch working directory holding the tiny assets. The stage-1 run and the two-process run go
+through the user's command (`xtuner train <config>`, with NPROC_PER_NODE=2 for two processes); the others start what
+that command starts (`python xtuner/tools/train.py ...`, or `torchrun ... train.py ... --launcher pytorch`) without
+its own process, which imports all of XTuner (seconds of CPU on two cores) only to find train.py. XTuner 0.2.0's CLI
+returns 0 even when training fails, so the tests judge runs by their checkpoints and logs.
 """
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -29,6 +33,10 @@ SAME_CAPTION = "work_dirs/tiny_assets/data/pretrain_same_caption.json"
 STAGE1_OPTIONS = [f"train_cfg.max_epochs={STAGE1_EPOCHS}", f"default_hooks.checkpoint.interval={SAVE_STEPS}",
                   "optim_wrapper.optimizer.eps=1.0", f"train_dataloader.dataset.data_path={SAME_CAPTION}"]
 TWO_PROCESS_RTOL, TWO_PROCESS_ATOL = 1e-3, 1e-7
+# For runs whose tests read no sample answers, and which repeat a run that makes them: without the config's
+# SampleAnswersHook (its generation before and after training).
+NO_SAMPLE_ANSWERS = "custom_hooks=[]"
+TRAIN_PY = osp.join(importlib.util.find_spec("xtuner").submodule_search_locations[0], "tools", "train.py")
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +58,23 @@ def workspace(tmp_path_factory, tiny_models):
     return root
 
 
-def xtuner_train(workspace, config, work_dir, *options, nproc=1, extra=(), background=False):
-    env = dict(os.environ, NPROC_PER_NODE=str(nproc), OMP_NUM_THREADS="1" if nproc > 1 else os.environ.get(
-        "OMP_NUM_THREADS", "2"))
-    cmd = ["xtuner", "train", config, "--work-dir", work_dir, *extra]
-    cmd += ["--cfg-options", *options] if options else []
+def xtuner_train(workspace, config, work_dir, *options, nproc=1, extra=(), background=False, cli=True):
+    """Train ``config`` on ``nproc`` processes with one thread each; returns the log's path (in the background: the
+    process, leader of its own process group). ``cli``: through the `xtuner` command; ``cli=False``: the command it
+    starts (XTuner 0.2.0's entry_point.py: `python train.py ARGS`, or torchrun on 127.0.0.1 with ARGS + `--launcher
+    pytorch`)."""
+    from mg_llava.testing.local_slurm import free_port
+
+    env = dict(os.environ, NPROC_PER_NODE=str(nproc), OMP_NUM_THREADS="1")
+    args = [config, "--work-dir", work_dir, *extra]
+    args += ["--cfg-options", *options] if options else []
+    if cli:
+        cmd = ["xtuner", "train", *args]
+    elif nproc == 1:
+        cmd = ["python", TRAIN_PY, *args]
+    else:
+        cmd = ["torchrun", "--nnodes=1", "--node_rank=0", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
+               f"--master_port={free_port()}", TRAIN_PY, *args, "--launcher", "pytorch"]
     log = open(osp.join(workspace, osp.basename(work_dir) + ".out"), "w")
     proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -74,6 +94,14 @@ def scalars(work_dir):
                 if "loss" in row:
                     rows[row["iter"]] = row
     return rows
+
+
+def load_tool(name):
+    """A script of tools/ as a module (its ``main(argv)`` runs it in this process)."""
+    spec = importlib.util.spec_from_file_location(f"training_test_tool_{name}", osp.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_weights(path):
@@ -114,7 +142,7 @@ def test_stage2_loads_stage1_and_the_loss_falls(workspace, stage1):
                        "train_cfg.max_epochs=2", "default_hooks.checkpoint.interval=100",
                        # the config's schedule spans 40 epochs: warm up in the first of these 2, anneal in the second
                        "param_scheduler.0.end=1", "param_scheduler.1.begin=1", "param_scheduler.1.end=2",
-                       "optim_wrapper.optimizer.lr=0.003")
+                       "optim_wrapper.optimizer.lr=0.003", cli=False)
     _check(log, osp.join(work_dir, "iter_18.pth"))
     with open(log) as f:
         text = f.read()
@@ -149,16 +177,17 @@ def test_two_processes_match_one_with_the_same_global_batch(workspace, stage1):
 def test_killed_run_resumes_with_the_same_losses(workspace, stage1):
     work_dir = str(workspace / "work_dirs" / "stage1_killed")
     ckpt = osp.join(work_dir, f"iter_{SAVE_STEPS}.pth")
-    proc = xtuner_train(workspace, PRETRAIN, work_dir, *STAGE1_OPTIONS, background=True)
+    proc = xtuner_train(workspace, PRETRAIN, work_dir, *STAGE1_OPTIONS, NO_SAMPLE_ANSWERS, background=True, cli=False)
     deadline = time.time() + 300
     while not osp.exists(osp.join(work_dir, "last_checkpoint")) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: xtuner's CLI and its python child
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group
     proc.wait()
     assert osp.exists(ckpt), "the run was to be killed after its first checkpoint"
     assert not osp.exists(osp.join(work_dir, f"iter_{STAGE1_ITERS}.pth")), "the run finished before it was killed"
 
-    log = xtuner_train(workspace, PRETRAIN, work_dir, *STAGE1_OPTIONS, extra=["--resume", ckpt])
+    log = xtuner_train(workspace, PRETRAIN, work_dir, *STAGE1_OPTIONS, NO_SAMPLE_ANSWERS, extra=["--resume", ckpt],
+                       cli=False)
     _check(log, osp.join(work_dir, f"iter_{STAGE1_ITERS}.pth"))
     reference, resumed = scalars(stage1), scalars(work_dir)
     for it in range(SAVE_STEPS + 1, STAGE1_ITERS + 1):
