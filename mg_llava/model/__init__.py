@@ -12,6 +12,9 @@ from .no_fusion import NoFusion
 from .object_features import MultiScaleRoIFeatures
 from .token_placement import place_visual_tokens
 from .views_data_preprocessor import ViewsDataPreprocessor
+from .zero3 import wait_for_gloo_all_gathers
+
+wait_for_gloo_all_gathers()
 
 __all__ = [
     "AVGLLaVAModel",
