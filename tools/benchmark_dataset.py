@@ -4,14 +4,18 @@ Two measurements, each printed as a table and written as JSON:
 
 ``throughput`` (default): full ``__getitem__`` + collate through a DataLoader (default 2 workers) over synthetic
 640x480 JPEGs made from scikit-image photographs, each with 20-100 boxes, after a burn-in; plus a per-stage
-breakdown measured in the main process. One H100 in stage 1 consumes about 17 samples/s. Both ways of handing the
-views over are measured in the same run (``--views``), the per-stage figures interleaved sample by sample so that
-both see the same machine load:
+breakdown measured in the main process. One H100 in stage 1 consumes about 17 samples/s. The three ways of handing
+the views over are measured in the same run (``--views``), the per-stage figures interleaved sample by sample so
+that all see the same machine load:
 
-- ``uint8`` (the dataset's default): the loader makes the uint8 high-res view only; the model's data preprocessor
-  normalises it and makes the low-res view on the device (its cost on this CPU is reported apart, as
-  ``device_finish``: on a GPU it is device time, not loader time);
+- ``decoded`` (``resize_on_device``, the GPU recipes): the loader hands over the decoded image; the model's data
+  preprocessor pads it, resizes it (Pillow's resize reproduced in torch) and finishes the views on the device;
+- ``uint8`` (the dataset's default, the tiny CPU configs): the loader makes the uint8 high-res view with Pillow; the
+  preprocessor normalises it and makes the low-res view on the device;
 - ``float`` (``uint8_views=False``, what the loader did before): both float views made and batched on the CPU.
+
+The preprocessor's cost on this CPU is reported apart, as ``device_finish``: on a GPU it is device time, not loader
+time (and there the resize is a few small kernels; on this CPU it is slower than Pillow).
 
 ``startup``: what a launch costs for a large synthetic conversation file: tokenising it (once), loading it back in
 XTuner's offline mode, reading the box file, and the ``modality_length`` the length-grouped sampler asks for.
@@ -35,6 +39,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 QUESTIONS = ["What is in the image?", "Describe the picture in detail.", "What colour is the sky?"]
 ANSWERS = ["The image shows a cat, a dog and a person.", "There is a red ball on the left and a blue box on the right."]
+HAND_OVERS = ("float", "uint8", "decoded")
 LABELS = ["cat", "dog", "person", "car", "bus", "bird", "tree", "cup", "chair", "clock", "boat", "flag"]
 
 
@@ -48,7 +53,7 @@ def parse_args():
     parser.add_argument("--num-images", type=int, default=48, help="distinct synthetic JPEGs")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--views", choices=["both", "uint8", "float"], default="both",
+    parser.add_argument("--views", choices=["all", *HAND_OVERS], default="all",
                         help="throughput: the hand-over(s) to measure")
     parser.add_argument("--burn-in", type=int, default=3, help="batches before timing")
     parser.add_argument("--batches", type=int, default=20, help="timed batches")
@@ -192,7 +197,7 @@ def stage_times(datasets, indices, batch_size):
             t1 = clock()
             image, size = load_image(osp.join(dataset.image_folder, row["image"]), min_side=views.reduced_decode_side)
             t2 = clock()
-            view = views.pixels(image, original_size=size)
+            view = (views.decoded if dataset.resize_on_device else views.pixels)(image, original_size=size)
             if not dataset.uint8_views:
                 views.finish(view.pixels[None])
             t3 = clock()
@@ -222,6 +227,10 @@ def stage_times(datasets, indices, batch_size):
     return result
 
 
+def hand_over(dataset) -> str:
+    return "decoded" if dataset.resize_on_device else "uint8" if dataset.uint8_views else "float"
+
+
 def loader_throughput(dataset, args):
     """Samples, images and boxes per second through a DataLoader (wall clock, after the burn-in)."""
     import torch
@@ -239,7 +248,7 @@ def loader_throughput(dataset, args):
         next(batches)
     t0 = time.perf_counter()
     samples = images = boxes = 0
-    for _ in tqdm(range(args.batches), desc=f"DataLoader, {'uint8' if dataset.uint8_views else 'float'} views"):
+    for _ in tqdm(range(args.batches), desc=f"DataLoader, {hand_over(dataset)} views"):
         data = next(batches)["data"]
         samples += data["input_ids"].shape[0]
         images += len(data.get("boxes", []))
@@ -260,11 +269,12 @@ def throughput(args):
     num_samples = args.batch_size * (args.burn_in + args.batches) * 2
     data_path, box_path = write_data(args.work_dir, num_samples, image_names, rng)
     dataset = build_dataset(args, data_path, box_path)
-    names = ["float", "uint8"] if args.views == "both" else [args.views]
+    names = list(HAND_OVERS) if args.views == "all" else [args.views]
     datasets = {}
-    for name in names:  # the same tokenised samples and box table, two hand-overs
+    for name in names:  # the same tokenised samples and box table, each hand-over
         datasets[name] = copy.copy(dataset)
-        datasets[name].uint8_views = name == "uint8"
+        datasets[name].uint8_views = name != "float"
+        datasets[name].resize_on_device = name == "decoded"
 
     image_indices = [i for i in range(len(dataset)) if dataset.text_data[i]["image"] is not None][:64]
     threads = torch.get_num_threads()
@@ -283,9 +293,9 @@ def throughput(args):
             samples_per_s_if_cpus_free=1000 * os.cpu_count() / per_sample,
         )
     result["load_average_1min"] = os.getloadavg()[0]
-    if len(names) == 2:
-        result["cpu_ms_per_sample_uint8_over_float"] = (result["views"]["uint8"]["cpu_ms_per_sample"]
-                                                        / result["views"]["float"]["cpu_ms_per_sample"])
+    ratios = {f"cpu_ms_per_sample_{name}_over_float": result["views"][name]["cpu_ms_per_sample"]
+              / result["views"]["float"]["cpu_ms_per_sample"] for name in names if name != "float" and "float" in names}
+    result.update(ratios)
 
     def row(label, key, fmt, source=lambda v: v):
         return (label, *[format(source(result["views"][name])[key], fmt) if key in source(result["views"][name])
@@ -302,8 +312,10 @@ def throughput(args):
         row(f"samples/s with {os.cpu_count()} free CPUs (getitem+collate)", "samples_per_s_if_cpus_free", ".1f"),
         row("CPU ms/sample, data preprocessor (GPU's work)", "device_finish", ".2f", by_stage),
     ]
-    if len(names) == 2:
-        rows.append(("getitem + collate, uint8 / float", "", f"{result['cpu_ms_per_sample_uint8_over_float']:.2f}"))
+    for name in names:
+        key = f"cpu_ms_per_sample_{name}_over_float"
+        if key in result:
+            rows.append((f"getitem + collate, {name} / float", *["" for _ in names[:-1]], f"{result[key]:.2f}"))
     rows += [("workers / batch size / CPUs", f"{args.num_workers} / {args.batch_size} / {os.cpu_count()}"),
              ("1-min load average at the end", f"{result['load_average_1min']:.2f}")]
     return result, rows

@@ -26,7 +26,9 @@ def llava_box_collate_fn(
     (I, 3, S_high, S_high) in sample order (uint8 from the training dataset, which the model's data preprocessor
     turns into both float views; float32 with ``pixel_values`` (I, 3, S_low, S_low) from samples that carry both
     views, as chat and evaluation make them), plus ``boxes``, a list of I (N_i, 4) tensors in high-res input
-    pixels. Text-only samples add no image row. Tiled images (``AnyResImageViews``) add ``pixel_values_tiles``
+    pixels. Samples from a dataset with ``resize_on_device`` give ``images`` instead of the views: a list of I
+    decoded uint8 (3, H_i, W_i) images, which the data preprocessor pads and resizes. Text-only samples add no
+    image row. Tiled images (``AnyResImageViews``) add ``pixel_values_tiles``
     (sum_i rows_i x cols_i, 3, S_low, S_low; uint8 or float32 as the high-res view), each image's crops row-major in
     image order, and ``image_tiles`` LongTensor (I, 4): (rows, cols, W, H) of each image; a batch's images are all
     tiled or none. A video adds its T frames as T rows, in time order, and, only when V > 0, ``frames_per_video``
@@ -62,15 +64,18 @@ def llava_box_collate_fn(
         data["frames_per_video"] = torch.tensor(frames_per_video, dtype=torch.long)
     if num_images:
         with_images = [inst for inst in instances if len(inst["boxes"])]
-        kinds = {(inst["pixel_values_aux"].dtype, "pixel_values" in inst) for inst in with_images}
+        kinds = {_form(inst) for inst in with_images}
         if len(kinds) > 1:
-            described = {inst.get("id"): f"{inst['pixel_values_aux'].dtype}"
-                         f"{' + pixel_values' if 'pixel_values' in inst else ''}" for inst in with_images}
-            raise ValueError(f"samples hand over their views in different forms (uint8 high-res view only, or both "
-                             f"float views): {described}")
-        keys = ("pixel_values", "pixel_values_aux") if "pixel_values" in with_images[0] else ("pixel_values_aux",)
-        for key in keys:
-            data[key] = _cat([inst[key] for inst in with_images])
+            described = {inst.get("id"): _form(inst) for inst in with_images}
+            raise ValueError(f"samples hand over their images in different forms (decoded images, the uint8 "
+                             f"high-res view only, or both float views): {described}")
+        if "images" in with_images[0]:  # decoded, each its own size: the preprocessor makes the views
+            data["images"] = [image for inst in with_images for image in inst["images"]]
+            keys = ("images",)
+        else:
+            keys = ("pixel_values", "pixel_values_aux") if "pixel_values" in with_images[0] else ("pixel_values_aux",)
+            for key in keys:
+                data[key] = _cat([inst[key] for inst in with_images])
         data["boxes"] = [boxes for inst in instances for boxes in inst["boxes"]]
         counts = {key: len(data[key]) for key in keys}
         if any(count != num_images for count in counts.values()):
@@ -79,6 +84,14 @@ def llava_box_collate_fn(
         if tiles:
             _collate_tiles(instances, data, tiles, num_images)
     return data if return_hf_format else {"data": data, "data_samples": None}
+
+
+def _form(inst: dict) -> str:
+    """How a sample hands over its images (the dataset's ``resize_on_device`` / ``uint8_views``)."""
+    if "images" in inst:
+        return "decoded uint8 images"
+    aux = inst["pixel_values_aux"]
+    return f"{aux.dtype} high-res view" + (" + pixel_values" if "pixel_values" in inst else "")
 
 
 def _collate_tiles(instances, data: dict, tiles, num_images: int) -> None:

@@ -20,6 +20,10 @@ The work splits in two halves, so that training can do the second on its device:
   ``ImageViews.__call__`` runs it on the CPU (chat, evaluation); in training the model's data preprocessor
   (:class:`mg_llava.model.ViewsDataPreprocessor`) runs the same function on the batch, on the device.
 
+With the dataset's ``resize_on_device`` the loader stops even earlier, at the decoded image
+(:meth:`ImageViews.decoded`), and the preprocessor pads and resizes it on the device with :func:`square_view`, which
+reproduces Pillow's resize bit for bit (:mod:`.pil_resample`).
+
 The high-res view equals ``CLIPImageProcessor(size=S_high, crop_size=S_high)`` on the padded square (PIL's resize,
 float64 rescale cast to float32, float32 normalisation), which is what the released checkpoints were trained on;
 the tests hold it to 1e-6. Another resampler (e.g. torch's antialiased kernels) differs by 1-2 grey levels on a few
@@ -36,6 +40,7 @@ from PIL import Image
 
 from ..image_io import open_image
 from ..registry import MODELS, build
+from .pil_resample import resize_square_like_pil
 
 SUPPORTED_RESAMPLE = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR)
 
@@ -74,7 +79,8 @@ class ViewGeometry:
 class PixelView:
     """The high-res view before normalisation, and its geometry."""
 
-    pixels: torch.Tensor  # (3, S_high, S_high) uint8: the resized image's (S, S, 3) array, permuted (channels-last)
+    pixels: torch.Tensor  # (3, S_high, S_high) uint8: the resized image's (S, S, 3) array, permuted (channels-last);
+    # from ImageViews.decoded: (3, H, W), the decoded image not yet padded or resized
     geometry: ViewGeometry
 
 
@@ -114,6 +120,26 @@ def low_res_view(pixel_values_aux: torch.Tensor, low_res: int) -> torch.Tensor:
     no antialias (the released models' low-res input)."""
     return F.interpolate(pixel_values_aux, size=(low_res, low_res), mode="bilinear", align_corners=False,
                          antialias=False)
+
+
+def square_view(image: torch.Tensor, fill: Tuple[int, int, int], high_res: int,
+                resample=Image.Resampling.BICUBIC) -> torch.Tensor:
+    """A decoded image, uint8 (3, H, W) on any device (a channels-last view is fine) -> its uint8 high-res view
+    (3, S_high, S_high): the padded square (``fill`` colour, image at the centre offset) resized as Pillow resizes
+    it; equal to :meth:`ImageViews.pixels` of the same image."""
+    if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected a uint8 (3, H, W) image, got {image.dtype} {tuple(image.shape)}")
+    height, width = image.shape[1:]
+    geometry = ViewGeometry.for_image(width, height, high_res)
+    if width == height:
+        square = image
+    else:
+        square = torch.tensor(fill, dtype=torch.uint8, device=image.device).view(3, 1, 1).repeat(
+            1, geometry.side, geometry.side)
+        square[:, geometry.pad_y:geometry.pad_y + height, geometry.pad_x:geometry.pad_x + width] = image
+    if geometry.side == high_res:  # Pillow returns a copy
+        return square.contiguous()
+    return resize_square_like_pil(square, high_res, resample)
 
 
 def finish_views(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -198,6 +224,13 @@ class ImageViews:
         resized = square.resize((self.high_res, self.high_res), resample=self.resample)
         # (S, S, 3) -> (3, S, S) as a view: the loader batches it channels-last, the device makes it contiguous
         return PixelView(torch.from_numpy(np.array(resized)).permute(2, 0, 1), self.geometry(width, height))
+
+    def decoded(self, image: Image.Image, original_size: Optional[Tuple[int, int]] = None) -> PixelView:
+        """``image`` as uint8 (3, H, W) (a channels-last view of its array), not yet padded or resized: what the
+        loader hands over with ``resize_on_device``; :func:`square_view` makes :meth:`pixels` of it on the device."""
+        width, height = original_size if original_size is not None else image.size
+        array = np.array(image if image.mode == "RGB" else image.convert("RGB"))
+        return PixelView(torch.from_numpy(array).permute(2, 0, 1), self.geometry(width, height))
 
     def finish(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """uint8 (I, 3, S_high, S_high) -> (``pixel_values``, ``pixel_values_aux``), see :func:`finish_views`."""

@@ -63,7 +63,7 @@ from ..registry import MODELS, build
 from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file
 from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
 from .anyres_views import AnyResImageViews, AnyResPixelView
-from .image_views import ImageViews
+from .image_views import ImageViews, load_image
 from .released_boxes import BOX_RULES, apply_box_rule
 from .video import DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoReadError, read_video
 
@@ -102,10 +102,17 @@ class LLaVABoxDataset(Dataset):
         uint8_views: hand over the high-res view only, as uint8 (the default, for training: the model's
             :class:`~mg_llava.model.ViewsDataPreprocessor` normalises it and makes the low-res view on the device,
             bit for bit as :class:`ImageViews` does). False: both float views, as chat and evaluation build them.
+        resize_on_device: with ``uint8_views``, hand over each decoded image (and video frame) as it is, uint8
+            (3, H, W), under ``images``; the data preprocessor pads it and resizes it to S_high on the device,
+            equal to Pillow's resize (:func:`~mg_llava.dataset.image_views.square_view`). This takes the resize,
+            most of a sample's CPU time, off the loader; on a GPU it costs little, on a CPU more than Pillow, so the
+            GPU recipes turn it on and the tiny CPU configs keep the loader's Pillow resize. Any-resolution tiles
+            (:class:`AnyResImageViews`) are cut from the canvas on the CPU, so they keep the loader's resize.
 
     A sample is a dict: ``id`` (str), ``input_ids`` / ``labels`` LongTensor (L,), ``pixel_values_aux``
     (n, 3, S_high, S_high) uint8 (float32 and normalised, plus ``pixel_values`` (n, 3, S_low, S_low), without
-    ``uint8_views``), ``boxes`` list of n FloatTensor (N_i, 4) xyxy in high-res input pixels; a video sample has
+    ``uint8_views``; with ``resize_on_device``, ``images`` instead: a list of n uint8 (3, H_i, W_i)), ``boxes``
+    list of n FloatTensor (N_i, 4) xyxy in high-res input pixels; a video sample has
     n = T (one row per frame, in time order) and ``frames_per_video`` = [T] (``[]`` for other samples). With
     :class:`AnyResImageViews` an image sample also has ``pixel_values_tiles`` (rows x cols, 3, S_low, S_low), its
     crops row-major (uint8, or float32 and normalised without ``uint8_views``), and ``image_tiles`` [(rows, cols,
@@ -133,6 +140,7 @@ class LLaVABoxDataset(Dataset):
         num_frames: int = NUM_FRAMES,
         box_rule: str = "clean",
         uint8_views: bool = True,
+        resize_on_device: bool = False,
     ):
         super().__init__()
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
@@ -146,6 +154,9 @@ class LLaVABoxDataset(Dataset):
         self.num_frames = num_frames
         self.image_views: ImageViews = build(image_views)
         self.uint8_views = bool(uint8_views)
+        if resize_on_device and not uint8_views:
+            raise ValueError("resize_on_device hands the decoded images to the data preprocessor; it needs uint8_views")
+        self.resize_on_device = bool(resize_on_device) and not isinstance(self.image_views, AnyResImageViews)
         self.max_boxes = max_boxes
         self.iou_threshold = iou_threshold
         self.box_rule = box_rule
@@ -357,8 +368,13 @@ class LLaVABoxDataset(Dataset):
             sample["boxes"] = []
             return sample
         path = osp.join(self.image_folder, row["image"])
-        image = views.load_pixels(path)  # ImageDecodeError for every way the file can fail
-        sample.update(self._views(image.pixels[None]))
+        if self.resize_on_device:
+            decoded, size = load_image(path, min_side=views.reduced_decode_side)  # ImageDecodeError, named
+            image = views.decoded(decoded, original_size=size)
+            sample["images"] = [image.pixels]
+        else:
+            image = views.load_pixels(path)  # ImageDecodeError for every way the file can fail
+            sample.update(self._views(image.pixels[None]))
         sample["boxes"] = [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))]
         if isinstance(image, AnyResPixelView):  # the crops in the same form as the high-res view
             sample["pixel_values_tiles"] = image.crops if self.uint8_views else views.normalize(image.crops)
@@ -367,6 +383,8 @@ class LLaVABoxDataset(Dataset):
 
     def _views(self, pixels: torch.Tensor) -> dict:
         """uint8 (n, 3, S_high, S_high) -> the sample's view keys (see the class docstring)."""
+        if self.resize_on_device:
+            return dict(images=list(pixels))
         if self.uint8_views:
             return dict(pixel_values_aux=pixels)
         low, aux = self.image_views.finish(pixels)
@@ -382,9 +400,13 @@ class LLaVABoxDataset(Dataset):
         if isinstance(self.image_views, AnyResImageViews):
             raise ValueError(f"{self.source}: sample {row['id']!r} ({row['where']}) is a video, but the dataset's "
                              f"image views are any-resolution tiles, which this project builds for images only")
-        views = [self.image_views.pixels(frame) for frame in video.frames]
-        frames = torch.stack([v.pixels.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)  # channels-last
-        sample.update(self._views(frames))
+        if self.resize_on_device:
+            views = [self.image_views.decoded(frame) for frame in video.frames]
+            sample["images"] = [v.pixels for v in views]
+        else:
+            views = [self.image_views.pixels(frame) for frame in video.frames]
+            frames = torch.stack([v.pixels.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)  # channels-last
+            sample.update(self._views(frames))
         first = self.box_rows[index]
         sample["boxes"] = [self._boxes(index, v.geometry, row["id"], len(row["input_ids"]),
                                        -1 if first < 0 else first + t) for t, v in enumerate(views)]

@@ -107,6 +107,10 @@ def test_settings_reach_every_part_that_holds_them(path):
     preprocessor, processor = cfg.model.data_preprocessor, cfg.image_views.image_processor
     assert preprocessor.type.__name__ == "ViewsDataPreprocessor"
     assert preprocessor.low_res == cfg.image_views.low_res == cfg.low_res
+    assert preprocessor.high_res == cfg.image_views.high_res == cfg.high_res
+    # the GPU recipes hand the decoded images to the preprocessor; the tiny CPU configs resize in the loader
+    sources = dataset.get("datasets") or [dataset]
+    assert {dict(dataset, **source).get("resize_on_device") for source in sources} == {"tiny_cpu" not in path}
     assert preprocessor.mean == processor.image_mean == cfg.image_mean
     assert preprocessor.std == processor.image_std == cfg.image_std
     assert cfg.model.get("pretrained_pth") == cfg.get("pretrained_pth")

@@ -112,5 +112,6 @@ def test_uint8_views_are_handed_over_without_a_low_res_view():
 
 
 def test_samples_with_views_in_different_forms_are_refused():
-    with pytest.raises(ValueError, match=r"different forms.*'1': 'torch.uint8'.*'3': 'torch.float32 \+ pixel_values'"):
+    with pytest.raises(ValueError, match=r"different forms.*'1': 'torch.uint8 high-res view'.*"
+                                         r"'3': 'torch.float32 high-res view \+ pixel_values'"):
         llava_box_collate_fn([uint8_instance(1, [1, -200, 2], 1), BATCH[2]])

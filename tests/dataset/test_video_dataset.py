@@ -70,6 +70,18 @@ def test_text_image_and_video_samples_mix_in_one_dataset_and_one_batch(make_data
     assert (batch["input_ids"][1] == IMAGE_TOKEN_INDEX).sum() == 1
     assert (batch["input_ids"][2] == VIDEO_TOKEN_INDEX).sum() == 1
     assert torch.equal(batch["pixel_values_aux"][1:], dataset[2]["pixel_values_aux"])  # the video after the image
+    # resized on the device: the decoded frames, in the same order, make the same views
+    from mg_llava.model import ViewsDataPreprocessor
+
+    dataset.resize_on_device = True
+    decoded = llava_box_collate_fn([dataset[i] for i in range(3)])
+    assert len(decoded["data"]["images"]) == 1 + T and "pixel_values_aux" not in decoded["data"]
+    preprocessor = ViewsDataPreprocessor.from_image_views(dataset.image_views)
+    dataset.resize_on_device = False
+    reference = preprocessor(llava_box_collate_fn([dataset[i] for i in range(3)]))["data"]
+    finished = preprocessor(decoded)["data"]
+    assert torch.equal(finished["pixel_values_aux"], reference["pixel_values_aux"])
+    assert torch.equal(finished["pixel_values"], reference["pixel_values"])
     # a mismatch between placeholders and frames is refused with the counts
     broken = dataset[2]
     broken["frames_per_video"] = [T - 1]

@@ -1,5 +1,6 @@
 """ViewsDataPreprocessor: the training loader's uint8 views become, in the model's data preprocessor, exactly the
 float views ImageViews makes on the CPU (and made before the loader handed over uint8)."""
+import copy
 import json
 
 import numpy as np
@@ -124,3 +125,40 @@ def test_loss_through_the_uint8_hand_over_equals_the_float_path(make_model, data
     torch.manual_seed(0)
     float_loss = model(**passed, mode="loss")["loss"]
     assert torch.isfinite(loss) and torch.equal(loss, float_loss)
+
+
+def test_decoded_images_resized_on_the_device_give_the_same_views_and_loss(make_model, datasets):
+    """``resize_on_device``: the loader hands over the decoded images; the preprocessor pads and resizes them and the
+    batch equals the uint8 hand-over's, view for view, and so does the loss."""
+    uint8_data, _, views = datasets
+    on_device = copy.copy(uint8_data)
+    on_device.resize_on_device = True
+    samples = [on_device[i] for i in range(len(on_device))]
+    assert [tuple(image.shape) for image in samples[0]["images"]] == [(3, 300, 451)]  # chelsea as decoded
+    assert samples[1]["images"] == [] and "pixel_values_aux" not in samples[0]
+    batch = llava_box_collate_fn(samples)
+    reference = llava_box_collate_fn([uint8_data[i] for i in range(len(uint8_data))])
+    assert len(batch["data"]["images"]) == len(reference["data"]["pixel_values_aux"]) == 4
+    for got, expected in zip(batch["data"]["boxes"], reference["data"]["boxes"]):
+        assert torch.equal(got, expected)
+
+    model = make_model(data_preprocessor=dict(type=ViewsDataPreprocessor, mean=views.mean, std=views.std,
+                                              low_res=views.low_res, high_res=views.high_res))
+    finished = model.data_preprocessor(batch, training=True)
+    expected = model.data_preprocessor(reference, training=True)
+    assert "images" not in finished["data"]
+    for key in ("pixel_values", "pixel_values_aux"):
+        assert torch.equal(finished["data"][key], expected["data"][key]), key
+    torch.manual_seed(0)
+    loss = model(**finished, mode="loss")["loss"]
+    torch.manual_seed(0)
+    assert torch.isfinite(loss) and torch.equal(loss, model(**expected, mode="loss")["loss"])
+
+    without_side = ViewsDataPreprocessor(views.mean, views.std, low_res=views.low_res)
+    with pytest.raises(ValueError, match="high_res"):
+        without_side(llava_box_collate_fn(samples))
+    with pytest.raises(ValueError, match="different forms.*decoded"):  # one sample from each hand-over
+        llava_box_collate_fn([samples[0], uint8_data[2]])
+    with pytest.raises(ValueError, match="uint8_views"):
+        LLaVABoxDataset(image_folder="x", image_views=views, offline_processed_text_folder="x", uint8_views=False,
+                        resize_on_device=True)

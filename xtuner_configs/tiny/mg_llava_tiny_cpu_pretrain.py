@@ -52,7 +52,7 @@ save_total_limit = -1
 tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
 image_processor.pretrained_model_name_or_path = visual_encoder_name_or_path
 image_views.update(image_processor=image_processor, high_res=high_res, low_res=low_res)
-model.data_preprocessor.low_res = low_res
+model.data_preprocessor.update(low_res=low_res, high_res=high_res)
 model.llm.pop("torch_dtype")
 model.visual_encoder.pretrained_model_name_or_path = visual_encoder_name_or_path
 model.visual_encoder_aux.update(model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained)
@@ -69,6 +69,7 @@ llava_dataset.update(
     image_views=image_views,
     max_length=max_length,
     num_proc=1,
+    resize_on_device=False,  # the CPU is the device here, and Pillow resizes faster on it
 )
 
 train_dataloader = dict(

@@ -18,6 +18,7 @@ model.visual_encoder.select_layer = clip_layers
 object_tokens = False
 model.update(visual_encoder_aux=None, fusion=mmfuser_fusion, object_features=None)
 image_views = dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res)
+model.data_preprocessor.high_res = high_res
 
 # Data: LLaVA-Pretrain (558K LAION/CC/SBU captions); no boxes
 train_dataloader.dataset = dict(  # LLaVA-Pretrain
@@ -31,6 +32,7 @@ train_dataloader.dataset = dict(  # LLaVA-Pretrain
     dataset_map_fn=llava_map_fn,
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,  # text tokens; the 576 image tokens come on top
+    resize_on_device=resize_on_device,
 )
 # MG-LLaVA's settings that this model does not have
 del (mmfuser_fusion, visual_encoder_aux_name, visual_encoder_aux_pretrained, object_roi_size, max_boxes, box_rule,

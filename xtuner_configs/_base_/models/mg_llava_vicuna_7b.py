@@ -78,5 +78,8 @@ model = dict(
     ),
     fusion=dict(type=fusion_type),
     object_features=dict(type=MultiScaleRoIFeatures, output_size=object_roi_size) if object_tokens else None,
-    data_preprocessor=dict(type=ViewsDataPreprocessor, mean=image_mean, std=image_std, low_res=low_res),
+    # normalises the views and makes the low-res one on the device; with the dataset's resize_on_device it first
+    # pads and resizes the decoded images (as Pillow does, bit for bit)
+    data_preprocessor=dict(type=ViewsDataPreprocessor, mean=image_mean, std=image_std, low_res=low_res,
+                           high_res=high_res),
 )
