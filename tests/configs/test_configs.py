@@ -152,6 +152,18 @@ def test_config_file_holds_only_what_is_specific_to_it(path):
                    for line in lines), f"{_id(path)} writes out a shared part"
 
 
+@pytest.mark.parametrize("path", sorted(set(VARIANTS) - set(CONFIGS)), ids=_id)
+def test_other_models_configs_make_their_views_on_the_device_as_the_loader_would(path):
+    """The LLaVA-1.5 + MMFuser and AVG-LLaVA configs (the settings test covers MG-LLaVA's): the data preprocessor's
+    views have the dataset's sides, and only the GPU recipes hand over decoded images."""
+    cfg = Config.fromfile(path)
+    dataset, preprocessor = cfg.train_dataloader.dataset, cfg.model.data_preprocessor
+    views = dataset.get("image_views") or dataset.datasets[0].image_views
+    assert (preprocessor.high_res, preprocessor.low_res) == (views.high_res, views.low_res)
+    sources = dataset.get("datasets") or [dataset]
+    assert {dict(dataset, **source).get("resize_on_device") for source in sources} == {"tiny_cpu" not in path}
+
+
 @contextlib.contextmanager
 def weights_free_loading(tmp_path):
     """``from_pretrained`` builds from the config alone and open_clip builds on the meta device (no weights)."""

@@ -13,8 +13,8 @@ model.update(mmfuser_model, visual_encoder_aux=None, object_features=None)
 high_res = low_res  # no high-res branch
 for views in (image_views, llava_dataset.image_views, train_dataloader.dataset.image_views):
     views.update(high_res=high_res)
-model.data_preprocessor.high_res = high_res
     views.image_processor.pretrained_model_name_or_path = visual_encoder_name_or_path
+model.data_preprocessor.high_res = high_res
 image_processor = image_views.image_processor
 for dataset in (llava_dataset, train_dataloader.dataset):
     dataset.update(box_file=None, allow_missing_boxes=True)  # no object tokens
