@@ -6,9 +6,12 @@ The model is built from the config as ``xtuner train`` builds it, except that pa
 from their published architecture (``mg_llava/model/reference_configs.py``) with random weights, directly on the
 device: nothing is downloaded, and stage 2's ``pretrained_pth`` is dropped. Parts in local folders (the tiny
 configs' assets) load as usual. Batches are synthetic at the config's sizes: ``batch_size`` samples, each with one
-image at the config's two resolutions, 0 to ``max_boxes`` boxes, and a text length drawn from a log-normal mix
-(median ``--text-median``, by default 96 tokens in stage 1 and 256 in stage 2, clipped to ``max_length``; an
-assumption, not a measurement of the datasets), so each sample has text + T image + N_i box tokens.
+image, 0 to ``max_boxes`` boxes, and a text length drawn from a log-normal mix (median ``--text-median``, by default
+96 tokens in stage 1 and 256 in stage 2, clipped to ``max_length``; an assumption, not a measurement of the
+datasets), so each sample has text + T image + N_i box tokens. The image comes in the form the config's loader hands
+over, on the CPU: a decoded photo-sized uint8 image (``resize_on_device``, the GPU recipes; sides drawn from
+PHOTO_SIZES) or the uint8 high-res view; the model's data preprocessor (the copy to the device, pad and resize,
+normalisation, the low-res view) is part of the step, as in ``xtuner train``.
 
 A step is forward (loss), backward, gradient clipping and the config's optimizer on the trainable parameters, on
 one device without DeepSpeed: ZeRO's sharding and communication are not in the figures. On CUDA the model runs in
@@ -41,6 +44,7 @@ TEXT_SIGMA = 0.7
 PARTS = dict(clip=("visual_encoder",), convnext=("visual_encoder_aux",), fusion=("fuse_module",),
              object_branch=("object_features",), projectors=("projector", "bbox_projector"), llm_forward=("llm",))
 VISION_PARTS = ("clip", "convnext", "fusion", "object_branch", "projectors")
+PHOTO_SIZES = [(640, 480), (480, 640), (640, 427), (500, 375), (612, 612), (1024, 768)]  # (W, H), COCO-like
 
 
 def load_flops_report():
@@ -120,11 +124,13 @@ def random_boxes(rng, count, size):
     return torch.tensor(np.concatenate([corners, np.minimum(corners + sides, size)], axis=1), dtype=torch.float32)
 
 
-def synthetic_batch(rng, sizes, vocab_size, device):
-    """A batch in the docs/interfaces.md contract: one image per sample, at position 1 (after BOS)."""
+def synthetic_batch(rng, sizes, vocab_size, hand_over):
+    """A batch as the collate gives it (docs/interfaces.md), on the CPU: one image per sample, at position 1 (after
+    BOS), ``hand_over`` ``'decoded'`` (``images``) or ``'uint8'`` (``pixel_values_aux``). The images come from their
+    own generator, so both hand-overs get the same texts and boxes from the same seed."""
     from xtuner.utils import IMAGE_TOKEN_INDEX
 
-    batch, high, low = sizes["batch_size"], sizes["high_res"], sizes["low_res"]
+    batch, high = sizes["batch_size"], sizes["high_res"]
     lengths = text_lengths(rng, batch, sizes["text_median"], sizes["max_length"])
     input_ids = torch.zeros(batch, lengths.max(), dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids, dtype=torch.bool)
@@ -136,11 +142,13 @@ def synthetic_batch(rng, sizes, vocab_size, device):
         answer = length // 3  # the last third is the answer (the prompt and the image are not trained on)
         labels[b, length - answer:length] = input_ids[b, length - answer:length]
     boxes = [random_boxes(rng, int(n), high) for n in rng.integers(0, sizes["max_boxes"] + 1, batch)]
-    data = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-                pixel_values=torch.from_numpy(rng.standard_normal((batch, 3, low, low), dtype=np.float32)),
-                pixel_values_aux=torch.from_numpy(rng.standard_normal((batch, 3, high, high), dtype=np.float32)),
-                boxes=boxes)
-    data = {k: [b.to(device) for b in v] if k == "boxes" else v.to(device) for k, v in data.items()}
+    data = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels, boxes=boxes)
+    pixels = np.random.default_rng(int(rng.integers(2 ** 31)))
+    if hand_over == "decoded":
+        shapes = [PHOTO_SIZES[i] for i in pixels.integers(0, len(PHOTO_SIZES), batch)]
+        data["images"] = [torch.from_numpy(pixels.integers(0, 256, (3, h, w), dtype=np.uint8)) for w, h in shapes]
+    else:
+        data["pixel_values_aux"] = torch.from_numpy(pixels.integers(0, 256, (batch, 3, high, high), dtype=np.uint8))
     tokens = int(lengths.sum()) - batch + batch * sizes["image_tokens"] + sum(len(b) for b in boxes)
     return data, tokens
 
@@ -180,9 +188,19 @@ class PartTimers:
             handle.remove()
 
 
+def preprocess(model, data):
+    """The model's data preprocessor on a collated batch: on the device, views finished."""
+    return model.data_preprocessor({"data": data, "data_samples": None}, True)["data"]
+
+
 def train_step(model, optimizer, params, data, max_norm, device, timings=None):
-    """One step; with ``timings`` (a dict), adds the seconds of forward, backward and optimizer to it."""
+    """One step; with ``timings`` (a dict), adds the seconds of the data preprocessor, forward, backward and
+    optimizer to it."""
     marks = [time.perf_counter()]
+    data = preprocess(model, data)
+    if timings is not None:
+        synchronize(device)
+    marks.append(time.perf_counter())
     loss = model(data, None, mode="loss")["loss"]
     if timings is not None:
         synchronize(device)
@@ -198,7 +216,7 @@ def train_step(model, optimizer, params, data, max_norm, device, timings=None):
     synchronize(device)
     marks.append(time.perf_counter())
     if timings is not None:
-        for name, start, stop in zip(("forward", "backward", "optimizer"), marks, marks[1:]):
+        for name, start, stop in zip(("data_preprocessor", "forward", "backward", "optimizer"), marks, marks[1:]):
             timings[name] = timings.get(name, 0.0) + stop - start
     return loss.item(), marks[-1] - marks[0]
 
@@ -268,10 +286,13 @@ def main(argv=None):
                  max_length=cfg.max_length, max_boxes=cfg.max_boxes, image_tokens=(cfg.low_res // patch) ** 2,
                  text_median=args.text_median or TEXT_MEDIAN[stage])
     vocab_size = model.llm.get_input_embeddings().num_embeddings
-    batches = [synthetic_batch(rng, sizes, vocab_size, device) for _ in range(min(args.steps, 4))]
+    dataset = cfg.train_dataloader.dataset
+    sources = dataset.get("datasets") or [dataset]
+    hand_over = "decoded" if dict(dataset, **sources[0]).get("resize_on_device") else "uint8"
+    batches = [synthetic_batch(rng, sizes, vocab_size, hand_over) for _ in range(min(args.steps, 4))]
 
     flops_report = load_flops_report()
-    macs = [training_macs(model, data, flops_report) for data, _ in batches]
+    macs = [training_macs(model, preprocess(model, data), flops_report) for data, _ in batches]
 
     total = args.warmup + args.steps + args.profile_steps
     seconds, losses, timings = [], [], {}
@@ -299,8 +320,9 @@ def main(argv=None):
     step_macs = {part: float(np.mean([macs[i % len(macs)][part] for i in range(args.steps)])) for part in macs[0]}
     step_flops = 2 * sum(step_macs.values())
     peak, peak_source = peak_tflops(device, args.peak_tflops)
-    parts = {part: timers.seconds.get(part, 0.0) for part in PARTS}
-    parts["other_forward"] = timings.get("forward", 0.0) - sum(parts.values())
+    parts = {"data_preprocessor": timings.get("data_preprocessor", 0.0)}
+    parts.update({part: timers.seconds.get(part, 0.0) for part in PARTS})
+    parts["other_forward"] = timings.get("forward", 0.0) - sum(parts[part] for part in PARTS)
     parts["backward"], parts["optimizer"] = timings.get("backward", 0.0), timings.get("optimizer", 0.0)
     shares = {part: value / profiled for part, value in parts.items()}
     if device.type == "cuda":
@@ -312,7 +334,7 @@ def main(argv=None):
     result = dict(
         config=args.config, stage=stage, device=str(device), device_name=torch.cuda.get_device_name(device)
         if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads", dtype=str(dtype).split(".")[-1],
-        batch_size=sizes["batch_size"], sizes=sizes, steps=args.steps, warmup=args.warmup,
+        batch_size=sizes["batch_size"], sizes=sizes, hand_over=hand_over, steps=args.steps, warmup=args.warmup,
         step_seconds=step, all_step_seconds=seconds, samples_per_second=sizes["batch_size"] / step,
         tokens_per_step=tokens, tokens_per_second=tokens / step, losses=losses, **memory,
         trainable_parameters=sum(p.numel() for p in params),

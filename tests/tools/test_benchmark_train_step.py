@@ -10,14 +10,16 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, "tools", "benchmark_train_step.py")
 CONFIGS = dict(pretrain=osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_pretrain.py"),
                finetune=osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_finetune.py"))
-PARTS = ["clip", "convnext", "fusion", "object_branch", "projectors", "llm_forward", "other_forward", "backward",
+PARTS = ["data_preprocessor", "clip", "convnext", "fusion", "object_branch", "projectors", "llm_forward", "other_forward", "backward",
          "optimizer"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_models):
     """Both tiny configs, run from a working directory holding the tiny assets as the configs expect them; the same
-    seed and text length, so both stages see the same batches."""
+    seed and text length, so both stages see the same texts and boxes. Stage 1 hands the images over as the tiny
+    configs do (uint8 high-res views), stage 2 as the GPU recipes do (decoded images, resized by the model's data
+    preprocessor)."""
     tool = runpy.run_path(TOOL, run_name="benchmark_train_step")
     root = tmp_path_factory.mktemp("bench_ws")
     assets = root / "work_dirs" / "tiny_assets"
@@ -29,9 +31,11 @@ def runs(tmp_path_factory, tiny_models):
         results = {}
         for stage, config in CONFIGS.items():
             out = root / f"{stage}.json"
+            decoded = ["--cfg-options", "train_dataloader.dataset.resize_on_device=True"]
+            options = decoded if stage == "finetune" else []
             result = tool["main"]([config, "--steps", "2", "--warmup", "0", "--profile-steps", "1",
                                    "--batch-size", "2", "--text-median", "64", "--peak-tflops", "0.5",
-                                   "--json", str(out)])
+                                   "--json", str(out), *options])
             with open(out) as f:
                 results[stage] = (result, json.load(f))
     finally:
@@ -44,6 +48,7 @@ def test_reports_a_consistent_step(runs, stage, capsys):
     result, written = runs[stage]
     assert written == json.loads(json.dumps(result))
     assert result["stage"] == stage and result["batch_size"] == 2 and result["dtype"] == "float32"
+    assert result["hand_over"] == {"pretrain": "uint8", "finetune": "decoded"}[stage]
     assert all(s > 0 for s in result["all_step_seconds"]) and len(result["all_step_seconds"]) == 2
     assert result["samples_per_second"] == pytest.approx(2 / result["step_seconds"])
     # every sample: 16 image tokens (56 px / patch 14), its boxes (0-100) and its text
