@@ -22,6 +22,7 @@ the vertical pass first, by a rule not reproduced here).
 On a GPU this is a few small kernels per image; on a CPU it is slower than Pillow's C loop, so CPU training keeps
 Pillow in the data loader (see :class:`~mg_llava.dataset.ImageViews`).
 """
+from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
@@ -47,10 +48,11 @@ def _bilinear(x: np.ndarray) -> np.ndarray:
 FILTERS = {Image.Resampling.BICUBIC: (_bicubic, 2.0), Image.Resampling.BILINEAR: (_bilinear, 1.0)}
 
 
+@lru_cache(maxsize=512)  # a training run sees few distinct image sides
 def resample_weights(in_size: int, out_size: int, resample=Image.Resampling.BICUBIC) -> Tuple[np.ndarray, np.ndarray]:
     """Pillow's fixed-point weights for one axis: ``(first, weights)``, ``first`` int64 (out_size,) the first input
     index of each window, ``weights`` int64 (out_size, K); taps past a window's end weigh 0 and their index is
-    clamped by :func:`resize_like_pil`."""
+    clamped by :func:`resize_square_like_pil`. Cached: treat the arrays as read-only."""
     if resample not in FILTERS:
         raise ValueError(f"resample filter {Image.Resampling(resample).name} is not supported; use BICUBIC or "
                          f"BILINEAR")
