@@ -67,24 +67,31 @@ def test_rglf_stage_trains_only_the_router_from_stage_3(workspace, stage3, small
 
 
 ANYRES = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_anyres_multi_granularity.py")
+ANYRES_RGLF = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_anyres_rglf.py")
 # chelsea (451x300) on the tiny 2x2 tiling: the crop-grid tokens (rows + row ends) at each grid granularity, worked
 # by hand in tests/model/avg/test_avg_anyres.py
 CHELSEA_TILE_TOKENS = {16: 54, 8: 30, 4: 10, 2: 6, 1: 6}
 
 
-def test_anyres_config_trains_on_tiles_and_answers_about_a_tiled_image(workspace, small_data, monkeypatch,  # noqa: F811
-                                                                      capsys):
+@pytest.fixture(scope="module")
+def anyres_stage3(workspace, small_data):  # noqa: F811
+    work_dir = str(workspace / "work_dirs" / "avg_anyres")
+    log = xtuner_train(workspace, ANYRES, work_dir, "model.pretrained_pth=None", "train_cfg.max_epochs=1",
+                       f"train_dataloader.dataset.data_path={small_data}")
+    checkpoint = osp.join(work_dir, "iter_2.pth")
+    _check(log, checkpoint)
+    return work_dir, checkpoint
+
+
+def test_anyres_config_trains_on_tiles_and_answers_about_a_tiled_image(workspace, anyres_stage3,  # noqa: F811
+                                                                      monkeypatch, capsys):
     import importlib.util
     import re
 
     from mg_llava.inference import load_from_config
     from mg_llava.inference.evaluate import ModelAnswerer
 
-    work_dir = str(workspace / "work_dirs" / "avg_anyres")
-    log = xtuner_train(workspace, ANYRES, work_dir, "model.pretrained_pth=None", "train_cfg.max_epochs=1",
-                       f"train_dataloader.dataset.data_path={small_data}")
-    checkpoint = osp.join(work_dir, "iter_2.pth")
-    _check(log, checkpoint)
+    work_dir, checkpoint = anyres_stage3
     weights = load_weights(checkpoint)
     assert {key.split(".")[0] for key in weights} == STAGE3_TRAINED | {"anyres"}  # the row-end token trains
     rows = scalars(work_dir)
@@ -126,3 +133,29 @@ def test_anyres_config_trains_on_tiles_and_answers_about_a_tiled_image(workspace
     back = load_exported(export_model(loaded, str(workspace / "anyres_export")), device="cpu")
     assert back.spec["image"]["grid_pinpoints"] == [[56, 112], [112, 56], [112, 112], [168, 56], [56, 168]]
     assert ModelAnswerer(back, max_new_tokens=2).answer([sample]) == [record]
+
+
+def test_anyres_rglf_config_trains_only_the_router_on_tiled_images(workspace, anyres_stage3, small_data):  # noqa: F811
+    """avg_llava_tiny_cpu_anyres_rglf.py through `xtuner train` from the tiled stage 3: the router learns from the
+    per-granularity losses on tiles; everything stage 3 trained, the row-end token included, stays as it was."""
+    _, stage3_ckpt = anyres_stage3
+    work_dir = str(workspace / "work_dirs" / "avg_anyres_rglf")
+    log = xtuner_train(workspace, ANYRES_RGLF, work_dir, f"model.pretrained_pth={stage3_ckpt}",
+                       "train_cfg.max_epochs=1", "default_hooks.checkpoint.interval=1",
+                       f"train_dataloader.dataset.data_path={small_data}",
+                       "param_scheduler.0.end=0.5", "param_scheduler.1.begin=0.5", "param_scheduler.1.end=1")
+    _check(log, osp.join(work_dir, "iter_2.pth"))
+    with open(log) as f:
+        assert f"trainable tensors from {stage3_ckpt}" in f.read()
+    stage3_weights = load_weights(stage3_ckpt)
+    early, late = (load_weights(osp.join(work_dir, f"iter_{i}.pth")) for i in (1, 2))
+    assert {key.split(".")[0] for key in late} == STAGE3_TRAINED | {"anyres", "router"}
+    for key, value in stage3_weights.items():
+        assert torch.equal(late[key], value), f"{key} changed in RGLF"
+    router = [key for key in late if key.startswith("router.")]
+    assert any(not torch.equal(early[key], late[key]) for key in router), "the router did not train"
+    rows = scalars(work_dir)
+    assert sorted(rows) == [1, 2]
+    for row in rows.values():
+        assert row["loss"] == pytest.approx(row["loss_router_ce"] + row["loss_router_rank"], rel=1e-4)
+        assert row["loss"] > 0 and 0.0 <= row["router_acc"] <= 1.0
