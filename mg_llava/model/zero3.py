@@ -9,10 +9,10 @@ It also holds a fix for DeepSpeed 0.16's ZeRO-3 on CPU (gloo; the CPU recipes an
 ``_allgather_params_coalesced`` starts one asynchronous all-gather per parameter and waits only for the last before
 reading the buffers (``torch.empty``). On CUDA the gathers run in order on one stream; on gloo each runs on its own
 thread, so a parameter could be read before its gather finished and hold uninitialised memory. Seen here as a NaN or
-slightly different first loss in about one ZeRO-3 run in three (the frozen CLIP's weights gathered while
-``from_pretrained`` loads them); DeepSpeed fixed it upstream (deepspeedai/DeepSpeed#8539, after the 0.16 line XTuner
-0.2.0 installs). :func:`wait_for_gloo_all_gathers` makes every all-gather ZeRO-3's partition code starts on a gloo
-group finish before the call returns; NCCL groups are untouched.
+slightly different first loss in 6 of 15 two-process ZeRO-3 runs (NaN weights in the frozen CLIP); DeepSpeed fixed
+it upstream (deepspeedai/DeepSpeed#8539, after the 0.16 line XTuner 0.2.0 installs). :func:`wait_for_gloo_all_gathers`
+makes every all-gather ZeRO-3's partition code starts on a gloo group finish before the call returns; NCCL groups are
+untouched.
 """
 from typing import Dict
 

@@ -1,6 +1,6 @@
 """mg_llava/model/zero3.py: the gloo all-gather fix for DeepSpeed's ZeRO-3 partition code.
 
-Without it about one ZeRO-3 run in three on CPU started from uninitialised parameter memory (a NaN or a slightly
+Without it 6 of 15 two-process ZeRO-3 runs on CPU started from uninitialised parameter memory (a NaN or a slightly
 different first loss; tests/training/test_deepspeed_training.py compares ZeRO-3's first loss to ZeRO-2's). Here: the
 fix is installed by importing the model package, and it finishes exactly the asynchronous all-gathers on gloo groups.
 """
