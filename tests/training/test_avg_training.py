@@ -49,18 +49,25 @@ def test_rglf_stage_trains_only_the_router_from_stage_3(workspace, stage3, small
     log = xtuner_train(workspace, RGLF, work_dir, f"model.pretrained_pth={stage3_ckpt}", "train_cfg.max_epochs=2",
                        "default_hooks.checkpoint.interval=2", f"train_dataloader.dataset.data_path={small_data}",
                        "param_scheduler.0.end=0.5", "param_scheduler.1.begin=0.5", "param_scheduler.1.end=2")
-    _check(log, osp.join(work_dir, "iter_4.pth"))
+    check_rglf_run(work_dir, log, stage3_ckpt, (2, 4), STAGE3_TRAINED)  # one file deploys
+
+
+def check_rglf_run(work_dir, log, stage3_ckpt, iterations, stage3_trained):
+    """An RGLF run from ``stage3_ckpt`` saved at ``iterations`` (early, last): it loaded stage 3, only the router
+    changed, every stage-3 weight is kept in the checkpoint, and each loss is the router's CE + rank loss."""
+    early_it, last_it = iterations
+    _check(log, osp.join(work_dir, f"iter_{last_it}.pth"))
     with open(log) as f:
         assert f"trainable tensors from {stage3_ckpt}" in f.read()
     stage3_weights = load_weights(stage3_ckpt)
-    early, late = (load_weights(osp.join(work_dir, f"iter_{i}.pth")) for i in (2, 4))
-    assert {key.split(".")[0] for key in late} == STAGE3_TRAINED | {"router"}  # one file deploys
+    early, late = (load_weights(osp.join(work_dir, f"iter_{i}.pth")) for i in iterations)
+    assert {key.split(".")[0] for key in late} == stage3_trained | {"router"}
     for key, value in stage3_weights.items():
         assert torch.equal(late[key], value), f"{key} changed in RGLF"
     router = [key for key in late if key.startswith("router.")]
     assert any(not torch.equal(early[key], late[key]) for key in router), "the router did not train"
     rows = scalars(work_dir)
-    assert sorted(rows) == [1, 2, 3, 4]
+    assert sorted(rows) == list(range(1, last_it + 1))
     for row in rows.values():
         assert row["loss"] == pytest.approx(row["loss_router_ce"] + row["loss_router_rank"], rel=1e-4)
         assert 0.0 <= row["router_acc"] <= 1.0
@@ -144,18 +151,4 @@ def test_anyres_rglf_config_trains_only_the_router_on_tiled_images(workspace, an
                        "train_cfg.max_epochs=1", "default_hooks.checkpoint.interval=1",
                        f"train_dataloader.dataset.data_path={small_data}",
                        "param_scheduler.0.end=0.5", "param_scheduler.1.begin=0.5", "param_scheduler.1.end=1")
-    _check(log, osp.join(work_dir, "iter_2.pth"))
-    with open(log) as f:
-        assert f"trainable tensors from {stage3_ckpt}" in f.read()
-    stage3_weights = load_weights(stage3_ckpt)
-    early, late = (load_weights(osp.join(work_dir, f"iter_{i}.pth")) for i in (1, 2))
-    assert {key.split(".")[0] for key in late} == STAGE3_TRAINED | {"anyres", "router"}
-    for key, value in stage3_weights.items():
-        assert torch.equal(late[key], value), f"{key} changed in RGLF"
-    router = [key for key in late if key.startswith("router.")]
-    assert any(not torch.equal(early[key], late[key]) for key in router), "the router did not train"
-    rows = scalars(work_dir)
-    assert sorted(rows) == [1, 2]
-    for row in rows.values():
-        assert row["loss"] == pytest.approx(row["loss_router_ce"] + row["loss_router_rank"], rel=1e-4)
-        assert row["loss"] > 0 and 0.0 <= row["router_acc"] <= 1.0
+    check_rglf_run(work_dir, log, stage3_ckpt, (1, 2), STAGE3_TRAINED | {"anyres"})
