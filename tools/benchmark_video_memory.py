@@ -117,10 +117,11 @@ class VisionPath(torch.nn.Module):
         self.encoder_chunk_size = None
 
     def encode(self, pixel_values, pixel_values_aux, boxes, chunk_size):
-        from mg_llava.model import MGLLaVAModel
+        from mg_llava.model import MGLLaVAModel, image_sequences
 
         self.encoder_chunk_size = chunk_size
-        return MGLLaVAModel.encode_images(self, pixel_values, pixel_values_aux, boxes)
+        parts = MGLLaVAModel.encode_images(self, pixel_values, pixel_values_aux, boxes)
+        return image_sequences(parts.grids, boxes=parts.boxes)  # per frame: [grid][boxes]
 
 
 def llm_width(model_cfg) -> int:

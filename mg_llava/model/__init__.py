@@ -10,7 +10,7 @@ from .mg_llava_model import MGLLaVAModel
 from .multi_layer_deformable_fusion import MultiLayerDeformableFusion
 from .no_fusion import NoFusion
 from .object_features import MultiScaleRoIFeatures
-from .token_placement import place_visual_tokens
+from .token_assembler import ImageParts, assemble, image_sequences, place_visual_tokens
 from .views_data_preprocessor import ViewsDataPreprocessor
 from .zero3 import wait_for_gloo_all_gathers
 
@@ -22,6 +22,7 @@ __all__ = [
     "CLIPVisionEncoder",
     "ChannelConcatFusion",
     "ConvGateFusion",
+    "ImageParts",
     "MGLLaVAModel",
     "MultiLayerDeformableFusion",
     "MultiScaleRoIFeatures",
@@ -30,6 +31,8 @@ __all__ = [
     "VisualGranularityRouter",
     "ViewsDataPreprocessor",
     "VisualGranularityScaler",
+    "assemble",
+    "image_sequences",
     "load_trainable_state_dict",
     "place_visual_tokens",
 ]

@@ -15,9 +15,14 @@ global view is MG-LLaVA's own low-res view, fused with the high-res map by the f
 low-res encoder and the projector only (no fusion: the high-res map covers the padded square, not the crops); the
 object tokens come once per image from the high-res map of the whole image. ``image_newline`` follows LLaVA-NeXT:
 the width of the unpadded grid varies per image, and the row ends tell the LLM where each row stops.
+
+Any-resolution in the model is this module and the token assembler (``token_assembler.py``): :func:`is_tiled`
+checks the batch's tiling against the model, the model encodes the crops (``MGLLaVAModel.encode_crops``: the
+low-res encoder and the projector; AVG-LLaVA pools them first), :class:`AnyResTokens` makes each image's crop grid,
+and the assembler puts it between the image's grid and its box tokens.
 """
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -26,6 +31,20 @@ from mg_llava.dataset.anyres_views import unpad_token_grid
 from mg_llava.registry import MODELS
 
 TILE_FIELDS = ("rows", "cols", "width", "height")  # the columns of a batch's ``image_tiles`` (I, 4)
+
+
+def is_tiled(data: dict, num_images: int, anyres: Optional["AnyResTokens"]) -> bool:
+    """Whether the batch's images are tiled (``image_tiles``, ``pixel_values_tiles``); a model with ``anyres`` takes
+    only tiled images, a model without it only untiled ones."""
+    tiled = "image_tiles" in data
+    if tiled and len(data["image_tiles"]) != num_images:
+        raise ValueError(f"{num_images} images but image_tiles has {len(data['image_tiles'])} rows")
+    if anyres is not None and not tiled and num_images:
+        raise ValueError("this model takes tiled images (anyres): the batch needs pixel_values_tiles and "
+                         "image_tiles (AnyResImageViews)")
+    if tiled and anyres is None:
+        raise ValueError("the batch has tiled images (image_tiles) but the model was built without anyres")
+    return tiled
 
 
 @MODELS.register_module()

@@ -5,7 +5,7 @@ Shape shorthand: B samples, L tokens, I images in the batch, N_i boxes of image 
 """
 import logging
 from collections import OrderedDict
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from mmengine import print_log
@@ -16,8 +16,9 @@ from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_gr
 
 from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 from .checkpoint import load_trainable_state_dict
-from .token_placement import place_visual_tokens
-from .video_tokens import group_frames, run_in_chunks
+from .anyres_tokens import is_tiled
+from .token_assembler import ImageParts, assemble, image_sequences
+from .video_tokens import run_in_chunks
 from .zero3 import is_partitioned, load_partitioned_state_dict
 
 
@@ -47,7 +48,8 @@ class MGLLaVAModel(LLaVAModel):
     of the high-res input). Text-only samples consume no image; N_i may be 0. A ``<video>`` (-201) takes the next
     T frames (``frames_per_video``) and becomes their token blocks in time order (SPEC 1.8, ``video_tokens.py``).
     With ``anyres``, every image is tiled (``pixel_values_tiles``, ``image_tiles``) and its crops' unpadded grid
-    comes between its fused tokens and its box tokens (``anyres_tokens.py``).
+    comes between its fused tokens and its box tokens (``anyres_tokens.py``). The encoders hand over each image's
+    blocks; ``token_assembler.py`` alone puts them in this order.
 
     Args:
         llm: the causal LM config or module (as for XTuner's ``LLaVAModel``).
@@ -188,8 +190,10 @@ class MGLLaVAModel(LLaVAModel):
         print_log(f"Loaded {len(state_dict)} trainable tensors from {path}", "current")
 
     def encode_images(self, pixel_values: torch.Tensor, pixel_values_aux: Optional[torch.Tensor],
-                      boxes: Optional[Sequence[torch.Tensor]]) -> List[torch.Tensor]:
-        """pixel_values (I, 3, s, s), pixel_values_aux (I, 3, S, S), boxes I x (N_i, 4) -> I x (T + N_i, H)."""
+                      boxes: Optional[Sequence[torch.Tensor]]) -> ImageParts:
+        """pixel_values (I, 3, s, s), pixel_values_aux (I, 3, S, S), boxes I x (N_i, 4) -> the parts of each image:
+        grid tokens (I, T, H) and box tokens I x (N_i, H) (None without object tokens). The token assembler
+        (``token_assembler.py``) orders them."""
         low = run_in_chunks(self.visual_encoder, pixel_values, self.encoder_chunk_size)
         stage_maps = None
         if self.visual_encoder_aux is not None:
@@ -199,15 +203,14 @@ class MGLLaVAModel(LLaVAModel):
         fused = self.fuse_module(low, stage_maps[-1] if stage_maps is not None else None)
         image_tokens = self.projector(fused.to(self.projector.dtype))
         if self.object_features is None:
-            return list(image_tokens)
+            return ImageParts(image_tokens, None)
         if boxes is None or len(boxes) != len(image_tokens):
             raise ValueError(f"{len(image_tokens)} images but {'no' if boxes is None else len(boxes)} box tensors")
         box_features = self.object_features(stage_maps, boxes, pixel_values_aux.shape[-2:])
         # One projector call for the whole batch; with zero boxes it still runs (on 0 rows), so the projector
         # stays in the graph and gets a (zero) gradient every step.
         box_tokens = self.bbox_projector(torch.cat(box_features).to(self.bbox_projector.dtype))
-        box_tokens = box_tokens.split([len(b) for b in box_features])
-        return [torch.cat([image, box]) for image, box in zip(image_tokens, box_tokens)]
+        return ImageParts(image_tokens, list(box_tokens.split([len(b) for b in box_features])))
 
     def encode_crops(self, pixel_values_tiles: torch.Tensor) -> torch.Tensor:
         """(n, 3, s, s) crops of tiled images -> (n, T, H): the low-res encoder and the projector, no fusion."""
@@ -217,43 +220,23 @@ class MGLLaVAModel(LLaVAModel):
         low = run_in_chunks(self.visual_encoder, pixel_values_tiles, self.encoder_chunk_size)
         return self.projector(low.to(self.projector.dtype))
 
-    def tile_grids(self, data: dict, crop_tokens: torch.Tensor, shape) -> List[torch.Tensor]:
-        """Each tiled image's unpadded crop grid (``AnyResTokens``) from ``crop_tokens`` (n, h*w, H)."""
-        if self.anyres is None:
-            raise ValueError("the batch has tiled images (image_tiles) but the model was built without anyres")
-        return self.anyres(crop_tokens, data["image_tiles"], shape)
-
-    def check_tiles(self, data: dict, num_images: int) -> bool:
-        """Whether the batch's images are tiled; a model with ``anyres`` takes only tiled images."""
-        tiled = "image_tiles" in data
-        if tiled and len(data["image_tiles"]) != num_images:
-            raise ValueError(f"{num_images} images but image_tiles has {len(data['image_tiles'])} rows")
-        if self.anyres is not None and not tiled and num_images:
-            raise ValueError("this model takes tiled images (anyres): the batch needs pixel_values_tiles and "
-                             "image_tiles (AnyResImageViews)")
-        return tiled
-
     def prepare_llm_inputs(self, data: dict) -> dict:
         """The batch of docs/interfaces.md -> keyword arguments of the LLM (``inputs_embeds`` etc.)."""
         input_ids = data["input_ids"]
         attention_mask = data.get("attention_mask")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
-        visual_tokens = []
+        images = []
         check_float_views(data)
         if "pixel_values" in data:
-            visual_tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"),
-                                               data.get("boxes"))
-            if self.check_tiles(data, len(visual_tokens)):
+            parts = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"), data.get("boxes"))
+            crops = None
+            if is_tiled(data, len(parts.grids), self.anyres):
                 side = self.visual_encoder.config.image_size // self.visual_encoder.config.patch_size
-                crops = self.tile_grids(data, self.encode_crops(data["pixel_values_tiles"]), (side, side))
-                visual_tokens = [torch.cat([t[:side * side], c, t[side * side:]]) for t, c in zip(visual_tokens, crops)]
-            visual_tokens = group_frames(input_ids, attention_mask, visual_tokens, data.get("frames_per_video"))
-        llm_inputs = place_visual_tokens(self.llm.get_input_embeddings(), input_ids, attention_mask,
-                                         data.get("labels"), visual_tokens)
-        if data.get("labels") is None:
-            llm_inputs["labels"] = None
-        return llm_inputs
+                crops = self.anyres(self.encode_crops(data["pixel_values_tiles"]), data["image_tiles"], (side, side))
+            images = image_sequences(parts.grids, crops, parts.boxes)
+        return assemble(self.llm.get_input_embeddings(), input_ids, attention_mask, data.get("labels"), images,
+                        data.get("frames_per_video"))
 
     def forward(self, data, data_samples=None, mode="loss"):
         if self.is_first_iter:

@@ -6,8 +6,12 @@ videos); T_i = tokens of image/frame i (fused tokens + its box tokens); H = LLM 
 At a ``<video>`` placeholder (-201) the sequence is ``[frame 0 tokens][frame 1 tokens]...[frame T-1 tokens]``, each
 ``[fused tokens of frame t][box tokens of frame t]``: the frames' image token blocks one after the other. A one-frame
 video therefore gets exactly the tokens of the same picture given as an image.
+
+Video in the model is this module and the token assembler (``token_assembler.py``): the frames are encoded like
+images (:func:`run_in_chunks` bounds the encoders' memory), :func:`frames_per_placeholder` says which frames belong
+to which placeholder, and the assembler joins and places them.
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 from xtuner.utils import IMAGE_TOKEN_INDEX
@@ -39,17 +43,19 @@ def run_in_chunks(encoder: torch.nn.Module, pixels: torch.Tensor, chunk_size: Op
     return type(outputs[0])(torch.cat(stage) for stage in zip(*outputs))
 
 
-def group_frames(input_ids: torch.Tensor, attention_mask: torch.Tensor, frame_tokens: Sequence[torch.Tensor],
-                 frames_per_video: Optional[torch.Tensor]) -> List[torch.Tensor]:
-    """Per-image/frame tokens -> one tensor per placeholder, in the batch's row-major placeholder order.
+def frames_per_placeholder(input_ids: torch.Tensor, attention_mask: torch.Tensor, num_frames: int,
+                           frames_per_video: Optional[torch.Tensor]) -> Optional[List[int]]:
+    """How many consecutive encoded images/frames each placeholder takes, in the batch's row-major order.
 
     Args:
         input_ids: (B, L) with -200 at images and -201 at videos.
         attention_mask: (B, L), True on real tokens (padding is never a placeholder).
-        frame_tokens: I tensors (T_i, H) in batch order, a video's frames consecutive and in time order.
+        num_frames: I, the encoded images/frames of the batch (a video's frames consecutive, in time order).
         frames_per_video: (V,) frames of each video in batch order, or None when the batch has no video.
 
-    Returns P tensors: an image's own (T_i, H), a video's frames concatenated (sum of its T_i, H).
+    Returns P counts (1 for an image, the video's frame count for a video), or None when the batch has no video
+    (each placeholder then takes one image; the placement checks their number). The token assembler
+    (``token_assembler.group_frames``) joins the frames.
     """
     kinds = input_ids[attention_mask.bool() & is_placeholder(input_ids)].tolist()  # row-major, as placed
     counts = list(frames_per_video.tolist()) if frames_per_video is not None else []
@@ -58,17 +64,15 @@ def group_frames(input_ids: torch.Tensor, attention_mask: torch.Tensor, frame_to
         raise ValueError(f"the batch has {num_videos} video placeholders (token id {VIDEO_TOKEN_INDEX}) but "
                          f"frames_per_video lists {len(counts)} videos")
     if not counts:
-        return list(frame_tokens)
+        return None
     needed = len(kinds) - num_videos + sum(counts)
-    if needed != len(frame_tokens):
+    if needed != num_frames:
         raise ValueError(f"the batch's {len(kinds) - num_videos} images and videos of {counts} frames need "
-                         f"{needed} encoded images/frames, got {len(frame_tokens)}")
-    grouped, start, videos = [], 0, iter(counts)
+                         f"{needed} encoded images/frames, got {num_frames}")
+    takes, videos = [], iter(counts)
     for kind in kinds:
         take = next(videos) if kind == VIDEO_TOKEN_INDEX else 1
         if take < 1:
             raise ValueError(f"a video needs at least one frame, frames_per_video={counts}")
-        piece = frame_tokens[start:start + take]
-        grouped.append(piece[0] if take == 1 else torch.cat(list(piece)))
-        start += take
-    return grouped
+        takes.append(take)
+    return takes

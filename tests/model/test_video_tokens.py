@@ -4,7 +4,8 @@ import torch
 from xtuner.utils import IMAGE_TOKEN_INDEX as IMG
 
 from mg_llava.dataset import VIDEO_TOKEN_INDEX as VID
-from mg_llava.model.video_tokens import group_frames, run_in_chunks
+from mg_llava.model.token_assembler import group_frames, image_sequences
+from mg_llava.model.video_tokens import frames_per_placeholder, run_in_chunks
 
 T_LOW = 16  # fused tokens per tiny image (4x4 grid)
 
@@ -35,7 +36,8 @@ def test_video_tokens_are_each_frames_fused_then_box_tokens_in_time_order(model,
     texts = [[1, 5, IMG, 6], [1, VID, 7, 8]]
     data = video_batch(make_batch, texts, [2, 1, 0, 2], [3])
     with torch.no_grad():
-        per_frame = model.encode_images(data["pixel_values"], data["pixel_values_aux"], data["boxes"])
+        parts = model.encode_images(data["pixel_values"], data["pixel_values_aux"], data["boxes"])
+        per_frame = image_sequences(parts.grids, boxes=parts.boxes)
         inputs = model.prepare_llm_inputs(data)
     embed = model.llm.get_input_embeddings()
     assert [len(t) for t in per_frame] == [T_LOW + 2, T_LOW + 1, T_LOW + 0, T_LOW + 2]
@@ -92,3 +94,8 @@ def test_frame_counts_that_do_not_match_are_errors_naming_both():
         group_frames(ids, mask, frames, None)
     with pytest.raises(ValueError, match=r"videos of \[2\] frames need 3 .* got 4"):
         group_frames(ids, mask, frames, torch.tensor([2]))
+    # the video module only counts (the assembler joins): 3 frames for the video, 1 for the image; no video: None
+    assert frames_per_placeholder(ids, mask, 4, torch.tensor([3])) == [3, 1]
+    assert frames_per_placeholder(torch.tensor([[IMG, 1, IMG]]), torch.ones(1, 3, dtype=torch.bool), 2, None) is None
+    with pytest.raises(ValueError, match="at least one frame"):
+        frames_per_placeholder(torch.tensor([[VID, IMG]]), torch.ones(1, 2, dtype=torch.bool), 1, torch.tensor([0]))

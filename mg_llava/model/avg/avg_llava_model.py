@@ -32,8 +32,9 @@ import torch
 from xtuner.utils import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from mg_llava.registry import MODELS, build
+from ..anyres_tokens import is_tiled
 from ..mg_llava_model import MGLLaVAModel, check_float_views
-from ..token_placement import place_visual_tokens
+from ..token_assembler import assemble, image_sequences
 from .losses import rglf_loss
 from .router import VisualGranularityRouter, select_instruction_tokens
 from .scaler import VisualGranularityScaler
@@ -45,7 +46,7 @@ class EncodedImages(NamedTuple):
     """A batch's images at every granularity, before the LLM."""
 
     grids: List[torch.Tensor]  # K x (I, T_k, H): the (global view's) grid
-    boxes: List[torch.Tensor]  # I x (N_i, H)
+    boxes: List[torch.Tensor]  # I x (N_i, H); (0, H) each for a model without object tokens
     crops: Optional[List[List[torch.Tensor]]]  # tiled images: K x I x (n_i, T_k, H); else None
 
 
@@ -106,30 +107,29 @@ class AVGLLaVAModel(MGLLaVAModel):
 
     def encode_granularities(self, data: dict) -> EncodedImages:
         """The batch's images (and their crops when tiled) at every granularity, and their box tokens."""
-        tokens = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"), data.get("boxes"))
-        grids = torch.stack([t[:self.num_grid_tokens] for t in tokens])  # (I, T, H)
+        parts = self.encode_images(data["pixel_values"], data.get("pixel_values_aux"), data.get("boxes"))
         crops = None
-        if self.check_tiles(data, len(tokens)):
+        if is_tiled(data, len(parts.grids), self.anyres):
             pooled = self.scaler(self.encode_crops(data["pixel_values_tiles"]))  # K x (n, T_k, H)
             crops = [self.anyres.split(p, data["image_tiles"]) for p in pooled]
-        return EncodedImages(self.scaler(grids), [t[self.num_grid_tokens:] for t in tokens], crops)
+        boxes = parts.boxes if parts.boxes is not None else [grid[:0] for grid in parts.grids]  # (0, H) each
+        return EncodedImages(self.scaler(parts.grids), boxes, crops)
 
     def image_tokens(self, data: dict, encoded: EncodedImages, choice: Sequence[int],
                      weights: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
-        """Each image's tokens at its granularity ``choice[i]``: [grid][crop grid (tiled)][boxes]. The grid and the
-        crops are multiplied by ``weights[i, k]`` (I, K) when given (1 forward; the straight-through path)."""
+        """Each image's tokens at its granularity ``choice[i]``, ordered by the token assembler. The grid and the
+        crops are multiplied by ``weights[i, k]`` (I, K) when given (1 forward; the straight-through path); the
+        crop grid's row ends are not."""
         side = self.scaler.grid_side(self.num_grid_tokens)
-        out = []
+        grids, crop_grids = [], None if encoded.crops is None else []
         for i, k in enumerate(choice):
-            pieces = [encoded.grids[k][i]]
+            grid = encoded.grids[k][i]
             if encoded.crops is not None:
                 crops = encoded.crops[k][i]
-                pieces.append(self.anyres.grid(crops if weights is None else crops * weights[i, k].to(crops.dtype),
-                                               data["image_tiles"][i].tolist(), self.scaler.grid_shape(side, k)))
-            if weights is not None:
-                pieces[0] = pieces[0] * weights[i, k].to(pieces[0].dtype)
-            out.append(torch.cat(pieces + [encoded.boxes[i]]))
-        return out
+                crop_grids.append(self.anyres.grid(crops if weights is None else crops * weights[i, k].to(crops.dtype),
+                                                   data["image_tiles"][i].tolist(), self.scaler.grid_shape(side, k)))
+            grids.append(grid if weights is None else grid * weights[i, k].to(grid.dtype))
+        return image_sequences(grids, crop_grids, encoded.boxes)
 
     def instruction_tokens(self, data: dict, image_tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each image's top-Q prompt-token embeddings (I, Q, H), zero-padded, and their mask (I, Q).
@@ -164,12 +164,10 @@ class AVGLLaVAModel(MGLLaVAModel):
         instruction, keep = self.instruction_tokens(data, granularities[0])
         return self.router.select(self.router(granularities, instruction, keep))
 
-    def _place(self, data: dict, visual_tokens: Sequence[torch.Tensor]) -> dict:
-        llm_inputs = place_visual_tokens(self.llm.get_input_embeddings(), data["input_ids"], _mask(data),
-                                         data.get("labels"), visual_tokens)
-        if data.get("labels") is None:
-            llm_inputs["labels"] = None
-        return llm_inputs
+    def _place(self, data: dict, images: Sequence[torch.Tensor]) -> dict:
+        """The LLM inputs with ``images`` (from :meth:`image_tokens`) at the placeholders (the token assembler).
+        AVG-LLaVA routes images only: a batch with a video fails there (no frames_per_video is passed)."""
+        return assemble(self.llm.get_input_embeddings(), data["input_ids"], _mask(data), data.get("labels"), images)
 
     def prepare_llm_inputs(self, data: dict) -> dict:
         """The batch -> LLM inputs with each image's routed (or forced) granularity; records the choices."""
