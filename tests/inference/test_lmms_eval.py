@@ -2,7 +2,6 @@
 photographs, run end to end as a user runs it (``python -m lmms_eval`` in a subprocess, offline), gives the same
 answers and the same score as tools/evaluate.py on the same items."""
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import lmms_eval  # noqa: F401  make setup installs it (pip install --no-deps lmms-eval==0.7): missing is an error
 import pytest
 from PIL import Image
 
@@ -17,10 +17,6 @@ from inference_helpers import MEMORISED, MEMORISED_TEXT
 from eval_helpers import boxes_for, image_folder, write_jsonl
 from tool_helpers import load_tool
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("lmms_eval") is None,
-    reason="lmms-eval is not installed (make setup installs it; by hand: pip install -e '.[lmms-eval]' and "
-           "pip install --no-deps lmms-eval==0.7)")
 
 TASK_DIR = osp.join(osp.dirname(__file__), "lmms_eval_task")
 TASK = "mg_llava_local_vqa"

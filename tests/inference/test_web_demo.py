@@ -15,6 +15,8 @@ import socket
 
 import pytest
 from PIL import Image, ImageChops
+from selenium import webdriver  # the dev extra installs it: a missing selenium is an error, not a skip
+from selenium.webdriver.chrome.service import Service
 
 from inference_helpers import MEMORISED
 from tool_helpers import ROOT, load_tool
@@ -65,10 +67,7 @@ def serve(demo):
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver (.ci/run does)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
-    from selenium.webdriver.chrome.service import Service
-
+        pytest.skip("no headless browser (Debian package): apt-get install chromium chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
