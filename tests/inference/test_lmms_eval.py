@@ -155,9 +155,14 @@ def test_lmms_eval_task_equals_our_evaluator(exported, task, in_process, tmp_pat
 
 def test_a_constant_or_blind_model_fails_the_image_check(task):
     """The check the cross-path test makes fails for a model that always answers "a cat" (which still meets
-    0 < accuracy < 100 here: right on q1, partly right on q5) and for one that answers each question without looking at the photo."""
-    constant = lambda docs, visual: [MEMORISED[2]] * len(docs)  # noqa: E731
-    blind = lambda docs, visual: [MEMORISED[2] if "main object" in d["question"] else "coffee" for d in docs]  # noqa: E731
+    0 < accuracy < 100 here: right on q1, partly right on q5) and for one that answers each question without looking
+    at the photo."""
+    def constant(docs, visual):
+        return [MEMORISED[2]] * len(docs)
+
+    def blind(docs, visual):
+        return [MEMORISED[2] if "main object" in d["question"] else "coffee" for d in docs]
+
     for model in (constant, blind):
         with pytest.raises(AssertionError):
             check_items_depend_on_the_image(model, task)
