@@ -49,3 +49,34 @@ def tiny_videos(tmp_path_factory):
     from mg_llava.testing.tiny_video_dataset import build_tiny_video_dataset
 
     return build_tiny_video_dataset(str(tmp_path_factory.mktemp("tiny_videos")))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# No quiet skips: the run ends with one line naming what did not run, why, and what to install (the skip reasons
+# carry the install hint). A test may skip only for a missing machine capability (a GPU, root, a Debian package),
+# never for a Python package that `make setup` installs; those are plain imports, so a missing one is an error.
+
+
+def _skip_reason(report) -> str:
+    # A skip's longrepr is (file, line, "Skipped: <reason>"), also after pytest-xdist ships it to the controller.
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+
+
+def skip_summary(reports) -> str:
+    """One line: how many tests skipped, grouped by reason (most frequent first), e.g.
+    ``skip summary: 3 skipped: 2 x no headless browser: apt-get install ...; 1 x needs a CUDA device``."""
+    import collections
+
+    reasons = collections.Counter(_skip_reason(r) for r in reports)
+    if not reasons:
+        return "skip summary: nothing skipped"
+    parts = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
+    return f"skip summary: {sum(reasons.values())} skipped: {parts}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # Runs in the controller under pytest-xdist, whose stats hold every worker's reports.
+    reports = [r for r in terminalreporter.stats.get("skipped", []) if getattr(r, "skipped", False)]
+    terminalreporter.write_line(skip_summary(reports), yellow=bool(reports), bold=True)

@@ -73,7 +73,7 @@ def test_mmengine_torchrun_init_works_without_cuda(monkeypatch):
     from mmengine.dist import init_dist
 
     if torch.cuda.is_available():
-        pytest.skip("checks the CPU-only path")
+        pytest.skip("checks the CPU-only path: runs on a machine without CUDA")
     port = free_port()
     for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(port)).items():
@@ -93,7 +93,7 @@ def test_mmengine_deepspeed_init_works_without_cuda(monkeypatch):
     from mmengine.dist import init_dist
 
     if torch.cuda.is_available():
-        pytest.skip("checks the CPU-only path")
+        pytest.skip("checks the CPU-only path: runs on a machine without CUDA")
     port = free_port()
     for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(port)).items():
@@ -113,7 +113,7 @@ def test_mmengine_slurm_init_works_without_cuda(monkeypatch):
     from mmengine.dist import init_dist
 
     if torch.cuda.is_available():
-        pytest.skip("checks the CPU-only path")
+        pytest.skip("checks the CPU-only path: runs on a machine without CUDA")
     port = free_port()
     # What srun gives one task of a 1-task job; MASTER_ADDR spares the test scontrol (the slurm test covers it).
     for key, value in dict(SLURM_PROCID="0", SLURM_NTASKS="1", SLURM_LOCALID="0", SLURM_NODELIST="localhost",

@@ -28,7 +28,7 @@ def missing_requirements():
         return (f"slurm/munge not installed (missing {', '.join(missing)}); "
                 "apt-get install munge slurmctld slurmd slurm-client")
     if os.geteuid() != 0:
-        return "a local slurm cluster must run as root (slurmd starts job steps as their user)"
+        return "needs root: a local slurm cluster runs as root (slurmd starts job steps as their user)"
     return None
 
 

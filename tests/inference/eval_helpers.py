@@ -58,3 +58,29 @@ def boxes_for(ids, root, name="boxes.json"):
     with open(path, "w") as f:
         json.dump([{"id": str(i), "boxes": [[10, 10, 60, 70]], "scores": [0.9], "labels": ["thing"]} for i in ids], f)
     return path
+
+
+def check_answers_depend_on_the_image(answer, photos, right, spare=()):
+    """The precondition of a cross-path comparison: on its very items, the model's answers depend on the image, so
+    two paths that agree agree on a model that looks (a constant-answer model would make any two paths agree).
+
+    ``answer(photos)`` -> one answer per item, each item asked about ``photos[i]``; ``photos``: the items' own
+    photos; ``right(i, answer)``: whether ``answer`` is right for item i. Fails (AssertionError) unless the answers
+    hold at least two different texts, some right and some wrong, and at least one answer changes when every item
+    is asked about another item's photo (each item gets the next item's photo that differs from its own, else the
+    first of ``spare``, photos for items that share one). Returns (answers, answers about the swapped photos).
+    """
+    answers = list(answer(list(photos)))
+    assert len(set(answers)) >= 2, f"the same answer for every item: {answers}"
+    verdicts = [bool(right(i, a)) for i, a in enumerate(answers)]
+    assert any(verdicts) and not all(verdicts), f"answers {answers}, right: {verdicts} (need some right, some wrong)"
+    swapped_photos = []
+    for i, photo in enumerate(photos):
+        later = list(photos[i + 1:]) + list(photos[:i])
+        others = [p for p in later + list(spare) if p != photo]
+        assert others, "the items need at least two different photos, or a spare one"
+        swapped_photos.append(others[0])
+    swapped = list(answer(swapped_photos))
+    assert any(a != b for a, b in zip(answers, swapped)), (
+        f"no answer changed when the photos were swapped: {answers} (photos {list(photos)} -> {swapped_photos})")
+    return answers, swapped

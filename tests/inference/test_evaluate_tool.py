@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 
 from inference_helpers import MEMORISED
-from eval_helpers import boxes_for, image_folder, write_jsonl, write_mc_tsv
+from eval_helpers import boxes_for, check_answers_depend_on_the_image, image_folder, write_jsonl, write_mc_tsv
 from tool_helpers import load_tool
 
 
@@ -20,11 +20,7 @@ def test_batched_equals_one_by_one(evaluate, model_paths, trained_checkpoint, ti
     name, question, answer = MEMORISED
     files = {
         "mmbench": (write_mc_tsv(tmp_path / "mc.tsv"), ["10", "11", "12", "13"]),
-        "vqa": (write_jsonl(tmp_path / "vqa.jsonl", [
-            {"question_id": "q1", "image": f"{name}.jpg", "question": question, "answers": [answer] * 10},
-            {"question_id": "q2", "image": "coffee.jpg", "question": "What drink?", "answers": ["coffee"] * 10},
-            {"question_id": "q3", "image": "rocket.jpg", "question": "What is it?", "answers": ["rocket"] * 10}]),
-            ["q1", "q2", "q3"]),
+        "vqa": (write_jsonl(tmp_path / "vqa.jsonl", vqa_items()), ["q1", "q2", "q3"]),
     }
     for fmt, (path, ids) in files.items():
         boxes = boxes_for(ids, tmp_path, f"{fmt}_boxes.json")
@@ -45,6 +41,43 @@ def test_batched_equals_one_by_one(evaluate, model_paths, trained_checkpoint, ti
         if fmt == "vqa":
             assert predictions["b1"]["q1"] == answer  # the learned answer, through the evaluation path
             assert batched["metrics"]["accuracy"] >= 100.0 / 3
+            # on these very items the answers depend on the photo (a constant answer meets the bound above)
+            check_answers_depend_on_the_image(
+                lambda photos: vqa_answers(evaluate, common, tmp_path, photos, predictions["b1"]),
+                [item["image"] for item in vqa_items()], lambda i, text: text in vqa_items()[i]["answers"])
+
+
+def vqa_items(photos=None):
+    """The VQA items of the test, each about its own photo or ``photos[i]``."""
+    name, question, answer = MEMORISED
+    items = [
+        {"question_id": "q1", "image": f"{name}.jpg", "question": question, "answers": [answer] * 10},
+        {"question_id": "q2", "image": "coffee.jpg", "question": "What drink?", "answers": ["coffee"] * 10},
+        {"question_id": "q3", "image": "rocket.jpg", "question": "What is it?", "answers": ["rocket"] * 10}]
+    return items if photos is None else [dict(item, image=photo) for item, photo in zip(items, photos)]
+
+
+def vqa_answers(evaluate, common, tmp_path, photos, own):
+    """tools/evaluate.py's answers to the VQA items asked about ``photos`` (``own``: the answers about their own)."""
+    if list(photos) == [item["image"] for item in vqa_items()]:
+        return [own[item["question_id"]] for item in vqa_items()]
+    index = common.index("--benchmark") + 1
+    options = list(common)
+    options[index] = write_jsonl(tmp_path / "vqa_swapped.jsonl", vqa_items(photos))
+    evaluate(options + ["--out-dir", str(tmp_path / "vqa_swapped"), "--batch-size", "3"])
+    with open(osp.join(tmp_path / "vqa_swapped", "predictions.shard0of1.jsonl")) as f:
+        by_id = {r["id"]: r["prediction"] for r in map(json.loads, f)}
+    return [by_id[item["question_id"]] for item in vqa_items()]
+
+
+def test_a_constant_answer_model_fails_the_image_check():
+    """What the check above rejects: one answer for every item (it meets accuracy >= 100 / 3 when it is q1's), and a
+    model that answers each question without looking at the photo."""
+    photos = [item["image"] for item in vqa_items()]
+    right = lambda i, text: text in vqa_items()[i]["answers"]  # noqa: E731
+    for model in (lambda photos: [MEMORISED[2]] * 3, lambda photos: [MEMORISED[2], "coffee", "a plane"]):
+        with pytest.raises(AssertionError):
+            check_answers_depend_on_the_image(model, photos, right)
 
 
 def test_boxes_are_required_or_explicitly_off(evaluate, model_paths, trained_checkpoint, tmp_path):

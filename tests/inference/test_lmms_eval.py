@@ -2,7 +2,6 @@
 photographs, run end to end as a user runs it (``python -m lmms_eval`` in a subprocess, offline), gives the same
 answers and the same score as tools/evaluate.py on the same items."""
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,17 +9,14 @@ import shutil
 import subprocess
 import sys
 
+import lmms_eval  # noqa: F401  make setup installs it (pip install --no-deps lmms-eval==0.7): missing is an error
 import pytest
 from PIL import Image
 
 from inference_helpers import MEMORISED, MEMORISED_TEXT
-from eval_helpers import boxes_for, image_folder, write_jsonl
+from eval_helpers import boxes_for, check_answers_depend_on_the_image, image_folder, write_jsonl
 from tool_helpers import load_tool
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("lmms_eval") is None,
-    reason="lmms-eval is not installed (make setup installs it; by hand: pip install -e '.[lmms-eval]' and "
-           "pip install --no-deps lmms-eval==0.7)")
 
 TASK_DIR = osp.join(osp.dirname(__file__), "lmms_eval_task")
 TASK = "mg_llava_local_vqa"
@@ -65,11 +61,28 @@ def requests_for(model, docs, doc_to_visual, gen_kwargs=None):
                      metadata=dict(task="t", doc_id=i, repeats=1)) for i, doc in enumerate(docs)]
 
 
-def photo_in(task_dir):
+def photo_in(task_dir, photos=None):
+    """lmms-eval's doc_to_visual: the document's own photo, or ``photos[question_id]`` (a swapped one)."""
     def doc_to_visual(doc):
-        with Image.open(osp.join(task_dir, doc["image"])) as image:
+        name = doc["image"] if photos is None else photos[doc["question_id"]]
+        with Image.open(osp.join(task_dir, name)) as image:
             return [image.convert("RGB")]
     return doc_to_visual
+
+
+def check_items_depend_on_the_image(generate_until, task):
+    """check_answers_depend_on_the_image on the task's documents, answered by ``generate_until`` (lmms-eval's model
+    method, or a stand-in), right when the answer is one of the document's answers."""
+    task_dir, benchmark, _, _ = task
+    with open(benchmark) as f:
+        docs = [json.loads(line) for line in f]
+
+    def answer(photos):
+        by_id = {doc["question_id"]: photo for doc, photo in zip(docs, photos)}
+        return generate_until(docs, photo_in(task_dir, by_id))
+
+    return check_answers_depend_on_the_image(answer, [doc["image"] for doc in docs],
+                                             lambda i, text: text in docs[i]["answers"])
 
 
 def write_task(root):
@@ -128,12 +141,31 @@ def test_lmms_eval_task_equals_our_evaluator(exported, task, in_process, tmp_pat
     assert answers["q1"] == MEMORISED[2]  # the answer the tiny model learned, through lmms-eval
     assert 100.0 * score == pytest.approx(result["metrics"]["accuracy"], abs=1e-9)
     assert 0 < result["metrics"]["accuracy"] < 100, answers  # some right, some wrong: the scores are compared
+    # on these very items the answers depend on the photo (a constant-answer model fails here: the test below)
+    first, _ = check_items_depend_on_the_image(
+        lambda docs, visual: in_process.generate_until(requests_for(in_process, docs, visual)), task)
+    assert first == [ours[i] for i in ids]
 
     # the same weights from the checkpoint and model paths, in batches of 3 instead of 2
     with open(benchmark) as f:
         docs = [json.loads(line) for line in f]
     requests = requests_for(in_process, docs, photo_in(task_dir))
     assert dict(zip(ids, in_process.generate_until(requests))) == ours
+
+
+def test_a_constant_or_blind_model_fails_the_image_check(task):
+    """The check the cross-path test makes fails for a model that always answers "a cat" (which still meets
+    0 < accuracy < 100 here: right on q1, partly right on q5) and for one that answers each question without looking
+    at the photo."""
+    def constant(docs, visual):
+        return [MEMORISED[2]] * len(docs)
+
+    def blind(docs, visual):
+        return [MEMORISED[2] if "main object" in d["question"] else "coffee" for d in docs]
+
+    for model in (constant, blind):
+        with pytest.raises(AssertionError):
+            check_items_depend_on_the_image(model, task)
 
 
 def test_text_only_and_bad_documents(in_process, task):

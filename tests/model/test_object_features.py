@@ -157,7 +157,7 @@ def test_bfloat16_maps_give_float32_features(make_boxes, impl):
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (a GPU machine)")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_separable_on_cuda_equals_roi_align_on_cpu(make_boxes, dtype):
     boxes = [make_boxes(9, 128, torch.Generator().manual_seed(8)), EDGE_BOXES]
