@@ -24,7 +24,9 @@ from safetensors.torch import save_file
 
 from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 
-from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, LoadedModel, spec_from_config, vision_prefixes
+from .loading import LoadedModel
+from .spec import spec_from_config
+from .weights import LLM_DIR, MODULES_FILE, SPEC_FILE, vision_prefixes
 
 
 def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, max_shard_size: str = "5GB") -> str:
