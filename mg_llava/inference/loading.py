@@ -44,7 +44,6 @@ class LoadedModel:
     device: torch.device
 
 
-
 def default_device() -> torch.device:
     """This process's GPU (``LOCAL_RANK`` under torchrun, so sharded evaluation uses every GPU), else the CPU."""
     if not torch.cuda.is_available():

@@ -95,7 +95,6 @@ def avg_llava_spec(model_cfg) -> Optional[dict]:
     return dict(scaler=_module_spec(scaler, keep_type=True), router=_module_spec(router, keep_type=True))
 
 
-
 def spec_from_config(cfg: Config) -> dict:
     """The spec of the model a training config builds (paths made absolute when they exist here)."""
     model = cfg.model

@@ -8,7 +8,6 @@ file it refuses (one that names e.g. ``os.system``) is refused with :class:`Unsa
 """
 import contextlib
 import glob
-import os
 import os.path as osp
 from typing import Optional
 
@@ -17,6 +16,7 @@ from mmengine.logging import print_log
 
 from mg_llava.data_files import CorruptCheckpointError, DataFileError, named_file_errors, read_json
 from mg_llava.model import AVGLLaVAModel, MGLLaVAModel
+from mg_llava.model.checkpoint import ANYRES_PREFIXES, ROUTER_PREFIXES, VISION_PREFIXES, load_trainable_state_dict
 from mg_llava.safe_load import RefusedPickleError
 
 from .spec import SPEC_VERSION, check_model_paths
@@ -24,47 +24,24 @@ from .spec import SPEC_VERSION, check_model_paths
 SPEC_FILE = "mg_llava.json"
 MODULES_FILE = "mg_llava_modules.safetensors"
 LLM_DIR = "llm"
-VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.")
-AVG_LLAVA_PREFIXES = ("router.",)  # the scaler has no weights
-ANYRES_PREFIXES = ("anyres.",)  # the learned row-end token of tiled images
 
 
 class UnsafeCheckpointError(RuntimeError):
     """A checkpoint that only full unpickling can read; the message says how to opt in."""
 
 
-
 def vision_prefixes(model) -> tuple:
     """State-dict prefixes of the trained modules an export holds besides the LLM (the router of AVG-LLaVA too)."""
-    return (VISION_PREFIXES + (AVG_LLAVA_PREFIXES if isinstance(model, AVGLLaVAModel) else ())
+    return (VISION_PREFIXES + (ROUTER_PREFIXES if isinstance(model, AVGLLaVAModel) else ())
             + (ANYRES_PREFIXES if getattr(model, "anyres", None) is not None else ()))
 
 
-
-def _unsafe_state_dict(path: str) -> dict:
-    """Full unpickling of a checkpoint file or DeepSpeed folder; only on explicit opt-in."""
-    from mg_llava.model.checkpoint import DEEPSPEED_MODEL_FILE
-
-    source = path
-    if osp.isdir(path):
-        files = [osp.join(root, DEEPSPEED_MODEL_FILE) for root, _, names in os.walk(path)
-                 if DEEPSPEED_MODEL_FILE in names]
-        if len(files) != 1:
-            raise FileNotFoundError(f"{path}: expected one {DEEPSPEED_MODEL_FILE}, found {files}")
-        source = files[0]
-    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
-    for key in ("state_dict", "module"):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    out = {}
-    for key, value in checkpoint.items():
-        if not isinstance(value, torch.Tensor):
-            raise ValueError(f"{source}: {key!r} is a {type(value).__name__}, not a tensor")
-        while key.startswith("module."):
-            key = key[len("module."):]
-        out[key] = value
-    return out
+def _full_unpickle(path: str):
+    """Full unpickling of one checkpoint file (it runs what the file names); only on explicit opt-in."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, AttributeError, ImportError) as corrupt:  # torch's zip reader; a damaged name
+        raise ValueError(str(corrupt)) from corrupt
 
 
 def load_state_dict_checked(model: MGLLaVAModel, state_dict: dict, source: str) -> None:
@@ -85,8 +62,6 @@ def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> dict:
     with ``allow_unsafe_pickle``) or :class:`UnsafeCheckpointError` (names a global the safe loader refuses; the
     message names it).
     """
-    from mg_llava.model.checkpoint import load_trainable_state_dict
-
     try:
         return load_trainable_state_dict(path)
     except RefusedPickleError as err:
@@ -98,17 +73,12 @@ def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> dict:
             ) from err
         print_log(f"{path}: loading with full unpickling (--allow-unsafe-pickle)", "current")
         with named_file_errors(path, "checkpoint", CorruptCheckpointError):
-            try:
-                return _unsafe_state_dict(path)
-            except (RuntimeError, AttributeError, ImportError) as corrupt:  # torch's zip reader; a damaged name
-                raise ValueError(str(corrupt)) from corrupt
-
+            return load_trainable_state_dict(path, unpickle=_full_unpickle)
 
 
 def load_checkpoint(model: MGLLaVAModel, path: str, allow_unsafe_pickle: bool = False) -> None:
     """Load a trainable-weight checkpoint (any layout :func:`load_trainable_state_dict` reads) into ``model``."""
     load_state_dict_checked(model, read_checkpoint(path, allow_unsafe_pickle), path)
-
 
 
 def check_safetensors(path: str, what: str) -> None:
@@ -140,7 +110,6 @@ def _safetensors_errors(path: str, what: str):
         raise DataFileError(f"{what} {path}: damaged safetensors file ({err})", path) from err
 
 
-
 def load_vision_modules(model: MGLLaVAModel, state_dict, path: str) -> None:
     """The fusion, both projectors (and an AVG-LLaVA's router) from an export's safetensors file; the key sets must
     match exactly."""
@@ -151,10 +120,8 @@ def load_vision_modules(model: MGLLaVAModel, state_dict, path: str) -> None:
     model.load_state_dict(state_dict, strict=False)
 
 
-
 def is_export(path: Optional[str]) -> bool:
     return path is not None and osp.isfile(osp.join(path, SPEC_FILE))
-
 
 
 def read_export(folder: str):
