@@ -22,7 +22,7 @@ from mg_llava.dataset import BadSampleError, VideoReadError, load_box_file, read
 from mg_llava.dataset.conversations import read_llava_file
 from mg_llava.image_io import ImageDecodeError, open_image
 from mg_llava.inference.benchmarks import read_benchmark
-from mg_llava.inference.loading import UnsafeCheckpointError, read_checkpoint, read_export
+from mg_llava.inference.weights import UnsafeCheckpointError, read_checkpoint, read_export
 from mg_llava.testing.images import load_skimage
 from mg_llava.testing.videos import write_video
 

@@ -9,7 +9,7 @@ Two parts, one table each:
    Prefill multiply-adds are counted with ``torch.utils.flop_counter`` on the real config (as tools/flops_report.py
    does); each decoded token costs one 1-token forward plus attention over the cache, 2 x layers x H x context
    MACs. The vision side (CLIP, ConvNeXt, fusion, RoIAlign, projectors) is the same for every granularity and is
-   counted once from tools/flops_report.py; the router (1148 tokens at H = 4096) is counted on the meta device.
+   counted once as tools/flops_report.py counts it (``mg_llava/benchmarking.py``); the router (1148 tokens at H = 4096) is counted on the meta device.
 2. **Tiny, measured on this machine's CPU**: a plain-LLaVA AVG model with a tiny CLIP at 336 px (the real 24 x 24
    grid, so the real 576 ... 36 token counts) and a tiny random LLM, generating ``--new-tokens`` tokens greedily for
    ``--samples`` real photographs. Rows: each forced granularity and the router's own choice (random weights here
@@ -24,9 +24,9 @@ import tempfile
 import time
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
+
+from mg_llava.benchmarking import build_llm, count, vision_components
 
 REAL_SIZES = (576, 288, 144, 72, 36)
 QUESTION = "What is the main object in the image? Describe it."
@@ -36,32 +36,18 @@ QUESTION = "What is the main object in the image? Describe it."
 
 
 def llm_prefill_macs(name, tokens):
-    from transformers import AutoModelForCausalLM
-
-    from mg_llava.model.reference_configs import llm_config
-
-    with FakeTensorMode():
-        llm = AutoModelForCausalLM.from_config(llm_config(name), attn_implementation="eager")
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            llm(torch.zeros(1, tokens, dtype=torch.long))
-    return counter.get_total_flops() // 2
+    return count(lambda: build_llm(name), lambda: (torch.zeros(1, tokens, dtype=torch.long),), fake=True)[1]
 
 
 def router_macs(hidden):
     from mg_llava.model.avg import VisualGranularityRouter
 
-    with torch.device("meta"):
-        router = VisualGranularityRouter(hidden, REAL_SIZES)
-        inputs = [torch.zeros(1, n, hidden) for n in REAL_SIZES]
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            router(inputs, torch.zeros(1, 32, hidden))
-    return counter.get_total_flops() // 2
+    return count(lambda: VisualGranularityRouter(hidden, REAL_SIZES),
+                 lambda: ([torch.zeros(1, n, hidden) for n in REAL_SIZES], torch.zeros(1, 32, hidden)))[1]
 
 
 def real_shapes(text_tokens, boxes, new_tokens, name="Vicuna-7B"):
     from mg_llava.model.reference_configs import LLMS
-
-    from flops_report import vision_components  # noqa: E402 (tools/ is on the path when run as a script)
 
     config = LLMS[name][1]
     layers, hidden = config["num_hidden_layers"], config["hidden_size"]

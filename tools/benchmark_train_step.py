@@ -19,13 +19,11 @@ bf16 (as the configs' DeepSpeed bf16 does), on CPU in fp32. The shares of the pa
 steps (timers around each part's forward, synchronised on CUDA) so that the timed steps run without them; the
 backward pass is one part (mostly the LLM's). MFU = model FLOPs / step time / the device's dense bf16 peak (known
 GPUs, or ``--peak-tflops``): the forward MACs of each part are counted on the step's own batch with
-``tools/flops_report.py``'s counter, and a part's training FLOPs are 2 x MACs x 1 for the frozen encoders and the
+the counter of ``mg_llava/benchmarking.py`` (as ``tools/flops_report.py``), and a part's training FLOPs are 2 x MACs x 1 for the frozen encoders and the
 object branch, x 2 for a frozen LLM (the backward still runs through it to reach the projectors), x 3 for parts whose
 weights train; activation-checkpointing recomputation is not counted (MFU, not HFU).
 """
 import argparse
-import contextlib
-import importlib.util
 import json
 import os.path as osp
 import resource
@@ -35,7 +33,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from mg_llava.benchmarking import forward_macs_by_module, published_architectures
+
 # Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets), matched against torch.cuda.get_device_name().
 PEAK_BF16_TFLOPS = [("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 312.0), ("L40S", 362.1)]
 TEXT_MEDIAN = dict(pretrain=96, finetune=256)
@@ -45,60 +44,6 @@ PARTS = dict(clip=("visual_encoder",), convnext=("visual_encoder_aux",), fusion=
              object_branch=("object_features",), projectors=("projector", "bbox_projector"), llm_forward=("llm",))
 VISION_PARTS = ("clip", "convnext", "fusion", "object_branch", "projectors")
 PHOTO_SIZES = [(640, 480), (480, 640), (640, 427), (500, 375), (612, 612), (1024, 768)]  # (W, H), COCO-like
-
-
-def load_flops_report():
-    spec = importlib.util.spec_from_file_location("flops_report", osp.join(ROOT, "tools", "flops_report.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextlib.contextmanager
-def published_architectures(model_cfg, device, folder):
-    """Parts of ``model_cfg`` named by a hub id are built from their published configs (written to ``folder`` as
-    config-only checkpoints, which XTuner reads too) with random weights, on ``device``."""
-    import open_clip
-    from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
-
-    from mg_llava.model.reference_configs import CLIP_VIT_L_336, LLMS, llm_config
-
-    hub_llms = {hub: name for name, (_, _, hub) in LLMS.items()}
-    llm_path = model_cfg.llm.pretrained_model_name_or_path
-    if not osp.isdir(llm_path):
-        if llm_path not in hub_llms:
-            raise ValueError(f"LLM {llm_path!r} is neither a local folder nor a published one ({sorted(hub_llms)})")
-        llm_config(hub_llms[llm_path]).save_pretrained(osp.join(folder, "llm"))
-        model_cfg.llm.pretrained_model_name_or_path = osp.join(folder, "llm")
-
-        def random_llm(pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
-            config = AutoConfig.from_pretrained(pretrained_model_name_or_path)
-            return AutoModelForCausalLM.from_config(config, torch_dtype=torch_dtype)
-
-        model_cfg.llm.type = random_llm
-    clip_path = model_cfg.visual_encoder.pretrained_model_name_or_path
-    if not osp.isdir(clip_path):
-        CLIPVisionConfig(**CLIP_VIT_L_336).save_pretrained(osp.join(folder, "clip"))
-        model_cfg.visual_encoder.pretrained_model_name_or_path = osp.join(folder, "clip")
-    clip_from_pretrained, create_model = CLIPVisionModel.from_pretrained, open_clip.create_model
-
-    def clip(pretrained_model_name_or_path, *args, torch_dtype=None, **kwargs):
-        if pretrained_model_name_or_path == osp.join(folder, "clip"):
-            return CLIPVisionModel._from_config(CLIPVisionConfig.from_pretrained(pretrained_model_name_or_path),
-                                                torch_dtype=torch_dtype)
-        return clip_from_pretrained(pretrained_model_name_or_path, *args, torch_dtype=torch_dtype, **kwargs)
-
-    def convnext(name, pretrained=None, **kwargs):
-        if not name.startswith("local-dir:"):
-            pretrained = None  # architecture only
-        return create_model(name, pretrained=pretrained, **dict(kwargs, device=device))
-
-    try:
-        CLIPVisionModel.from_pretrained, open_clip.create_model = clip, convnext
-        with torch.device(device):
-            yield
-    finally:
-        CLIPVisionModel.from_pretrained, open_clip.create_model = clip_from_pretrained, create_model
 
 
 def build_model(cfg, device, dtype):
@@ -221,9 +166,9 @@ def train_step(model, optimizer, params, data, max_norm, device, timings=None):
     return loss.item(), marks[-1] - marks[0]
 
 
-def training_macs(model, data, flops_report):
+def training_macs(model, data):
     """{part: training MACs} of one step on ``data`` (forward MACs x 1, 2 or 3; see the module docstring)."""
-    counts = flops_report.forward_macs_by_module(lambda: model(data, None, mode="loss"))
+    counts = forward_macs_by_module(lambda: model(data, None, mode="loss"))
     root = type(model).__name__
     llm_trains = any(p.requires_grad for p in model.llm.parameters())
     factors = dict(clip=1, convnext=1, object_branch=1, fusion=3, projectors=3,
@@ -291,8 +236,7 @@ def main(argv=None):
     hand_over = "decoded" if dict(dataset, **sources[0]).get("resize_on_device") else "uint8"
     batches = [synthetic_batch(rng, sizes, vocab_size, hand_over) for _ in range(min(args.steps, 4))]
 
-    flops_report = load_flops_report()
-    macs = [training_macs(model, preprocess(model, data), flops_report) for data, _ in batches]
+    macs = [training_macs(model, preprocess(model, data)) for data, _ in batches]
 
     total = args.warmup + args.steps + args.profile_steps
     seconds, losses, timings = [], [], {}

@@ -101,9 +101,9 @@ class VisionPath(torch.nn.Module):
         super().__init__()
         from xtuner.registry import BUILDER
 
+        from mg_llava.benchmarking import published_architectures
         from mg_llava.model.mg_llava_model import mlp_projector
         from mg_llava.registry import build
-        from benchmark_train_step import published_architectures
 
         with published_architectures(model_cfg, torch.device("cpu"), folder):
             self.visual_encoder = BUILDER.build(model_cfg.visual_encoder)
@@ -181,7 +181,6 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     mmap_all = use_mmap_for_large_allocations()
-    sys.path.insert(0, osp.join(ROOT, "tools"))
     cfg = load_config(args.config)
     views = cfg.image_views
     low_res, high_res = views.get("low_res") or 336, views.high_res

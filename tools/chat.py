@@ -23,7 +23,7 @@ import sys
 
 from transformers import TextStreamer
 
-from mg_llava.dataset import load_box_file
+from mg_llava.dataset import MissingBoxEntryError, entry_for_file, load_box_file
 from mg_llava.inference.chat import ChatSession
 from mg_llava.inference.cli import add_box_generator_args, add_model_args, build_box_generator, load_from_args
 
@@ -62,30 +62,13 @@ def box_source(args, device):
     if args.detector is not None:
         return build_box_generator(args, device)
     table = load_box_file(args.boxes)
-    if args.video is not None:
-        return table, video_box_key(table, args)
-    key = args.box_id
-    if key is None:
-        key = table.ids[0] if len(table) == 1 else osp.splitext(osp.basename(args.image))[0]
-    if key not in table:
-        raise SystemExit(f"{args.boxes} has no entry {key!r} for {args.image}; pass --box-id")
-    return table, key
-
-
-def video_box_key(table, args) -> str:
-    """The video entry of --boxes for --video: --box-id, the only video entry, or the video's file name."""
-    keys = table.video_keys
-    if args.box_id is not None:
-        candidates = [args.box_id]
-    elif len(keys) == 1:
-        candidates = keys
-    else:
-        name = osp.basename(osp.normpath(args.video))
-        candidates = [args.video, name, osp.splitext(name)[0]]
-    for key in candidates:
-        if table.frame_rows(key) is not None:
-            return key
-    raise SystemExit(f"{args.boxes} has no video entry {candidates[0]!r} for {args.video}; pass --box-id")
+    video = args.video is not None
+    path = args.video if video else args.image
+    try:  # --box-id, the only (video) entry, or the file's name
+        return table, entry_for_file(table, path, args.box_id, video=video)
+    except MissingBoxEntryError as err:
+        raise SystemExit(f"{args.boxes} has no {'video ' if video else ''}entry {err.wanted!r} for {path}; "
+                         f"pass --box-id") from None
 
 
 def main(argv=None):

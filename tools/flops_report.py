@@ -18,13 +18,10 @@ import argparse
 import json
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 
-from mg_llava.model.reference_configs import CLIP_VIT_L_336, LLMS, llm_config
+from mg_llava.benchmarking import build_llm, count, vision_components
+from mg_llava.model.reference_configs import LLMS
 
-LOW_RES, HIGH_RES, PATCH, ROI_SIZE = 336, 768, 14, 56
-MMFUSER = dict(num_levels=4, num_heads=16, num_points=4)  # CLIP layers -22, -17, -12, -7 into -2
 VARIANTS = {"llava_1_5": "LLaVA-1.5", "llava_1_5_mmfuser": "+MMFuser", "mg_llava": "MG-LLaVA",
             "mg_llava_mmfuser": "MG+MMFuser"}
 # Paper, Table 4 (TMACs, LLaVA-1.5 -> MG-LLaVA; params) and the Param. column of its main tables (MG-LLaVA).
@@ -35,60 +32,6 @@ PAPER = {
     "Vicuna-13B": dict(params_b=(None, 13.6)),
     "Yi-1.5-34B": dict(params_b=(None, 34.4)),
 }
-
-
-def count(build, inputs, fake=False):
-    """(parameters, forward MACs) of ``build()`` applied to ``inputs()``, without allocating anything."""
-    with FakeTensorMode() if fake else torch.device("meta"):
-        module = build()
-        params = sum(p.numel() for p in module.parameters())
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            module(*inputs())
-    return params, counter.get_total_flops() // 2
-
-
-def forward_macs_by_module(fn):
-    """MACs of ``fn()``, run without autograd, per module as FlopCounterMode names them: ``"Global"`` for all,
-    ``"<root class>.<attribute>..."`` for each submodule (a module counts its children)."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        fn()
-    return {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
-
-
-def build_llm(name):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_config(llm_config(name), attn_implementation="eager")
-
-
-def vision_components(boxes):
-    """{component: (params, MACs)} of everything before the LLM except the projectors (which depend on H)."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-    import timm
-
-    from mg_llava.model import ConvGateFusion, MultiLayerDeformableFusion
-
-    tokens = (LOW_RES // PATCH) ** 2
-    clip = count(lambda: CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_L_336)),
-                 lambda: (torch.zeros(1, 3, LOW_RES, LOW_RES),))
-
-    def convnext_trunk():  # open_clip's convnext_large_d_320 image trunk is timm's convnext_large
-        trunk = timm.create_model("convnext_large", pretrained=False)
-        return torch.nn.Sequential(trunk.stem, trunk.stages)
-
-    convnext = count(convnext_trunk, lambda: (torch.zeros(1, 3, HIGH_RES, HIGH_RES),))
-    stage_channels = [192, 384, 768, 1536]
-    fusion = count(lambda: ConvGateFusion(1024, stage_channels[-1]),
-                   lambda: (torch.zeros(1, tokens, 1024), torch.zeros(1, stage_channels[-1], 24, 24)))
-    levels, points = MMFUSER["num_levels"], MMFUSER["num_points"]
-    mmfuser = count(lambda: MultiLayerDeformableFusion(1024, **MMFUSER),
-                    lambda: (torch.zeros(1, levels + 1, tokens, 1024),))
-    sampling = tokens * (levels + 1) * points * 1024 * (4 + 1)  # cross-attention over 4 levels, self over 1
-    side = HIGH_RES // 4
-    upsample = sum(stage_channels[1:]) * side * side * 4
-    roi = boxes * sum(stage_channels) * ROI_SIZE ** 2 * (4 + 1)  # one bilinear sample per bin, then the mean
-    return dict(clip=clip, convnext=convnext, mmfuser=(mmfuser[0], mmfuser[1] + sampling), fusion=fusion,
-                roi_align=(0, upsample + roi if boxes else 0)), tokens
 
 
 def projector(in_channels, hidden, rows):

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from ..data_files import named_file_errors, read_json
+from ..data_files import named_file_errors, read_json_list
 from .images import DEFAULT_MAX_PIXELS
 from .owlv2 import DEFAULT_OWLV2
 from .taggers.clip import DEFAULT_CLIP
@@ -155,7 +155,7 @@ def draw_main(argv=None) -> str:
                               on_conflict=args.on_duplicate_conflict, video_folder=False)  # draws images only
     if args.boxes:
         with named_file_errors(args.boxes, "box file"):
-            records = {r["id"]: r for r in read_json(args.boxes, "box file")}
+            records = {r["id"]: r for r in read_json_list(args.boxes, "box file")}
         samples = [s for s in samples if s.id in records]
     random.Random(args.seed).shuffle(samples)
     generator = None if args.boxes else build_generator(args)

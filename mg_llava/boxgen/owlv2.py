@@ -12,10 +12,10 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
+from mg_llava.dataset.box_rules import class_aware_nms
 from mg_llava.registry import MODELS
 
 from .geometry import owlv2_boxes_to_original, owlv2_pixel_values, round_boxes
-from .nms import class_aware_nms
 
 DEFAULT_OWLV2 = "google/owlv2-large-patch14-ensemble"
 PREPROCESS_MODES = ("torch", "transformers")

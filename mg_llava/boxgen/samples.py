@@ -15,15 +15,12 @@ by frame (``Sample.video``), or, when video boxing is off (``video_folder=False`
 two different images cannot be represented in the box file and raises :class:`DuplicateIdError` (or, with
 ``on_conflict='skip'``, is dropped and listed).
 """
-import csv
-import json
 import os.path as osp
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
-from ..data_files import reads_file
+from ..data_files import read_records, reads_file, record_format
 
 ID_KEYS = ("id", "question_id", "index")
 
@@ -56,28 +53,13 @@ class Sample:
 
 def _rows(path: str):
     """Yield ``(row_number, dict)``; row numbers are 1-based lines (JSONL/TSV) or list positions (JSON)."""
-    ext = osp.splitext(path)[1].lower()
-    if ext == ".json":
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if not isinstance(data, list):
-            raise SampleFormatError(f"{path}: expected a JSON list of samples, got {type(data).__name__}")
-        yield from enumerate(data)
-    elif ext == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield line_no, json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise SampleFormatError(f"{path}:{line_no}: invalid JSON ({err})") from err
-    elif ext == ".tsv":
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # base64 images are long fields
-        with open(path, encoding="utf-8", newline="") as f:
-            for line_no, row in enumerate(csv.DictReader(f, delimiter="\t"), 2):
-                yield line_no, row
-    else:
+    if not record_format(path):
+        ext = osp.splitext(path)[1].lower()
         raise SampleFormatError(f"{path}: unknown annotation format {ext!r} (expected .json, .jsonl or .tsv)")
+    for record in read_records(path, "annotation file"):
+        if record.error is not None:
+            raise SampleFormatError(f"{path}:{record.number}: invalid JSON ({record.error})")
+        yield record.number, record.value
 
 
 @reads_file("annotation file")

@@ -22,7 +22,7 @@ import os.path as osp
 from collections import Counter
 from typing import Dict, List, Optional
 
-from ..data_files import read_json, reads_file
+from ..data_files import read_json, read_records, reads_file
 from .stats import box_count_histogram, write_summary
 
 RUN_FILE = "run.json"
@@ -117,13 +117,10 @@ def read_part_records(directory: str) -> Dict[str, dict]:
     records = {}
     files = glob.glob(osp.join(directory, "segment-*.jsonl")) + glob.glob(osp.join(directory, "chunk-*.jsonl"))
     for path in sorted(files, key=_index):
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise IncompleteRunError(f"{path}:{line_no}: corrupt part record ({err})") from err
-                records.setdefault(record["id"], record)
+        for line in read_records(path, "box-generation part file"):
+            if line.error is not None:
+                raise IncompleteRunError(f"{path}:{line.number}: corrupt part record ({line.error})")
+            records.setdefault(line.value["id"], line.value)
     return records
 
 

@@ -4,9 +4,10 @@ Public API (all registered in :data:`mg_llava.registry.MODELS`):
 
 - :class:`ImageViews`, :class:`ViewGeometry`, :func:`load_image`: the two image views and their geometry.
 - :class:`AnyResImageViews`: the same plus LLaVA-NeXT's any-resolution crops of the low-res view.
-- :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules.
-- :func:`load_box_file`, :class:`BoxTable`, :func:`prepare_boxes`: the box file and the load-time box rules;
-  :func:`prepare_boxes_released` reproduces the released code's rules (``box_rule='released'``).
+- :func:`load_box_file` (:mod:`.box_file`, cached by :mod:`.box_cache`), :class:`BoxTable` and its lookup
+  :func:`find_entry` / :func:`entry_for_file` (:mod:`.box_table`), :func:`prepare_boxes` (:mod:`.box_rules`): the
+  box file and the load-time box rules; :func:`prepare_boxes_released` reproduces the released code's rules
+  (``box_rule='released'``).
 - :class:`LLaVABoxDataset`, :func:`llava_box_collate_fn`: the dataset and the batch of docs/interfaces.md.
 - :class:`ConcatLLaVABoxDataset`: several of them as one mixture (keeps ``modality_length``).
 - :func:`read_video`, :func:`sample_frame_indices`: video decoding (PyAV or a frames folder) and the frame choice.
@@ -14,7 +15,9 @@ Public API (all registered in :data:`mg_llava.registry.MODELS`):
 - :data:`PROMPT_TEMPLATE`: XTuner's prompt templates plus ``chatml`` (Yi-1.5).
 """
 from .anyres_views import AnyResImageViews, AnyResViews, TileGeometry
-from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxEntry, BoxTable, PreparedBoxes, load_box_file, prepare_boxes
+from .box_file import load_box_file
+from .box_rules import MAX_BOXES, NMS_IOU_THRESHOLD, PreparedBoxes, prepare_boxes
+from .box_table import BoxEntry, BoxTable, MissingBoxEntryError, entry_for_file, find_entry
 from .collate import llava_box_collate_fn
 from .concat import ConcatLLaVABoxDataset
 from .conversations import BadSample, BadSampleError, check_sample, read_llava_file
@@ -40,6 +43,7 @@ __all__ = [
     "ImageViews",
     "LLaVABoxDataset",
     "MAX_BOXES",
+    "MissingBoxEntryError",
     "ModalityLengthGroupedSampler",
     "NMS_IOU_THRESHOLD",
     "NUM_FRAMES",
@@ -54,6 +58,8 @@ __all__ = [
     "ViewGeometry",
     "Views",
     "check_sample",
+    "entry_for_file",
+    "find_entry",
     "finish_views",
     "llava_box_collate_fn",
     "load_box_file",

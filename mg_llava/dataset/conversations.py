@@ -4,15 +4,15 @@ A LLaVA file is a JSON list (``.json``) or one JSON object per line (``.jsonl``)
 ``{"id", "image" (optional, relative to the image folder), "conversations": [{"from": "human"|"gpt", "value"}]}``;
 a video sample has ``"video"`` (a file or a frames folder) instead of ``"image"`` and one ``<video>`` in its text.
 """
-import json
 import logging
+import os.path as osp
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import print_log
 from xtuner.utils import DEFAULT_IMAGE_TOKEN
 
-from ..data_files import reads_file
+from ..data_files import read_records, reads_file
 from .video import DEFAULT_VIDEO_TOKEN
 
 BAD_SAMPLE_POLICIES = ("raise", "skip")
@@ -83,24 +83,13 @@ def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
     ``bad`` lists the rest with the reason. A ``.json`` file that is not valid JSON raises ``ValueError``
     (nothing in it can be located); in a ``.jsonl`` file each malformed line is one bad sample.
     """
-    if path.endswith(".jsonl"):
-        items = _read_jsonl(path)
-    elif path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} is not valid JSON ({err}); a .jsonl file is checked line by line") from err
-        if not isinstance(data, list):
-            raise ValueError(f"{path} must hold a JSON list of samples, got {type(data).__name__}")
-        items = [(f"item {i}", item, None) for i, item in enumerate(data)]
-    else:
+    if not path.endswith((".json", ".jsonl")):
         raise ValueError(f"{path}: expected a .json or .jsonl LLaVA file")
-
     records, bad = [], []
-    for position, (where, item, parse_error) in enumerate(items):
-        if parse_error is not None:
-            bad.append(BadSample(f"malformed JSON line: {parse_error}", None, path, where))
+    for position, row in enumerate(read_records(path, "LLaVA annotation file", fmt=osp.splitext(path)[1])):
+        where, item = row.where, row.value
+        if row.error is not None:
+            bad.append(BadSample(f"malformed JSON line: {row.error}", None, path, where))
             continue
         sample_id = str(item["id"]) if isinstance(item, dict) and item.get("id") is not None else None
         reason = check_sample(item)
@@ -118,19 +107,6 @@ def read_llava_file(path: str) -> Tuple[List[dict], List[BadSample]]:
             )
         )
     return records, bad
-
-
-def _read_jsonl(path: str):
-    items = []
-    with open(path, "rb") as f:  # decoded per line: one line of bad bytes is one bad sample
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue  # a blank line holds no sample
-            try:
-                items.append((f"line {number}", json.loads(line.decode("utf-8")), None))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                items.append((f"line {number}", None, str(err)))
-    return items
 
 
 def check_sample(item) -> Optional[str]:

@@ -60,7 +60,9 @@ from xtuner.utils import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 
 from ..image_io import ImageDecodeError
 from ..registry import MODELS, build
-from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, BoxTable, load_box_file
+from .box_file import load_box_file
+from .box_rules import MAX_BOXES, NMS_IOU_THRESHOLD
+from .box_table import BoxTable
 from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply_bad_sample_policy, read_llava_file
 from .anyres_views import AnyResImageViews, AnyResPixelView
 from .image_views import ImageViews, load_image

@@ -1,7 +1,7 @@
 """The released box rule: the load-time box handling the released MG-LLaVA checkpoints were trained with (SPEC 2).
 
 Use it to evaluate or fine-tune the released checkpoints on the distribution they saw; train new models with the
-clean rule (:func:`~mg_llava.dataset.boxes.prepare_boxes`), the default. Where the two differ:
+clean rule (:func:`~mg_llava.dataset.box_rules.prepare_boxes`), the default. Where the two differ:
 
 =================  ==============================================  =============================================
 step               clean rule                                      released rule (reproduced as it was)
@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..registry import MODELS
-from .boxes import MAX_BOXES, NMS_IOU_THRESHOLD, PreparedBoxes, class_aware_nms, padded_square_boxes, prepare_boxes
+from .box_rules import (MAX_BOXES, NMS_IOU_THRESHOLD, PreparedBoxes, class_aware_nms, padded_square_boxes,
+                        prepare_boxes)
 from .image_views import ViewGeometry
 
 BOX_RULES = ("clean", "released")
@@ -72,7 +73,7 @@ def prepare_boxes_released(
     keep = np.zeros(0, dtype=np.int64)
     square = padded_square_boxes(boxes, geometry)
     if len(scores):
-        keep = class_aware_nms(square, scores, label_ids, iou_threshold)
+        keep = class_aware_nms(square, scores, label_ids, iou_threshold).numpy()
         near_limit = (text_length is not None and max_length is not None
                       and text_length >= max_length - NEAR_MAX_LENGTH)
         if near_limit or len(keep) > max_boxes:

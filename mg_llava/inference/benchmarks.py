@@ -24,18 +24,17 @@ Boxes are looked up by the item's ``index``/``question_id`` in a box file (``dat
 file). A row that cannot be used (missing image, malformed row, answer not among the options) is a
 :class:`BadSample`: an error naming it, or under ``on_bad_sample='skip'`` left out and counted.
 """
-import csv
-import json
 import os.path as osp
 import re
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from mg_llava.data_files import reads_file
+from mg_llava.data_files import read_records, read_tsv, reads_file
 from mg_llava.dataset import BadSample, BadSampleError
 
+from .eval_items import EvalItem, with_suffix
 from .metrics import rotate_options, rotated_answer
+from .video_qa import read_video_qa
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
 VQA_SUFFIX = "Answer the question using a single word or phrase."
@@ -52,20 +51,6 @@ DEFAULT_SUFFIX = {"multiple_choice": MC_SUFFIX, "vqa": VQA_SUFFIX, "pope": YES_N
                   "mmvet": "", "llava_wild": "", "video_qa": VQA_SUFFIX}
 MISSING = ("", "nan", "none", "null")
 SHORT_IMAGE_REFERENCE = 64  # an image cell this short cannot be an encoded image: it names another row's index
-
-
-@dataclass
-class EvalItem:
-    """One prediction to make."""
-
-    id: str  # unique per prediction: the benchmark's index, plus '@r' for round r of circular evaluation
-    key: str  # the benchmark's index / question_id (box-file id)
-    question: str  # the prompt text (the template and the <image> token are added by the preprocessor)
-    image: str  # a path, or (encoded=True) the base64 text of the image, decoded when prepared
-    target: dict = field(default_factory=dict)  # ground truth and metadata kept in the prediction record
-    image_key: Optional[str] = None  # the box-file id of the image when it is another row's (MMBench references)
-    encoded: bool = False
-    video: bool = False  # ``image`` is a video file or frames folder
 
 
 @dataclass
@@ -101,8 +86,6 @@ def read_benchmark(path: str, fmt: str, image_folder: Optional[str] = None, circ
     if fmt == "multiple_choice":
         items, bad, total = _read_multiple_choice(path, image_folder, circular, suffix)
     elif fmt == "video_qa":
-        from .video_qa import read_video_qa
-
         items, bad, total = read_video_qa(path, image_folder, suffix)
     else:
         items, bad, total = _read_jsonl(path, fmt, image_folder, suffix)
@@ -111,19 +94,12 @@ def read_benchmark(path: str, fmt: str, image_folder: Optional[str] = None, circ
     return Benchmark(path, fmt, items, bad, total)
 
 
-def _with_suffix(question: str, suffix: str) -> str:
-    return f"{question}\n{suffix}" if suffix else question
-
-
 # ---------------------------------------------------------------------------------------------- multiple choice
 
 
 def _read_multiple_choice(path, image_folder, circular, suffix):
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # base64 images are long fields
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        header = reader.fieldnames or []
-        rows = list(enumerate(reader, start=2))
+    header, records = read_tsv(path, "benchmark file")
+    rows = [(r.number, r.value) for r in records]
     letters = [c for c in header if re.fullmatch(r"[A-Z]", c or "")]
     missing = [c for c in ("index", "question") if c not in header]
     if missing or len(letters) < 2:
@@ -171,7 +147,7 @@ def _read_multiple_choice(path, image_folder, circular, suffix):
             target = dict(index=index, round=shift, options=shown, category=category,
                           answer=None if answer is None else rotated_answer(answer, letters_here, shift))
             items.append(EvalItem(id=f"{index}@{shift}" if circular else str(index), key=str(index),
-                                  question=_with_suffix("\n".join(lines), suffix), image=image, target=target,
+                                  question=with_suffix("\n".join(lines), suffix), image=image, target=target,
                                   image_key=image_key, encoded=not is_path))
     return items, bad, len(rows)
 
@@ -204,53 +180,48 @@ def _answers(record) -> Optional[List[str]]:
 
 
 def _read_jsonl(path, fmt, image_folder, suffix):
-    items, bad, total = [], [], 0
+    items, bad = [], []
     seen = set()
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            total += 1
-            where = f"line {line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                bad.append(BadSample(f"malformed row: invalid JSON ({err})", None, path, where))
-                continue
-            if not isinstance(record, dict) or record.get("question_id") is None:
-                bad.append(BadSample("malformed row: no question_id", None, path, where))
-                continue
-            qid = str(record["question_id"])
-            question = record.get("question", record.get("text"))
-            reason = None
-            if qid in seen:
-                reason = "duplicate question_id"
-            elif not isinstance(question, str) or not question.strip():
-                reason = "malformed row: no question (or text)"
-            elif _missing(record.get("image")):
-                reason = "missing image: no 'image' field"
-            image = None if reason else (osp.join(image_folder, record["image"]) if image_folder else record["image"])
-            if reason is None and not osp.isfile(image):
-                reason = f"missing image: {image} does not exist"
-            target = dict(question_id=record["question_id"], question=question)
-            if reason is None and fmt in ("pope", "mme"):
-                label = record.get("label", record.get("answer"))
-                if str(label).strip().lower() not in ("yes", "no"):
-                    reason = f"unknown answer option: label {label!r} is not yes/no"
-                elif fmt == "mme" and _missing(record.get("category")):
-                    reason = "malformed row: MME needs a category"
-                else:
-                    target.update(label=str(label).strip().lower(), category=record.get("category"),
-                                  image=record["image"])
-            elif reason is None and fmt == "vqa":
-                target["answers"] = _answers(record)
-            if reason is not None:
-                bad.append(BadSample(reason, qid, path, where))
-                continue
-            seen.add(qid)
-            items.append(EvalItem(id=qid, key=qid, question=_with_suffix(question.strip(), suffix), image=image,
-                                  target=target))
-    return items, bad, total
+    rows = read_records(path, "benchmark file", fmt=".jsonl")
+    for row in rows:
+        where, record = row.where, row.value
+        if row.error is not None:
+            bad.append(BadSample(f"malformed row: invalid JSON ({row.error})", None, path, where))
+            continue
+        if not isinstance(record, dict) or record.get("question_id") is None:
+            bad.append(BadSample("malformed row: no question_id", None, path, where))
+            continue
+        qid = str(record["question_id"])
+        question = record.get("question", record.get("text"))
+        reason = None
+        if qid in seen:
+            reason = "duplicate question_id"
+        elif not isinstance(question, str) or not question.strip():
+            reason = "malformed row: no question (or text)"
+        elif _missing(record.get("image")):
+            reason = "missing image: no 'image' field"
+        image = None if reason else (osp.join(image_folder, record["image"]) if image_folder else record["image"])
+        if reason is None and not osp.isfile(image):
+            reason = f"missing image: {image} does not exist"
+        target = dict(question_id=record["question_id"], question=question)
+        if reason is None and fmt in ("pope", "mme"):
+            label = record.get("label", record.get("answer"))
+            if str(label).strip().lower() not in ("yes", "no"):
+                reason = f"unknown answer option: label {label!r} is not yes/no"
+            elif fmt == "mme" and _missing(record.get("category")):
+                reason = "malformed row: MME needs a category"
+            else:
+                target.update(label=str(label).strip().lower(), category=record.get("category"),
+                              image=record["image"])
+        elif reason is None and fmt == "vqa":
+            target["answers"] = _answers(record)
+        if reason is not None:
+            bad.append(BadSample(reason, qid, path, where))
+            continue
+        seen.add(qid)
+        items.append(EvalItem(id=qid, key=qid, question=with_suffix(question.strip(), suffix), image=image,
+                              target=target))
+    return items, bad, len(rows)
 
 
 def bad_sample_counts(bad: List[BadSample]) -> Dict[str, int]:

@@ -6,7 +6,9 @@ from mmengine.config import DictAction
 
 from mg_llava.dataset import BOX_RULES, MAX_BOXES
 
-from .loading import DTYPES, LoadedModel, is_export, load_exported, load_from_config, load_from_spec, spec_from_paths
+from .loading import DTYPES, LoadedModel, load_exported, load_from_config, load_from_spec
+from .spec import spec_from_paths
+from .weights import is_export
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

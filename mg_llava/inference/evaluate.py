@@ -26,10 +26,12 @@ from mmengine.logging import print_log
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from mg_llava import data_files
 from mg_llava.data_files import read_json, reads_file
-from mg_llava.dataset import BadSample, BadSampleError
+from mg_llava.dataset import BadSample, BadSampleError, find_entry
 
-from .benchmarks import Benchmark, EvalItem, bad_sample_counts
+from .benchmarks import Benchmark, bad_sample_counts
+from .eval_items import EvalItem
 from .generation import generate
 from .metrics import extract_option, mme_metrics, multiple_choice_metrics, pope_metrics, vqa_metrics
 from .preprocess import ImageLoadError, MissingBoxesError
@@ -74,8 +76,8 @@ class ModelAnswerer:
             return self._prepare_video(item, where)
         boxes = None
         if self.box_table is not None:
-            key = item.key if item.key in self.box_table or item.image_key is None else item.image_key
-            if key in self.box_table:
+            key = find_entry(self.box_table, (item.key, item.image_key))
+            if key is not None:
                 boxes = (self.box_table, key)
             elif not self.allow_missing_boxes:
                 raise MissingBoxesError(f"{where}: no entry {item.key!r} in box file {self.box_table.path}")
@@ -92,7 +94,7 @@ class ModelAnswerer:
         """A video item; its per-frame boxes are the video entry keyed by the question id, else the video name."""
         boxes = None
         if self.box_table is not None:
-            key = next((k for k in (item.key, item.image_key) if self.box_table.frame_rows(k) is not None), None)
+            key = find_entry(self.box_table, (item.key, item.image_key), video=True)
             if key is not None:
                 boxes = (self.box_table, key)
             elif not self.allow_missing_boxes:
@@ -144,16 +146,11 @@ def read_records(out_dir: str) -> Dict[str, dict]:
     """Every record of every predictions file in ``out_dir`` by id (a line cut off by a kill is ignored)."""
     records, broken = {}, 0
     for path in sorted(glob(osp.join(out_dir, "predictions*.jsonl"))):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    broken += 1
-                    continue
-                records[record["id"]] = record
+        for line in data_files.read_records(path, "predictions file"):
+            if line.error is not None:
+                broken += 1
+                continue
+            records[line.value["id"]] = line.value
     if broken:
         print_log(f"{out_dir}: ignored {broken} incomplete prediction line(s) (an interrupted write); those items "
                   f"are predicted again", "current", level=logging.WARNING)

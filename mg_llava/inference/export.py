@@ -22,15 +22,18 @@ import torch
 from mmengine.logging import print_log
 from safetensors.torch import save_file
 
+from mg_llava.model.checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, ROUTER_PREFIXES
 from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 
-from .loading import LLM_DIR, MODULES_FILE, SPEC_FILE, LoadedModel, spec_from_config, vision_prefixes
+from .loading import LoadedModel
+from .spec import spec_from_config
+from .weights import LLM_DIR, MODULES_FILE, SPEC_FILE, vision_prefixes
 
 
 def export_model(loaded: LoadedModel, folder: str, dtype: torch.dtype = None, max_shard_size: str = "5GB") -> str:
     """Write ``loaded`` to ``folder`` (created; must be empty if it exists); returns the folder."""
     prefixes = vision_prefixes(loaded.model)
-    for prefix, key in (("router.", "avg_llava"), ("anyres.", "anyres")):
+    for (prefix,), key in ((ROUTER_PREFIXES, "avg_llava"), (ANYRES_PREFIXES, "anyres")):
         if prefix in prefixes and not loaded.spec.get(key):
             raise ValueError(f"{type(loaded.model).__name__} needs the spec's {key} settings to be rebuilt; load it "
                              f"from its training config")
@@ -62,7 +65,7 @@ def export_for_xtuner(model, cfg, save_dir: str, fp32: bool = False, save_pretra
     like :func:`export_model` with the training config's spec; fp16 unless ``fp32``."""
     if save_format != "xtuner":
         raise ValueError(f"save_format={save_format!r}: MG-LLaVA exports only its own (whole-model) format")
-    if any(p.is_meta for name, p in model.named_parameters() if name.startswith(("llm.", *vision_prefixes(model)))):
+    if any(p.is_meta for name, p in model.named_parameters() if name.startswith(LLM_PREFIXES + vision_prefixes(model))):
         raise ValueError("parts of the model hold no weights (a stage-1 checkpoint has no LLM): export a stage-2 "
                          "checkpoint, or use tools/export.py, which loads the base LLM")
     loaded = LoadedModel(model, build(cfg.tokenizer), None, spec_from_config(cfg), torch.device("cpu"))

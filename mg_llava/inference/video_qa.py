@@ -21,8 +21,10 @@ import json
 import os.path as osp
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from mg_llava.data_files import read_records
 from mg_llava.dataset import BadSample
 
+from .eval_items import EvalItem, with_suffix
 from .metrics import normalize_vqa_answer
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".gif")
@@ -39,25 +41,10 @@ def find_video(name: str, video_folder: Optional[str]) -> Optional[str]:
 
 
 def _load_rows(path: str) -> List[Tuple[str, object]]:
-    """(where, row) for each row of a JSON list or a JSONL file; a malformed JSONL line is (where, None)."""
-    if path.endswith(".jsonl"):
-        rows = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append((f"line {number}", json.loads(line)))
-                    except json.JSONDecodeError:
-                        rows.append((f"line {number}", None))
-        return rows
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err})") from err
-    if not isinstance(data, list):
-        raise ValueError(f"{path} must hold a JSON list of questions, got {type(data).__name__}")
-    return [(f"item {i}", row) for i, row in enumerate(data)]
+    """(where, row) for each row of a JSONL file or (any other name) a JSON list; a malformed JSONL line is
+    (where, None)."""
+    fmt = ".jsonl" if path.endswith(".jsonl") else ".json"
+    return [(r.where, r.value) for r in read_records(path, "video QA file", fmt=fmt)]
 
 
 def _answers_beside(path: str) -> Optional[Dict[str, dict]]:
@@ -71,8 +58,6 @@ def _answers_beside(path: str) -> Optional[Dict[str, dict]]:
 
 def read_video_qa(path: str, video_folder: Optional[str], suffix: str):
     """Items of a video QA file: ``(items, bad, total)`` as the other benchmark readers return them."""
-    from .benchmarks import EvalItem, _with_suffix
-
     answers = _answers_beside(path)
     items, bad, seen = [], [], set()
     rows = _load_rows(path)
@@ -107,7 +92,7 @@ def read_video_qa(path: str, video_folder: Optional[str], suffix: str):
         seen.add(qid)
         target = dict(question_id=row.get("question_id", row.get("id")), question=question, video=str(name),
                       answer=None if answer is None else str(answer), type=row.get("type"))
-        items.append(EvalItem(id=qid, key=qid, question=_with_suffix(question.strip(), suffix), image=video,
+        items.append(EvalItem(id=qid, key=qid, question=with_suffix(question.strip(), suffix), image=video,
                               target=target, image_key=str(name), video=True))
     return items, bad, len(rows)
 

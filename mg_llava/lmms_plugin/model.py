@@ -39,7 +39,7 @@ from PIL import Image
 from tqdm import tqdm
 from xtuner.utils import IGNORE_INDEX
 
-from mg_llava.dataset import llava_box_collate_fn, load_box_file
+from mg_llava.dataset import find_entry, llava_box_collate_fn, load_box_file
 from mg_llava.inference.cli import add_box_generator_args, add_model_args, build_box_generator, load_from_args
 from mg_llava.inference.generation import generate, pad_token_id
 from mg_llava.inference.preprocess import ImageLoadError, MissingBoxesError
@@ -160,12 +160,12 @@ class MGLLaVALmms(lmms):
         if self.box_key not in doc:
             raise ModelArgsError(f"{where}: no field {self.box_key!r} to look its boxes up by (fields: "
                                  f"{sorted(doc)}); set box_key=<field> in --model_args")
-        key = str(doc[self.box_key])
-        if key in self.box_table:
-            return self.box_table, key
+        wanted = str(doc[self.box_key])
+        if find_entry(self.box_table, [wanted]) is not None:
+            return self.box_table, wanted
         if self.allow_missing_boxes:
             return None
-        raise MissingBoxesError(f"{where}: no entry {key!r} in box file {self.box_table.path}")
+        raise MissingBoxesError(f"{where}: no entry {wanted!r} in box file {self.box_table.path}")
 
     def _video_boxes(self, doc: dict, video: str, where: str):
         """A video's per-frame boxes: the box file's video entry keyed by the document's ``box_key``, else by the
@@ -175,7 +175,7 @@ class MGLLaVALmms(lmms):
             return self.box_generator
         keys = [str(doc[self.box_key])] if self.box_key in doc else []
         keys += [k for k in (video, osp.basename(video.rstrip("/"))) if k not in keys]
-        key = next((k for k in keys if self.box_table.frame_rows(k) is not None), None)
+        key = find_entry(self.box_table, keys, video=True)
         if key is not None:
             return self.box_table, key
         if self.allow_missing_boxes:

@@ -4,11 +4,13 @@ The released files hold only trainable weights under ``projector.*``, ``bbox_pro
 (stage 2) ``llm.*``. ``MGLLaVAModel`` uses the same module names, so the key map is the identity once the wrappers
 are removed: mmengine's ``{'state_dict': ...}``, DeepSpeed's ``{'module': ...}`` and DDP's ``module.`` prefix.
 Files are read with :func:`mg_llava.safe_load.safe_load`: stock trainer checkpoints load, and nothing they name runs.
+:func:`load_trainable_state_dict` is the one checkpoint reader; the unpickler is its parameter (inference's
+``--allow-unsafe-pickle`` passes full unpickling, with the same file layouts).
 """
 import os
 import os.path as osp
 from collections import OrderedDict
-from typing import Dict
+from typing import Any, Callable, Dict
 
 import torch
 
@@ -16,7 +18,13 @@ from ..safe_load import safe_load
 
 DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
 ZERO3_WEIGHTS_FILE = "trainable_weights_16bit.pt"  # written by mg_llava.engine.ZeRO3TrainableWeightsHook
-RELEASED_PREFIXES = ("projector.", "bbox_projector.", "fuse_module.", "llm.")
+# State-dict prefixes of the trainable weights, the one list of them: what trains and is saved
+# (``MGLLaVAModel.trainable_prefixes``), what an export holds besides the LLM (``inference.weights.vision_prefixes``).
+VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.")  # the fusion and both projectors
+ROUTER_PREFIXES = ("router.",)  # AVG-LLaVA's router (its scaler has no weights)
+ANYRES_PREFIXES = ("anyres.",)  # the learned row-end token of tiled images
+LLM_PREFIXES = ("llm.",)  # stage 2 trains the LLM
+RELEASED_PREFIXES = VISION_PREFIXES + LLM_PREFIXES  # the released files' keys
 
 
 def _deepspeed_model_file(folder: str) -> str:
@@ -55,26 +63,38 @@ def _unwrap(checkpoint, source: str) -> Dict[str, torch.Tensor]:
     return checkpoint
 
 
-def load_trainable_state_dict(path: str) -> "OrderedDict[str, torch.Tensor]":
-    """Read a plain state dict, an mmengine checkpoint or a DeepSpeed checkpoint folder into our key names.
-
-    Reads with the restricted unpickler (:func:`~mg_llava.safe_load.safe_load`, memory-mapped), so the trainer's
-    whole checkpoint (message hub, optimizer, DeepSpeed config) may be in the file; only the model states are
-    opened in a DeepSpeed folder. Strips the ``module.`` prefix that DDP-wrapped saves carry. Raises
-    :class:`~mg_llava.safe_load.RefusedPickleError` (an ``UnpicklingError``) for a file that names anything else.
-    """
+def checkpoint_file(path: str) -> str:
+    """The file holding the weights of checkpoint ``path``: the file itself, or in a DeepSpeed folder the gathered
+    ZeRO-3 weights (``ZERO3_WEIGHTS_FILE``) when present, else the model-states file (see
+    :func:`_deepspeed_model_file`)."""
     if osp.isdir(path):
         # a ZeRO-3 folder holds weights only as shards (its model-states files have empty placeholders), so the
         # gathered file comes first: in the folder itself (mmengine's iter_N.pth/) or in the tag named by 'latest'
         tag = osp.join(path, "latest")
         folders = [path] + ([osp.join(path, open(tag).read().strip())] if osp.isfile(tag) else [])
         gathered = [osp.join(f, ZERO3_WEIGHTS_FILE) for f in folders if osp.isfile(osp.join(f, ZERO3_WEIGHTS_FILE))]
-        source = gathered[0] if gathered else _deepspeed_model_file(path)
-    elif osp.isfile(path):
-        source = path
-    else:
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state_dict = _unwrap(safe_load(source, map_location="cpu"), source)
+        return gathered[0] if gathered else _deepspeed_model_file(path)
+    if osp.isfile(path):
+        return path
+    raise FileNotFoundError(f"no checkpoint at {path}")
+
+
+def _safe_read(path: str) -> Any:
+    return safe_load(path, map_location="cpu")
+
+
+def load_trainable_state_dict(path: str, unpickle: Callable[[str], Any] = _safe_read
+                              ) -> "OrderedDict[str, torch.Tensor]":
+    """Read a plain state dict, an mmengine checkpoint or a DeepSpeed checkpoint folder into our key names.
+
+    ``unpickle(file)`` reads one file; the default is the restricted unpickler
+    (:func:`~mg_llava.safe_load.safe_load`, memory-mapped), so the trainer's whole checkpoint (message hub,
+    optimizer, DeepSpeed config) may be in the file; only the model states are opened in a DeepSpeed folder. Strips
+    the ``module.`` prefix that DDP-wrapped saves carry. The default raises
+    :class:`~mg_llava.safe_load.RefusedPickleError` (an ``UnpicklingError``) for a file that names anything else.
+    """
+    source = checkpoint_file(path)
+    state_dict = _unwrap(unpickle(source), source)
     out = OrderedDict()
     for key, value in state_dict.items():
         while key.startswith("module."):

@@ -15,7 +15,7 @@ from xtuner.model.modules import ProjectorConfig, ProjectorModel
 from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_grad
 
 from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
-from .checkpoint import load_trainable_state_dict
+from .checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, VISION_PREFIXES, load_trainable_state_dict
 from .anyres_tokens import is_tiled
 from .token_assembler import ImageParts, assemble, image_sequences
 from .video_tokens import run_in_chunks
@@ -147,8 +147,8 @@ class MGLLaVAModel(LLaVAModel):
 
     def trainable_prefixes(self) -> tuple:
         """Top-level modules whose weights train and are saved (LoRA adds its adapters separately)."""
-        prefixes = ("fuse_module.", "projector.", "bbox_projector.") + (("anyres.",) if self.anyres is not None else ())
-        return prefixes + (("llm.",) if not self.freeze_llm and not self.use_llm_lora else ())
+        prefixes = VISION_PREFIXES + (ANYRES_PREFIXES if self.anyres is not None else ())
+        return prefixes + (LLM_PREFIXES if not self.freeze_llm and not self.use_llm_lora else ())
 
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
         """Only the weights that train (SPEC 4 key names): the fusion, both projectors, and the LLM (stage 2) or

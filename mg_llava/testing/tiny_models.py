@@ -143,33 +143,25 @@ def _clip_tokenizer(out_dir: str, max_length: int):
     )
 
 
+def _tiny_two_towers(tokenizer, max_positions: int, vision_layers: int, image_size: int, patch_size: int) -> dict:
+    """The text and vision tower settings of a tiny CLIP-style model (CLIP, OWLv2): width 32, 4 heads, 2 text
+    layers; ``text_config`` and ``vision_config`` keyword arguments of its config class."""
+    return dict(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=max_positions,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=vision_layers,
+                           num_attention_heads=4, image_size=image_size, patch_size=patch_size),
+    )
+
+
 def build_clip(out_dir: str, image_size: int = LOW_RES, seed: int = 0, num_layers: int = 3) -> str:
     """A tiny full CLIP (text + vision) with its processor; ``CLIPVisionModel`` loads the vision half.
     ``num_layers`` vision layers (``clip_deep``: 6, enough distinct hidden states for MMFuser's 4 levels + query)."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     tokenizer = _clip_tokenizer(out_dir, max_length=32)
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=32,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=num_layers,
-            num_attention_heads=4,
-            image_size=image_size,
-            patch_size=CLIP_PATCH,
-        ),
-        projection_dim=16,
-    )
+    config = CLIPConfig(**_tiny_two_towers(tokenizer, 32, num_layers, image_size, CLIP_PATCH), projection_dim=16)
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(out_dir, safe_serialization=True)
     processor = CLIPImageProcessor(
@@ -221,27 +213,8 @@ def build_owlv2(out_dir: str, image_size: int = 64, seed: int = 0) -> str:
     from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
 
     tokenizer = _clip_tokenizer(out_dir, max_length=16)  # like the real OWLv2 tokenizer
-    config = Owlv2Config(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=16,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=image_size,
-            patch_size=16,
-        ),
-        projection_dim=32,  # OWLv2 scores image embeddings against text embeddings of the text width
-    )
+    config = Owlv2Config(**_tiny_two_towers(tokenizer, 16, 2, image_size, 16),
+                         projection_dim=32)  # OWLv2 scores image embeddings against text embeddings of the text width
     torch.manual_seed(seed)
     Owlv2ForObjectDetection(config).save_pretrained(out_dir, safe_serialization=True)
     image_processor = Owlv2ImageProcessor(size={"height": image_size, "width": image_size})

@@ -15,7 +15,7 @@ from PIL import Image
 from transformers import TextIteratorStreamer
 
 from mg_llava.boxgen.draw import draw_boxes, make_grid
-from mg_llava.dataset import load_box_file, read_video
+from mg_llava.dataset import MissingBoxEntryError, entry_for_file, load_box_file, read_video
 from mg_llava.dataset.image_views import ViewGeometry
 from mg_llava.inference.chat import ChatSession
 from mg_llava.inference.preprocess import decode_image
@@ -44,18 +44,11 @@ def boxes_picture(image: Image.Image, boxes, geometry: ViewGeometry) -> Image.Im
 
 def box_key(table, name: str, box_id: str, video: bool) -> str:
     """The entry of ``table`` for the upload ``name``: ``box_id``, the only entry, or the file name (as chat.py)."""
-    stem = osp.splitext(name)[0]
-    if video:
-        candidates = [box_id] if box_id else (table.video_keys if len(table.video_keys) == 1 else [name, stem])
-        for key in candidates:
-            if table.frame_rows(key) is not None:
-                return key
-        raise DemoError(f"box file {osp.basename(table.path)} has no video entry {candidates[0]!r} for {name}; "
-                        f"give its id")
-    key = box_id or (table.ids[0] if len(table) == 1 else stem)
-    if key not in table:
-        raise DemoError(f"box file {osp.basename(table.path)} has no entry {key!r} for {name}; give its id")
-    return key
+    try:
+        return entry_for_file(table, name, box_id, video=video)
+    except MissingBoxEntryError as err:
+        raise DemoError(f"box file {osp.basename(table.path)} has no {'video ' if video else ''}entry "
+                        f"{err.wanted!r} for {name}; give its id") from None
 
 
 class WebDemo:

@@ -95,7 +95,7 @@ def test_class_aware_nms_removes_same_label_overlaps_only(tiny_models):
 
 
 def test_class_aware_nms_on_known_boxes():
-    from mg_llava.boxgen.nms import class_aware_nms
+    from mg_llava.dataset.box_rules import class_aware_nms
 
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60.]])
     scores = torch.tensor([0.6, 0.9, 0.7, 0.3])

@@ -59,7 +59,7 @@ def test_box_file_is_the_released_format_in_original_pixels(unsharded, photo_dir
 
 
 def test_box_file_loads_through_the_training_dataset_reader(unsharded):
-    from mg_llava.dataset.boxes import load_box_file
+    from mg_llava.dataset import load_box_file
 
     table = load_box_file(unsharded["summary"]["box_file"])
     entries = json.loads(unsharded["data"])

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from mg_llava.dataset import boxes as boxes_module
+from mg_llava.dataset import box_file as box_file_module
 from mg_llava.dataset import load_box_file
 
 ENTRIES = [
@@ -36,7 +36,7 @@ def test_cached_table_equals_a_fresh_parse_and_is_memory_mapped(tmp_path, monkey
     _same(first, fresh)
 
     # The second read must come from the cache: parsing the JSON again would fail now.
-    monkeypatch.setattr(boxes_module, "_build_table", lambda *a: pytest.fail("the box file was parsed again"))
+    monkeypatch.setattr(box_file_module, "_build_table", lambda *a: pytest.fail("the box file was parsed again"))
     second = load_box_file(path, strict=False, cache_dir=str(tmp_path / "cache"))
     _same(second, fresh)
     assert isinstance(second.boxes, np.memmap)

@@ -23,7 +23,7 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def spec(tiny_models):
-    from mg_llava.inference.loading import spec_from_paths
+    from mg_llava.inference.spec import spec_from_paths
     from mg_llava.testing.tiny_models import HIGH_RES
 
     # RoI output 14 instead of the released 56: the same code path, 16x less RoIAlign work on the shared CPUs.
@@ -49,7 +49,8 @@ def trained_checkpoint(spec, tiny_data, tmp_path_factory):
     from transformers import AutoTokenizer
 
     from mg_llava.dataset import llava_box_collate_fn
-    from mg_llava.inference.loading import build_from_spec, views_from_spec
+    from mg_llava.inference.build import build_from_spec
+    from mg_llava.inference.spec import views_from_spec
 
     torch.manual_seed(0)
     model = build_from_spec(spec)

@@ -25,7 +25,7 @@ def setups(tiny_models, tiny_data, spec):
     from transformers import AutoTokenizer
 
     from mg_llava.dataset import PROMPT_TEMPLATE
-    from mg_llava.inference.loading import views_from_spec
+    from mg_llava.inference.spec import views_from_spec
     from mg_llava.inference.preprocess import Preprocessor
 
     out = {}

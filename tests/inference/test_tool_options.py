@@ -36,7 +36,7 @@ def test_shipped_config_with_cfg_options_from_another_directory(tiny_models, tin
 
 def test_model_without_object_tokens_starts_from_a_file_with_them(spec, trained_checkpoint, monkeypatch):
     import mg_llava.model.mg_llava_model as module
-    from mg_llava.inference.loading import build_from_spec
+    from mg_llava.inference.build import build_from_spec
 
     messages = []
     monkeypatch.setattr(module, "print_log", lambda message, *args, **kwargs: messages.append(message))

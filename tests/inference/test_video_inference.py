@@ -21,7 +21,7 @@ def test_chat_sample_is_the_training_samples_prompt_frames_and_boxes(loaded, spe
     from xtuner.dataset.map_fns import template_map_fn_factory
 
     from mg_llava.dataset import PROMPT_TEMPLATE, LLaVABoxDataset, load_box_file
-    from mg_llava.inference.loading import views_from_spec
+    from mg_llava.inference.spec import views_from_spec
 
     dataset = LLaVABoxDataset(image_folder=tiny_videos["video_folder"], video_folder=tiny_videos["video_folder"],
                               num_frames=T, image_views=views_from_spec(spec["image"]),

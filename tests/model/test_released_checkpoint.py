@@ -63,3 +63,46 @@ def test_describe_checks_shapes_against_spec4(released):
     broken["fuse_module.gate.0.weight"] = torch.zeros(16, 32)
     with pytest.raises(ValueError, match=r"fuse_module.gate.0.weight: \(16, 32\) vs \(16, 64\)"):
         describe_released(broken)
+
+
+def _deepspeed_folder(root, tags, zero3_weights=None):
+    """A DeepSpeed checkpoint folder with one tag per ``tags`` item ``(tag, state_dict)``, ``latest`` naming the last;
+    with ``zero3_weights``, the model states hold ZeRO-3's empty placeholders and the last tag has the gathered file.
+    Every model-states file also records a ``fractions.Fraction``: a global the safe loader refuses (harmless)."""
+    from fractions import Fraction
+
+    from mg_llava.model.checkpoint import DEEPSPEED_MODEL_FILE, ZERO3_WEIGHTS_FILE
+
+    folder = os.path.join(root, "iter_7.pth")
+    for tag, state_dict in tags:
+        os.makedirs(os.path.join(folder, tag))
+        module = {k: torch.empty(0) for k in state_dict} if zero3_weights is not None else state_dict
+        torch.save(dict(module=module, ds_version="0.16.2", meta=Fraction(1, 2)),
+                   os.path.join(folder, tag, DEEPSPEED_MODEL_FILE))
+    if zero3_weights is not None:
+        torch.save(zero3_weights, os.path.join(folder, tags[-1][0], ZERO3_WEIGHTS_FILE))
+    with open(os.path.join(folder, "latest"), "w") as f:
+        f.write(tags[-1][0])
+    return folder
+
+
+@pytest.mark.parametrize("zero3", [False, True])
+def test_both_unpicklers_follow_latest_and_the_zero3_file(released, tmp_path, zero3):
+    """One reader for every layout, whichever unpickler: the tag named by ``latest`` (not an older tag's file)
+    and, in a ZeRO-3 folder, the gathered weights (not the empty placeholders of the model states)."""
+    from mg_llava.inference.weights import UnsafeCheckpointError, read_checkpoint
+
+    old, new = released.state_dict(seed=1), released.state_dict(seed=2)
+    folder = _deepspeed_folder(str(tmp_path), [("global_step3", old), ("global_step7", new)],
+                               zero3_weights=new if zero3 else None)
+    full = load_trainable_state_dict(folder, unpickle=lambda f: torch.load(f, map_location="cpu", weights_only=False))
+    unsafe = read_checkpoint(folder, allow_unsafe_pickle=True)  # the safe loader refuses the Fraction first
+    for loaded in (full, unsafe):
+        assert set(loaded) == set(new)
+        for key, value in new.items():
+            assert torch.equal(loaded[key], value), key
+    if zero3:  # the gathered file holds tensors only, so the safe loader reads it too
+        assert all(torch.equal(load_trainable_state_dict(folder)[k], v) for k, v in new.items())
+    else:
+        with pytest.raises(UnsafeCheckpointError, match="fractions"):
+            read_checkpoint(folder)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mg_llava.testing.local_slurm import LocalSlurmCluster, free_port, missing_requirements
+from local_slurm import LocalSlurmCluster, free_port, missing_requirements
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "slurm_train.py"

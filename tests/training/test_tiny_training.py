@@ -63,7 +63,7 @@ def xtuner_train(workspace, config, work_dir, *options, nproc=1, extra=(), backg
     process, leader of its own process group). ``cli``: through the `xtuner` command; ``cli=False``: the command it
     starts (XTuner 0.2.0's entry_point.py: `python train.py ARGS`, or torchrun on 127.0.0.1 with ARGS + `--launcher
     pytorch`)."""
-    from mg_llava.testing.local_slurm import free_port
+    from local_slurm import free_port
 
     env = dict(os.environ, NPROC_PER_NODE=str(nproc), OMP_NUM_THREADS="1")
     args = [config, "--work-dir", work_dir, *extra]

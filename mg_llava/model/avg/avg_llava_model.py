@@ -33,6 +33,7 @@ from xtuner.utils import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from mg_llava.registry import MODELS, build
 from ..anyres_tokens import is_tiled
+from ..checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, ROUTER_PREFIXES, VISION_PREFIXES
 from ..mg_llava_model import MGLLaVAModel, check_float_views
 from ..token_assembler import assemble, image_sequences
 from .losses import rglf_loss
@@ -93,8 +94,8 @@ class AVGLLaVAModel(MGLLaVAModel):
 
     def trainable_prefixes(self) -> tuple:
         if self.stage == "rglf":
-            return ("fuse_module.", "projector.", "bbox_projector.", "router.") + (
-                ("anyres.",) if self.anyres is not None else ()) + (() if self.use_llm_lora else ("llm.",))
+            return VISION_PREFIXES + ROUTER_PREFIXES + (
+                ANYRES_PREFIXES if self.anyres is not None else ()) + (() if self.use_llm_lora else LLM_PREFIXES)
         return super().trainable_prefixes()
 
     def granularity_index(self, num_tokens: int) -> int:

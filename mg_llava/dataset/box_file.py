@@ -1,7 +1,4 @@
-"""Object boxes: the released box-file format and the load-time rules of SPEC 2.
-
-Shape shorthand: N = boxes of one image. Coordinate spaces (docs/interfaces.md):
-original image pixels -> (+ pad offset) padded-square pixels -> (x scale = S_high / side) high-res input pixels.
+"""Reading a box file in the released format into a :class:`~.box_table.BoxTable` (every entry checked).
 
 Box file (released format): a JSON list of ``{"id": str, "boxes": [[x1, y1, x2, y2], ...], "scores": [...],
 "labels": [str, ...]}``, boxes xyxy in original-image pixels. Several samples may share an id (they share the image).
@@ -9,100 +6,17 @@ A video entry is ``{"id" (or only "video"), "video": path, "frames": [{"boxes", 
 item per sampled frame (the dataset's frame choice), boxes in that frame's pixels; it is keyed by its id, else by its
 video path, and each frame is kept as one row of the table.
 """
-import hashlib
-import json
 import logging
-import os
-import os.path as osp
-import shutil
-from dataclasses import dataclass
 from itertools import chain
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 from mmengine.logging import print_log
 
-from ..data_files import reads_file
+from ..data_files import read_json_list, reads_file
 from ..registry import MODELS
-from .image_views import ViewGeometry
-
-NMS_IOU_THRESHOLD = 0.2  # SPEC 2: class-aware NMS by label
-MAX_BOXES = 100  # SPEC 3: at most 100 boxes per image
-FRAME_SEPARATOR = "\x1f"  # table id of frame t of video entry k: f"{k}\x1f{t}" (no real id holds this character)
-
-
-def frame_id(key: str, t: int) -> str:
-    return f"{key}{FRAME_SEPARATOR}{t}"
-
-
-@dataclass(frozen=True)
-class BoxEntry:
-    """One image's boxes as stored in the box file."""
-
-    boxes: np.ndarray  # (N, 4) float32, xyxy in original-image pixels
-    scores: np.ndarray  # (N,) float32
-    labels: Tuple[str, ...]  # N tag names
-
-
-class BoxTable:
-    """Every entry of a box file, kept in a few flat numpy arrays.
-
-    Flat arrays (not one Python list per image) keep the memory of 1M+ entries small and let forked DataLoader
-    workers share it without copy-on-write churn. ``bad`` maps the ids of entries rejected by a non-strict read to
-    the reason.
-    """
-
-    def __init__(self, path: str, ids: List[str], offsets, boxes, scores, label_ids, label_names, bad=None):
-        self.path = path
-        self.ids = ids
-        self._row = {sample_id: row for row, sample_id in enumerate(ids)}
-        self.offsets = offsets  # (E + 1,) int64: entry e owns rows offsets[e]:offsets[e + 1]
-        self.boxes = boxes  # (total, 4) float32, original pixels
-        self.scores = scores  # (total,) float32
-        self.label_ids = label_ids  # (total,) int32 into label_names
-        self.label_names = label_names
-        self.bad: Dict[str, str] = dict(bad or {})
-        self._frames: Dict[str, int] = {}  # video key -> frames in its entry
-        for sample_id in ids:
-            if FRAME_SEPARATOR in sample_id:
-                key, t = sample_id.rsplit(FRAME_SEPARATOR, 1)
-                self._frames[key] = max(self._frames.get(key, 0), int(t) + 1)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __contains__(self, sample_id) -> bool:
-        return str(sample_id) in self._row
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.ids)
-
-    def row(self, sample_id) -> int:
-        """Row of ``sample_id``, or -1 when the file has no entry for it."""
-        return self._row.get(str(sample_id), -1)
-
-    @property
-    def video_keys(self) -> List[str]:
-        """Keys of the video entries (id, else video path)."""
-        return list(self._frames)
-
-    def frame_rows(self, key) -> Optional[List[int]]:
-        """Rows of the frames of video entry ``key`` (its id or video path) in time order; None when absent."""
-        count = self._frames.get(str(key))
-        return None if count is None else [self._row[frame_id(str(key), t)] for t in range(count)]
-
-    def arrays(self, row: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(boxes (N, 4) original pixels, scores (N,), label ids (N,)) of entry ``row``; views, do not modify."""
-        start, stop = self.offsets[row], self.offsets[row + 1]
-        return self.boxes[start:stop], self.scores[start:stop], self.label_ids[start:stop]
-
-    def __getitem__(self, sample_id) -> BoxEntry:
-        row = self.row(sample_id)
-        if row < 0:
-            raise KeyError(f"no box entry for id {sample_id!r} in {self.path}")
-        boxes, scores, label_ids = self.arrays(row)
-        return BoxEntry(boxes.copy(), scores.copy(), tuple(self.label_names[i] for i in label_ids))
+from .box_cache import load_cached
+from .box_table import FRAME_SEPARATOR, BoxTable, frame_id
 
 
 @MODELS.register_module()
@@ -114,21 +28,20 @@ def load_box_file(path: str, strict: bool = True, cache_dir: Optional[str] = Non
     y2 >= y1, scores are finite, labels are strings. An id may repeat only with identical content. With
     ``strict`` a bad entry raises ``ValueError`` naming the id and the file; otherwise it is left out and listed in
     ``table.bad`` (the dataset then applies its bad-sample policy to the samples using it). Boxes that reach
-    outside the image or have zero area are valid here: the load-time rules clip and drop them (:func:`prepare_boxes`).
+    outside the image or have zero area are valid here: the load-time rules clip and drop them
+    (:func:`~.box_rules.prepare_boxes`).
 
     ``cache_dir``: keep the checked table there as ``.npy`` arrays (keyed by the file's path, size and mtime) and
     memory-map it on later reads. Parsing a released 1M-entry JSON takes minutes and gigabytes on every rank; the
     cache is read in about a second and its pages are shared by every process on the machine.
     """
     if cache_dir is not None:
-        return _load_cached(path, strict, cache_dir)
-    try:
-        with open(path) as f:
-            raw = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"box file {path} is not valid JSON: {err}") from err
-    if not isinstance(raw, list):
-        raise ValueError(f"box file {path} must hold a JSON list of entries, got {type(raw).__name__}")
+        return load_cached(path, strict, cache_dir, _parse_box_file)
+    return _parse_box_file(path, strict)
+
+
+def _parse_box_file(path: str, strict: bool) -> BoxTable:
+    raw = read_json_list(path, "box file")
 
     # Per entry in Python: structure and repeated ids; then all numbers at once in numpy (_build_table).
     # A video entry becomes one item per frame (id f"{key}\x1f{t}"); its problems are reported under its key.
@@ -206,39 +119,6 @@ def _move_frame_problems_to_videos(bad: Dict[str, Tuple[int, str]]) -> None:
         bad.setdefault(key, (position, f"frame {t}: {reason}"))
 
 
-_CACHE_ARRAYS = ("offsets", "boxes", "scores", "label_ids")
-
-
-def _cache_key(path: str, strict: bool) -> str:
-    stat = os.stat(path)
-    ident = f"{osp.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|strict={strict}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:24]
-
-
-def _load_cached(path: str, strict: bool, cache_dir: str) -> BoxTable:
-    folder = osp.join(cache_dir, _cache_key(path, strict))
-    if not osp.isfile(osp.join(folder, "meta.json")):
-        table = load_box_file(path, strict=strict)
-        # Written beside the final folder, then renamed: readers never see a half-written cache, and when several
-        # ranks race, the first rename wins and the others drop their copy.
-        tmp = f"{folder}.tmp-{os.getpid()}"
-        os.makedirs(tmp, exist_ok=True)
-        for name in _CACHE_ARRAYS:
-            np.save(osp.join(tmp, f"{name}.npy"), getattr(table, name))
-        with open(osp.join(tmp, "meta.json"), "w") as f:
-            json.dump(dict(source=osp.abspath(path), ids=table.ids, label_names=table.label_names, bad=table.bad), f)
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print_log(f"box file {path}: cached as arrays in {folder}", logger="current")
-    with open(osp.join(folder, "meta.json")) as f:
-        meta = json.load(f)
-    arrays = {name: np.load(osp.join(folder, f"{name}.npy"), mmap_mode="r") for name in _CACHE_ARRAYS}
-    return BoxTable(path, meta["ids"], label_names=meta["label_names"], bad=meta["bad"], **arrays)
-
-
 class _BadNumbers(Exception):
     def __init__(self, reasons: Dict[str, str]):
         super().__init__(reasons)
@@ -309,81 +189,3 @@ def _values_problem(entry: dict) -> Optional[str]:
     if wrong:
         return f"boxes/scores are not numbers: {wrong[:3]!r}"
     return None
-
-
-@dataclass(frozen=True)
-class PreparedBoxes:
-    """The boxes of one image after the load-time rules."""
-
-    boxes: torch.Tensor  # (N, 4) float32, xyxy in high-res input pixels, by descending score
-    index: torch.Tensor  # (N,) int64: row of each kept box in the input arrays (for its score and label)
-    num_degenerate: int  # boxes kept by NMS/limit but dropped because nothing was left after clipping
-
-
-def padded_square_boxes(boxes: np.ndarray, geometry: ViewGeometry) -> torch.Tensor:
-    """(N, 4) xyxy original-image pixels -> (N, 4) float32 padded-square pixels (shifted by the pad offset)."""
-    square = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4).clone()
-    square[:, 0::2] += geometry.pad_x
-    square[:, 1::2] += geometry.pad_y
-    return square
-
-
-def class_aware_nms(square: torch.Tensor, scores: np.ndarray, label_ids: np.ndarray,
-                    iou_threshold: float) -> np.ndarray:
-    """Indices (int64) of the boxes that survive NMS within each label, by descending score, ties by file order.
-
-    ``square``: (N, 4) xyxy boxes (any one pixel space); ``scores``, ``label_ids``: (N,).
-    """
-    from mmcv.ops import batched_nms
-
-    # batched_nms separates labels by offsetting each label's boxes past the largest coordinate, which only holds
-    # for non-negative coordinates; NMS is translation invariant, so move the boxes there first.
-    nms_input = square - square.min().clamp(max=0)
-    _, keep = batched_nms(
-        nms_input, torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(label_ids, dtype=torch.long),
-        dict(type="nms", iou_threshold=iou_threshold),
-    )
-    keep = keep.numpy()
-    order = np.lexsort((keep, -np.asarray(scores)[keep]))  # descending score, ties by file order
-    return keep[order].astype(np.int64)
-
-
-@MODELS.register_module()
-def prepare_boxes(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    label_ids: np.ndarray,
-    geometry: ViewGeometry,
-    max_boxes: int = MAX_BOXES,
-    iou_threshold: float = NMS_IOU_THRESHOLD,
-) -> PreparedBoxes:
-    """Apply SPEC 2's load-time rules to one image's boxes.
-
-    Args:
-        boxes: (N, 4) xyxy in original-image pixels (may reach outside the image).
-        scores: (N,) detector scores.
-        label_ids: (N,) integer label of each box; NMS only compares boxes of the same label.
-        geometry: where the image sits in the high-res view (:class:`ViewGeometry`).
-
-    Steps: shift by the pad offset (padded-square pixels); class-aware NMS (mmcv ``batched_nms``) at
-    ``iou_threshold``; the limit rule: keep the ``max_boxes`` highest-scoring survivors, ties by file order;
-    rescale to high-res input pixels; clip to the image's rectangle in the view (inside [0, S_high]: a box part
-    over the padding has no image under it); drop boxes with zero width or height after clipping.
-    """
-    from mmdet.structures.bbox import HorizontalBoxes
-
-    num = len(scores)
-    if num == 0:
-        return PreparedBoxes(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 0)
-    square = HorizontalBoxes(padded_square_boxes(boxes, geometry))
-    keep = class_aware_nms(square.tensor, scores, label_ids, iou_threshold)
-    keep = torch.from_numpy(keep[:max_boxes])
-
-    high = square[keep]
-    high.rescale_([geometry.scale, geometry.scale])
-    x1, y1, x2, y2 = geometry.image_rect()
-    coords = high.tensor
-    coords[:, 0::2].clamp_(x1, x2)
-    coords[:, 1::2].clamp_(y1, y2)
-    valid = (high.widths > 0) & (high.heights > 0)
-    return PreparedBoxes(coords[valid].contiguous(), keep[valid], int((~valid).sum()))
