@@ -7,33 +7,30 @@
 from mmengine.config import read_base
 from xtuner.dataset.map_fns import llava_map_fn, template_map_fn_factory
 
-from mg_llava.dataset import ImageViews, LLaVABoxDataset
+from mg_llava.dataset import LLaVABoxDataset
 
 with read_base():
     from .mg_llava_vicuna_7b_v15_pretrain import *
     from .._base_.models.mmfuser import *
+    from .._base_.derive import derive_settings
 
 high_res = low_res  # no high-res branch: the padded square is resized to 336 once (LLaVA-1.5's view)
-model.visual_encoder.select_layer = clip_layers
 object_tokens = False
-model.update(visual_encoder_aux=None, fusion=mmfuser_fusion, object_features=None)
-image_views = dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res)
-model.data_preprocessor.high_res = high_res
+model.visual_encoder.select_layer = clip_layers
+model.update(visual_encoder_aux=None, fusion=mmfuser_fusion)
 
 # Data: LLaVA-Pretrain (558K LAION/CC/SBU captions); no boxes
-train_dataloader.dataset = dict(  # LLaVA-Pretrain
+train_dataloader.dataset = dict(  # LLaVA-Pretrain; the tokenizer, views, template and lengths are derived
     type=LLaVABoxDataset,
     data_path=llava_pretrain_data_path,
     image_folder=llava_pretrain_image_folder,
     box_file=None,
     allow_missing_boxes=True,  # no object tokens: every image gets zero boxes (logged once, with the count)
-    tokenizer=tokenizer,
-    image_views=image_views,
     dataset_map_fn=llava_map_fn,
-    template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
-    max_length=max_length,  # text tokens; the 576 image tokens come on top
-    resize_on_device=resize_on_device,
+    template_map_fn=dict(type=template_map_fn_factory),
 )
 # MG-LLaVA's settings that this model does not have
 del (mmfuser_fusion, visual_encoder_aux_name, visual_encoder_aux_pretrained, object_roi_size, max_boxes, box_rule,
      box_cache_dir, llava_pretrain_box_file, allava_caption_data_path, allava_caption_image_folder, allava_caption_box_file)
+
+derive_settings(globals())  # every part that holds a setting above

@@ -9,7 +9,8 @@ from mg_llava.dataset import LLaVABoxDataset
 with read_base():
     from ..models.mg_llava_vicuna_7b import *
 
-max_length = int(2048 - (336 / 14) ** 2)  # text tokens; the 576 image and the box tokens come on top
+context_length = 2048  # LLM tokens a sample takes before its box tokens: the text and the low-res grid
+max_length = context_length - (low_res // patch_size) ** 2  # text tokens (1472: 2048 - 576); boxes come on top
 max_boxes = 100
 box_rule = "clean"  # "released": the released checkpoints' box handling, to fine-tune them on what they saw
 # The loader hands over decoded images; the model's data preprocessor pads and resizes them on the GPU (the resize was

@@ -1,7 +1,7 @@
 # MG-LLaVA's released architecture: CLIP ViT-L/14-336 (low-res) + open_clip ConvNeXt-L (768 px, high-res), Conv-Gate
 # fusion, one RoIAlign token per object box, Vicuna-7B v1.5 in bf16. Stage 1's form: the LLM is frozen. Shared by every
-# config; a config for another LLM sets llm_name_or_path and prompt_template and re-points the three places that use
-# them (see xtuner_configs/README.md).
+# config; a config changes the settings of PART 1 (another LLM: llm_name_or_path and prompt_template) and its
+# derive_settings(globals()) writes them into the dicts of PART 2 (see xtuner_configs/README.md).
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessor
 
@@ -32,15 +32,16 @@ visual_encoder_aux_name = "convnext_large_d_320"
 visual_encoder_aux_pretrained = "./pretrained/convnext_large_d_320/open_clip_pytorch_model.bin"
 high_res = 768
 low_res = 336
-# The CLIP processor's normalisation (OpenAI CLIP), given to the processor and to the model's data preprocessor, which
+patch_size = 14  # CLIP's: the low-res view is a (low_res // patch_size) ** 2 token grid
+# The CLIP processor's normalisation (OpenAI CLIP), for the processor and the model's data preprocessor, which
 # normalises the loader's uint8 views on the device: one setting, so both always agree.
 image_mean = (0.48145466, 0.4578275, 0.40821073)
 image_std = (0.26862954, 0.26130258, 0.27577711)
 object_roi_size = 56  # RoIAlign output grid before averaging (the released weights were trained with 56)
-# Ablation switches. A config changes one together with the dict that uses it, in one line:
-#   model.fusion.type = fusion_type = ChannelConcatFusion     (or NoFusion: the low-res tokens only)
-#   object_tokens, model.object_features = False, None        (no object tokens; a stage-1 file's bbox_projector.*
-#                                                              is then ignored with a warning)
+# Ablation switches, one line each in a config:
+#   fusion_type = ChannelConcatFusion     (or NoFusion: the low-res tokens only)
+#   object_tokens = False                 (no object tokens; a stage-1 file's bbox_projector.* is then ignored with a
+#                                          warning)
 fusion_type = ConvGateFusion
 object_tokens = True
 

@@ -1,0 +1,169 @@
+"""Every dependent field of a training config, derived from its settings (the top-level variables).
+
+mmengine's ``read_base()`` copies a base part's variables into a config, and a dict built in a base part holds the
+values its settings had *there*: assigning ``lr = 1e-5`` in a config changes the variable, not ``optim_wrapper``.
+So each config of ``xtuner_configs/`` sets only settings and ends with ``derive_settings(globals())``
+(``xtuner_configs/_base_/derive.py``), which writes every setting into each part that holds it, by the rules of
+:func:`derive_settings`. A setting is then written in one place, and a changed LLM, batch size or lr is one line.
+
+``xtuner train CONFIG --cfg-options lr=1e-4`` changes a setting after the config was parsed; :func:`merge_options`
+(installed on mmengine's ``Config.merge_from_dict`` by :mod:`mg_llava.compat`) derives the parts again, so a
+setting given on the command line reaches them too. For a config whose parts do not follow its settings (one that
+sets a part by hand after deriving) it refuses the option and names the fields to set instead.
+"""
+import copy
+from typing import List, MutableMapping
+
+# The settings the rules read, with what they decide (for xtuner_configs/README.md and the refusal message).
+SETTINGS = {
+    "llm_name_or_path": "the tokenizer and the LLM",
+    "prompt_template": "the datasets' chat template",
+    "visual_encoder_name_or_path": "CLIP and its image processor",
+    "visual_encoder_aux_name": "the ConvNeXt model",
+    "visual_encoder_aux_pretrained": "the ConvNeXt weights",
+    "image_mean": "the image processor and the model's data preprocessor",
+    "image_std": "the image processor and the model's data preprocessor",
+    "high_res": "the image views and the data preprocessor",
+    "low_res": "the image views, the data preprocessor and max_length",
+    "patch_size": "max_length (the low-res grid is (low_res // patch_size) ** 2 tokens)",
+    "context_length": "max_length (context_length - the low-res grid's tokens)",
+    "fusion_type": "the model's fusion",
+    "object_tokens": "the model's object features (False: none)",
+    "object_roi_size": "the object features' RoIAlign grid",
+    "max_boxes": "the datasets' box limit",
+    "box_rule": "the datasets' box rule",
+    "resize_on_device": "where the datasets' images are resized",
+    "data_path": "the tiny configs' llava_dataset",
+    "image_folder": "the tiny configs' llava_dataset",
+    "box_file": "the tiny configs' llava_dataset",
+    "pretrained_pth": "the model's starting weights (stage 2 onwards)",
+    "batch_size": "the data loader, the DeepSpeed micro batch and the length-grouped sampler",
+    "accumulative_counts": "gradient accumulation and the length-grouped sampler",
+    "lr": "the optimizer",
+    "max_epochs": "the training loop and the lr schedule",
+    "warmup_ratio": "the lr schedule's warm-up",
+    "save_steps": "the checkpoint interval",
+    "save_total_limit": "the checkpoints kept",
+    "evaluation_freq": "the sample answers' interval",
+}
+
+
+def _type_name(part) -> str:
+    """The class name a config dict's ``type`` names (a class, a lazy import or a string)."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    name = getattr(kind, "_imported", None) or getattr(kind, "__name__", None) or str(kind)
+    return name.split(".")[-1]
+
+
+def _datasets(cfg) -> List[MutableMapping]:
+    """The dataset dicts that take the shared dataset settings: the loader's (a single dataset, or the settings a
+    mixture hands to its sources) and the tiny configs' ``llava_dataset`` / ``video_dataset``."""
+    return [d for d in (cfg.get("llava_dataset"), cfg.get("video_dataset"), cfg["train_dataloader"]["dataset"])
+            if d is not None]
+
+
+def derive_settings(cfg: MutableMapping) -> MutableMapping:
+    """Write each setting of ``cfg`` (a config's top-level variables, changed in place) into every part that holds
+    it, and the derived values (``max_length``) into the top level; returns ``cfg``. Deriving twice changes
+    nothing."""
+    model, loader = cfg["model"], cfg["train_dataloader"]
+    # Model & tokenizer & image processor
+    cfg["tokenizer"]["pretrained_model_name_or_path"] = cfg["llm_name_or_path"]
+    model["llm"]["pretrained_model_name_or_path"] = cfg["llm_name_or_path"]
+    model["visual_encoder"]["pretrained_model_name_or_path"] = cfg["visual_encoder_name_or_path"]
+    if model.get("visual_encoder_aux") is not None:
+        model["visual_encoder_aux"].update(model_name=cfg["visual_encoder_aux_name"],
+                                           pretrained=cfg["visual_encoder_aux_pretrained"])
+    model["fusion"]["type"] = cfg["fusion_type"]
+    if not cfg["object_tokens"]:
+        model["object_features"] = None
+    elif model.get("object_features") is not None:
+        model["object_features"]["output_size"] = cfg["object_roi_size"]
+    if "pretrained_pth" in cfg:
+        model["pretrained_pth"] = cfg["pretrained_pth"]
+    cfg["image_processor"].update(pretrained_model_name_or_path=cfg["visual_encoder_name_or_path"],
+                                  image_mean=cfg["image_mean"], image_std=cfg["image_std"])
+    cfg["image_views"].update(image_processor=cfg["image_processor"], high_res=cfg["high_res"], low_res=cfg["low_res"])
+    model["data_preprocessor"].update(mean=cfg["image_mean"], std=cfg["image_std"], low_res=cfg["low_res"],
+                                      high_res=cfg["high_res"])
+
+    # Dataset & dataloader: text tokens are what the LLM's context leaves after the low-res grid
+    cfg["max_length"] = cfg["context_length"] - (cfg["low_res"] // cfg["patch_size"]) ** 2
+    if "llava_dataset" in cfg:  # the tiny configs' one dataset
+        cfg["llava_dataset"].update(data_path=cfg["data_path"], image_folder=cfg["image_folder"],
+                                    box_file=cfg["box_file"])
+        train = loader["dataset"]
+        if "datasets" not in train and "video_folder" not in train:  # the loader reads it (not a mixture/video)
+            loader["dataset"] = copy.deepcopy(cfg["llava_dataset"])
+    for dataset in _datasets(cfg):
+        dataset.update(tokenizer=cfg["tokenizer"], image_views=cfg["image_views"], max_length=cfg["max_length"],
+                       resize_on_device=cfg["resize_on_device"])
+        dataset["template_map_fn"]["template"] = cfg["prompt_template"]
+        for key in ("max_boxes", "box_rule"):  # a model without object tokens has neither
+            if key in cfg:
+                dataset[key] = cfg[key]
+            else:
+                dataset.pop(key, None)
+    loader["batch_size"] = cfg["batch_size"]
+    if "per_device_batch_size" in loader["sampler"]:  # length-grouped: the samples of one optimizer step
+        loader["sampler"]["per_device_batch_size"] = cfg["batch_size"] * cfg["accumulative_counts"]
+
+    # Scheduler & optimizer
+    if "strategy" in cfg:  # DeepSpeed: the strategy batches and accumulates
+        cfg["strategy"].update(train_micro_batch_size_per_gpu=cfg["batch_size"],
+                               gradient_accumulation_steps=cfg["accumulative_counts"])
+    else:
+        cfg["optim_wrapper"]["accumulative_counts"] = cfg["accumulative_counts"]
+    cfg["optim_wrapper"]["optimizer"]["lr"] = cfg["lr"]
+    warmup, cosine = cfg["param_scheduler"]
+    warmup["end"] = cosine["begin"] = cfg["warmup_ratio"] * cfg["max_epochs"]
+    cosine["end"] = cfg["train_cfg"]["max_epochs"] = cfg["max_epochs"]
+
+    # Runtime
+    cfg["default_hooks"]["checkpoint"].update(interval=cfg["save_steps"], max_keep_ckpts=cfg["save_total_limit"])
+    for hook in cfg.get("custom_hooks", []):
+        if _type_name(hook) == "SampleAnswersHook":
+            hook["every_n_iters"] = cfg["evaluation_freq"]
+    return cfg
+
+
+def _differences(a, b, path="") -> List[str]:
+    """Dotted paths where two config values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for key in sorted(set(a) | set(b), key=str)
+                for p in _differences(a.get(key), b.get(key), f"{path}{key}.")]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b)) for p in _differences(x, y, f"{path}{i}.")]
+    return [] if a == b else [path.rstrip(".")]
+
+
+def merge_options(current, options: dict, merge) -> None:
+    """``merge(options)`` (mmengine's ``--cfg-options``), with the parts derived again when an option sets one of
+    the :data:`SETTINGS` of a config whose parts follow them; the options' own dotted fields win over the derived
+    ones. ``current()`` returns the config's dict as it is now (``merge`` may replace it). Raises ``ValueError``
+    naming the fields to set for a config whose parts do not follow its settings."""
+    settings = sorted(key for key in options if key in SETTINGS and key in current())
+    if not settings or "train_dataloader" not in current():
+        merge(options)
+        return
+    before = copy.deepcopy(dict(current()))
+    try:
+        follows = not _differences(derive_settings(copy.deepcopy(before)), before)
+    except (KeyError, TypeError, ValueError, AttributeError):  # not a config of these rules
+        follows = False
+    merge(options)
+    if not follows:
+        changed = copy.deepcopy(dict(current()))
+        try:
+            paths = [p for p in _differences(derive_settings(copy.deepcopy(changed)), changed) if p not in SETTINGS]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            paths = []
+        raise ValueError(
+            f"--cfg-options {', '.join(settings)}: this config's parts do not follow its top-level settings (it "
+            f"sets some by hand), so the top-level variable would change nothing it builds; set the fields that "
+            f"use it instead" + (f": {', '.join(paths)}" if paths else ""))
+    derive_settings(current())
+    merge({k: v for k, v in options.items() if k not in SETTINGS})  # explicit fields win over the derived ones
+
+
+__all__ = ["SETTINGS", "derive_settings", "merge_options"]
