@@ -132,9 +132,22 @@ def _differences(a, b, path="") -> List[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [p for key in sorted(set(a) | set(b), key=str)
                 for p in _differences(a.get(key), b.get(key), f"{path}{key}.")]
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+    nested = any(isinstance(v, (dict, list, tuple)) for v in (*a, *b)) if isinstance(a, (list, tuple)) and \
+        isinstance(b, (list, tuple)) else False
+    if nested and len(a) == len(b):  # a list of parts (param_scheduler, custom_hooks); values (a mean) are one field
         return [p for i, (x, y) in enumerate(zip(a, b)) for p in _differences(x, y, f"{path}{i}.")]
     return [] if a == b else [path.rstrip(".")]
+
+
+# The config parts the rules write (besides the settings and max_length).
+PARTS = ("model", "tokenizer", "image_processor", "image_views", "llava_dataset", "video_dataset", "train_dataloader",
+         "strategy", "optim_wrapper", "param_scheduler", "train_cfg", "default_hooks", "custom_hooks", "max_length")
+
+
+def _parts(cfg) -> dict:
+    """A deep copy of what the rules read and write (a parsed config also holds imported modules, which do not
+    copy)."""
+    return {key: copy.deepcopy(cfg[key]) for key in (*SETTINGS, *PARTS) if key in cfg}
 
 
 def merge_options(current, options: dict, merge) -> None:
@@ -146,14 +159,14 @@ def merge_options(current, options: dict, merge) -> None:
     if not settings or "train_dataloader" not in current():
         merge(options)
         return
-    before = copy.deepcopy(dict(current()))
+    before = _parts(current())
     try:
         follows = not _differences(derive_settings(copy.deepcopy(before)), before)
     except (KeyError, TypeError, ValueError, AttributeError):  # not a config of these rules
         follows = False
     merge(options)
     if not follows:
-        changed = copy.deepcopy(dict(current()))
+        changed = _parts(current())
         try:
             paths = [p for p in _differences(derive_settings(copy.deepcopy(changed)), changed) if p not in SETTINGS]
         except (KeyError, TypeError, ValueError, AttributeError):

@@ -24,8 +24,8 @@ def _id(path):
 
 def _perturbed(name, value):
     """Another value of the setting ``name`` (of the same kind), or None to skip it."""
-    if name == "prompt_template":
-        return PROMPT_TEMPLATE.chatml if dict(value) != dict(PROMPT_TEMPLATE.chatml) else PROMPT_TEMPLATE.vicuna
+    if name == "prompt_template":  # parsed as its import path, mg_llava.dataset.PROMPT_TEMPLATE.<name>
+        return str(value) + "_changed"
     if isinstance(value, bool):
         return None if name == "object_tokens" else not value  # object_tokens removes a part (tested below)
     if isinstance(value, int):
