@@ -16,13 +16,13 @@ SAMPLES = [dict(image="chelsea.jpg", question="What is in the picture?", boxes=N
 
 def tiny_config(tiny_models, box_rule=None):
     """The tiny stage-2 config pointed at the session's tiny models; ``box_rule`` set as the released-rule config
-    sets it (on its training data)."""
+    sets it (the setting, which its training data takes)."""
     cfg = Config.fromfile(osp.join(CONFIGS, "tiny", "mg_llava_tiny_cpu_finetune.py"))
-    dataset = training_dataset(cfg)
-    dataset.tokenizer.pretrained_model_name_or_path = tiny_models["llm_vicuna"]
-    dataset.image_views.image_processor.pretrained_model_name_or_path = tiny_models["clip"]
+    options = dict(llm_name_or_path=tiny_models["llm_vicuna"], visual_encoder_name_or_path=tiny_models["clip"])
     if box_rule is not None:
-        dataset.box_rule = box_rule
+        options["box_rule"] = box_rule
+    cfg.merge_from_dict(options)
+    assert training_dataset(cfg).box_rule == (box_rule or "clean")
     return cfg
 
 
