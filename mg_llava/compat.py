@@ -37,8 +37,10 @@ is built. Our configs therefore import ``mg_llava`` eagerly (``__import__("mg_ll
 6. Our configs derive every part from their top-level settings when they are parsed
    (:mod:`mg_llava.config_settings`), so ``--cfg-options lr=1e-4`` would change the variable and nothing built from
    it. ``Config.merge_from_dict`` (what ``xtuner train --cfg-options`` calls) derives the parts again when an
-   option sets one of those settings, and refuses it, naming the fields to set, for a config whose parts do not
-   follow its settings. Dotted options (``optim_wrapper.optimizer.lr=...``) merge as before.
+   option sets one of those settings; an option on another top-level variable whose value was copied into parts
+   (``data_root``), or on a setting of a config whose parts do not follow its settings, is refused with the fields
+   to set instead. Options on the parts the runner reads (``optim_wrapper.optimizer.lr=...``, ``custom_hooks=[]``)
+   merge as before; configs not written on these rules are left alone.
 """
 import os
 import subprocess

@@ -8,8 +8,9 @@ So each config of ``xtuner_configs/`` sets only settings and ends with ``derive_
 
 ``xtuner train CONFIG --cfg-options lr=1e-4`` changes a setting after the config was parsed; :func:`merge_options`
 (installed on mmengine's ``Config.merge_from_dict`` by :mod:`mg_llava.compat`) derives the parts again, so a
-setting given on the command line reaches them too. For a config whose parts do not follow its settings (one that
-sets a part by hand after deriving) it refuses the option and names the fields to set instead.
+setting given on the command line reaches them too. An option on another top-level variable whose value the config
+copied into its parts (``data_root``, ``num_frames``, ...) is refused with the fields to set instead, as is a setting
+of a config whose parts do not follow its settings (one that sets a part by hand after deriving).
 """
 import copy
 from typing import List, MutableMapping
@@ -150,20 +151,65 @@ def _parts(cfg) -> dict:
     return {key: copy.deepcopy(cfg[key]) for key in (*SETTINGS, *PARTS) if key in cfg}
 
 
+# Top-level variables that are read as they are after parsing: the runner's (mmengine, XTuner, DeepSpeed strategy)
+# and the ones chat, evaluation and export read (mg_llava.dataset.DataSettings, mg_llava.inference.spec).
+READ_AS_IS = frozenset((
+    "model", "work_dir", "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg", "test_cfg",
+    "val_evaluator", "test_evaluator", "auto_scale_lr", "optim_wrapper", "param_scheduler", "default_hooks",
+    "custom_hooks", "data_preprocessor", "load_from", "resume", "launcher", "env_cfg", "log_processor", "log_level",
+    "visualizer", "default_scope", "randomness", "experiment_name", "compile", "strategy", "runner_type",
+    "model_wrapper_cfg", "tokenizer", "prompt_template", "llava_dataset", "video_dataset",
+))
+
+
+def _follows(cfg) -> bool:
+    """Whether ``cfg``'s parts are what the rules derive from its settings (a config of these rules)."""
+    parts = _parts(cfg)
+    try:
+        return not _differences(derive_settings(copy.deepcopy(parts)), parts)
+    except (KeyError, TypeError, ValueError, AttributeError):  # not a config of these rules
+        return False
+
+
+def _holding(value, parts, path="") -> List[str]:
+    """Dotted fields of ``parts`` whose value is ``value`` (for a string, also those that contain it: a folder
+    prefix such as ``data_root``)."""
+    if path and (parts == value or isinstance(value, str) and isinstance(parts, str) and len(value) > 2
+                 and value in parts):
+        return [path.rstrip(".")]
+    if isinstance(parts, dict):
+        return [p for key, v in parts.items() for p in _holding(value, v, f"{path}{key}.")]
+    if isinstance(parts, (list, tuple)):
+        return [p for i, v in enumerate(parts) for p in _holding(value, v, f"{path}{i}.")]
+    return []
+
+
 def merge_options(current, options: dict, merge) -> None:
-    """``merge(options)`` (mmengine's ``--cfg-options``), with the parts derived again when an option sets one of
-    the :data:`SETTINGS` of a config whose parts follow them; the options' own dotted fields win over the derived
-    ones. ``current()`` returns the config's dict as it is now (``merge`` may replace it). Raises ``ValueError``
-    naming the fields to set for a config whose parts do not follow its settings."""
-    settings = sorted(key for key in options if key in SETTINGS and key in current())
-    if not settings or "train_dataloader" not in current():
+    """``merge(options)`` (mmengine's ``--cfg-options``) for a config of these rules: an option on one of its
+    :data:`SETTINGS` derives the parts again (the options' own dotted fields win over the derived ones); an option on
+    another top-level variable that nothing reads as it is (:data:`READ_AS_IS`: its value was copied into parts when
+    the config was parsed) raises ``ValueError`` naming the fields that hold its value, as does a setting of a config
+    whose parts do not follow its settings. ``current()`` returns the config's dict as it is now (``merge`` may
+    replace it)."""
+    cfg = current()
+    roots = {key: key.split(".")[0] for key in options}
+    settings = sorted(key for key, root in roots.items() if root in SETTINGS and root in cfg)
+    copied = sorted(key for key, root in roots.items() if root not in SETTINGS and root not in READ_AS_IS and root in cfg)
+    if not (settings or copied) or "train_dataloader" not in cfg:
         merge(options)
         return
-    before = _parts(current())
-    try:
-        follows = not _differences(derive_settings(copy.deepcopy(before)), before)
-    except (KeyError, TypeError, ValueError, AttributeError):  # not a config of these rules
-        follows = False
+    follows = _follows(cfg)
+    if copied and follows:
+        parts = {key: cfg[key] for key in READ_AS_IS if key in cfg}
+        named = [f"{key} (now held by: {', '.join(_holding(cfg[roots[key]], parts)[:8]) or 'no part'})"
+                 for key in copied]
+        raise ValueError(
+            f"--cfg-options {', '.join(named)}: a top-level variable this config copied into its parts when it was "
+            f"parsed; changing it now changes nothing it builds. Set those fields instead (dotted options), or one "
+            f"of the settings the parts are derived from: {', '.join(sorted(k for k in SETTINGS if k in cfg))}")
+    if not settings:
+        merge(options)
+        return
     merge(options)
     if not follows:
         changed = _parts(current())
@@ -176,7 +222,7 @@ def merge_options(current, options: dict, merge) -> None:
             f"sets some by hand), so the top-level variable would change nothing it builds; set the fields that "
             f"use it instead" + (f": {', '.join(paths)}" if paths else ""))
     derive_settings(current())
-    merge({k: v for k, v in options.items() if k not in SETTINGS})  # explicit fields win over the derived ones
+    merge({k: v for k, v in options.items() if k not in settings})  # explicit fields win over the derived ones
 
 
-__all__ = ["SETTINGS", "derive_settings", "merge_options"]
+__all__ = ["READ_AS_IS", "SETTINGS", "derive_settings", "merge_options"]

@@ -222,3 +222,17 @@ def test_cfg_options_on_a_setting_are_refused_when_the_parts_do_not_follow_it():
     cfg.optim_wrapper.optimizer.lr = 0.125  # set by hand: the parts no longer follow the settings
     with pytest.raises(ValueError, match=r"optim_wrapper\.optimizer\.lr"):
         cfg.merge_from_dict({"lr": 0.5})
+
+
+def test_cfg_options_on_a_copied_variable_are_refused_naming_the_fields_to_set():
+    """``data_root`` was copied into every data path when the config was parsed: changing it would change nothing,
+    so it is refused with the fields that hold its value."""
+    cfg = Config.fromfile(osp.join(CONFIG_ROOT, "vicuna_7b_v15", "mg_llava_vicuna_7b_v15_finetune.py"))
+    with pytest.raises(ValueError, match=r"data_root .*train_dataloader\.dataset\.datasets\.0\.data_path"):
+        cfg.merge_from_dict({"data_root": "/elsewhere/"})
+    video = Config.fromfile(osp.join(CONFIG_ROOT, "tiny", "mg_llava_tiny_cpu_video_finetune.py"))
+    with pytest.raises(ValueError, match=r"num_frames .*video_dataset\.num_frames"):
+        video.merge_from_dict({"num_frames": 4})
+    # the runner's parts and dotted fields merge as before
+    video.merge_from_dict({"custom_hooks": [], "video_dataset.num_frames": 4, "randomness.seed": 0})
+    assert video.custom_hooks == [] and video.video_dataset.num_frames == 4
