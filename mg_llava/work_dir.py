@@ -20,9 +20,21 @@ def checkpoints(work_dir: str) -> list:
     return [osp.join(work_dir, name) for _, _, name in sorted(found)]
 
 
+def is_checkpoint_folder(path: str) -> bool:
+    """A DeepSpeed checkpoint folder (mmengine's ``iter_N.pth/``): model states in it, in its ``latest`` tag or in
+    a sub-folder, or the gathered ZeRO-3 weights."""
+    from mg_llava.model.checkpoint import DEEPSPEED_MODEL_FILE, ZERO3_WEIGHTS_FILE
+
+    if any(osp.isfile(osp.join(path, name)) for name in (DEEPSPEED_MODEL_FILE, ZERO3_WEIGHTS_FILE, "latest")):
+        return True
+    return any(osp.isfile(osp.join(path, d, DEEPSPEED_MODEL_FILE)) for d in os.listdir(path))
+
+
 def is_work_dir(path: str) -> bool:
-    """A folder that holds training checkpoints (rather than being one: a DeepSpeed ``iter_N.pth/`` folder)."""
-    return osp.isdir(path) and (osp.isfile(osp.join(path, LAST_CHECKPOINT_FILE)) or bool(checkpoints(path)))
+    """A folder that is not a checkpoint itself: a training work dir (or an empty one), which stands for its last
+    checkpoint."""
+    return osp.isdir(path) and not CHECKPOINT_NAME.match(osp.basename(path.rstrip("/"))) \
+        and not is_checkpoint_folder(path)
 
 
 def last_checkpoint(work_dir: str) -> str:
@@ -49,4 +61,4 @@ def resolve_checkpoint(path: str) -> str:
     return last_checkpoint(path) if is_work_dir(path) else path
 
 
-__all__ = ["checkpoints", "is_work_dir", "last_checkpoint", "resolve_checkpoint"]
+__all__ = ["checkpoints", "is_checkpoint_folder", "is_work_dir", "last_checkpoint", "resolve_checkpoint"]

@@ -36,10 +36,24 @@ def test_moved_work_dir_and_no_marker_fall_back_to_the_highest_iteration(tmp_pat
 
 def test_a_work_dir_without_checkpoints_is_an_error_naming_it(tmp_path):
     (tmp_path / "20261207_043000").mkdir()  # mmengine's log folder only
+    assert is_work_dir(str(tmp_path))
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
-        last_checkpoint(str(tmp_path))
+        resolve_checkpoint(str(tmp_path))
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_20.pth"))  # names a deleted checkpoint
     assert is_work_dir(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no checkpoint in this work dir"):
         resolve_checkpoint(str(tmp_path))
     os.remove(tmp_path / "last_checkpoint")
+
+
+def test_deepspeed_folders_are_checkpoints(tmp_path):
+    """mmengine's DeepSpeed iter_N.pth/ folders: the model states in a tag folder named by 'latest', or the gathered
+    ZeRO-3 weights; a folder named like a checkpoint is one even before DeepSpeed wrote into it."""
+    tagged = tmp_path / "run" / "iter_4.pth"
+    _touch(tagged / "global_step4" / "mp_rank_00_model_states.pt")
+    (tagged / "latest").write_text("global_step4")
+    assert not is_work_dir(str(tagged)) and is_work_dir(str(tagged.parent))
+    assert last_checkpoint(str(tagged.parent)) == str(tagged)
+    other = tmp_path / "exported_weights"
+    _touch(other / "trainable_weights_16bit.pt")
+    assert not is_work_dir(str(other))
