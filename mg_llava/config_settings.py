@@ -128,16 +128,35 @@ def derive_settings(cfg: MutableMapping) -> MutableMapping:
     return cfg
 
 
+def _same(a, b) -> bool:
+    """Equal config values; lazy imports (mmengine's ``LazyObject``) are equal when they name the same object."""
+    lazy = [v for v in (a, b) if type(v).__name__ in ("LazyObject", "LazyAttr")]
+    if lazy:  # LazyObject / LazyAttr compare by identity: compare what they name
+        return len(lazy) == 2 and all((type(v).__name__, str(v._module), str(v)) == (type(a).__name__, str(a._module),
+                                                                                   str(a)) for v in lazy)
+    return a == b
+
+
 def _differences(a, b, path="") -> List[str]:
     """Dotted paths where two config values differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         return [p for key in sorted(set(a) | set(b), key=str)
                 for p in _differences(a.get(key), b.get(key), f"{path}{key}.")]
-    nested = any(isinstance(v, (dict, list, tuple)) for v in (*a, *b)) if isinstance(a, (list, tuple)) and \
-        isinstance(b, (list, tuple)) else False
-    if nested and len(a) == len(b):  # a list of parts (param_scheduler, custom_hooks); values (a mean) are one field
+    parts_list = isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) \
+        and any(isinstance(v, (dict, list, tuple)) for v in (*a, *b))
+    if parts_list:  # a list of parts (param_scheduler, custom_hooks); a list of values (a mean) is one field
         return [p for i, (x, y) in enumerate(zip(a, b)) for p in _differences(x, y, f"{path}{i}.")]
-    return [] if a == b else [path.rstrip(".")]
+    return [] if _same(a, b) else [path.rstrip(".")]
+
+
+def _raw(value):
+    """A config value as plain dicts and lists, its lazy imports left unbuilt (mmengine's ``ConfigDict`` builds them
+    on access, and a built class cannot be written out as a config)."""
+    if isinstance(value, dict):
+        return {key: _raw(v) for key, v in dict.items(value)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_raw(v) for v in value)
+    return copy.deepcopy(value)
 
 
 # The config parts the rules write (besides the settings and max_length).
@@ -146,9 +165,9 @@ PARTS = ("model", "tokenizer", "image_processor", "image_views", "llava_dataset"
 
 
 def _parts(cfg) -> dict:
-    """A deep copy of what the rules read and write (a parsed config also holds imported modules, which do not
+    """A plain copy of what the rules read and write (a parsed config also holds imported modules, which do not
     copy)."""
-    return {key: copy.deepcopy(cfg[key]) for key in (*SETTINGS, *PARTS) if key in cfg}
+    return {key: _raw(dict.__getitem__(cfg, key)) for key in (*SETTINGS, *PARTS) if key in cfg}
 
 
 # Top-level variables that are read as they are after parsing: the runner's (mmengine, XTuner, DeepSpeed strategy)
@@ -200,7 +219,7 @@ def merge_options(current, options: dict, merge) -> None:
         return
     follows = _follows(cfg)
     if copied and follows:
-        parts = {key: cfg[key] for key in READ_AS_IS if key in cfg}
+        parts = {key: _raw(dict.__getitem__(cfg, key)) for key in READ_AS_IS if key in cfg}
         named = [f"{key} (now held by: {', '.join(_holding(cfg[roots[key]], parts)[:8]) or 'no part'})"
                  for key in copied]
         raise ValueError(
@@ -221,7 +240,11 @@ def merge_options(current, options: dict, merge) -> None:
             f"--cfg-options {', '.join(settings)}: this config's parts do not follow its top-level settings (it "
             f"sets some by hand), so the top-level variable would change nothing it builds; set the fields that "
             f"use it instead" + (f": {', '.join(paths)}" if paths else ""))
-    derive_settings(current())
+    derived = derive_settings(_parts(current()))
+    cfg = current()
+    for key in PARTS:
+        if key in derived:
+            cfg[key] = derived[key]
     merge({k: v for k, v in options.items() if k not in settings})  # explicit fields win over the derived ones
 
 

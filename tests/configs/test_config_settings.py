@@ -215,6 +215,8 @@ def test_cfg_options_on_a_setting_reach_its_parts():
     # an explicit field wins over the derived one; dotted options merge as before
     cfg.merge_from_dict({"lr": 0.25, "optim_wrapper.optimizer.lr": 0.1, "default_hooks.checkpoint.interval": 3})
     assert cfg.lr == 0.25 and cfg.optim_wrapper.optimizer.lr == 0.1 and cfg.default_hooks.checkpoint.interval == 3
+    # the runner writes the config out: the derived parts keep their lazy imports (a built class cannot be written)
+    assert "type='mg_llava.model.ConvGateFusion'" in cfg.pretty_text
 
 
 def test_cfg_options_on_a_setting_are_refused_when_the_parts_do_not_follow_it():
