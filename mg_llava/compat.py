@@ -34,6 +34,13 @@ is built. Our configs therefore import ``mg_llava`` eagerly (``__import__("mg_ll
 5. DeepSpeed started without a launcher (``xtuner train <deepspeed config>`` in one process) looks for MPI
    (``mpi4py``) to learn its rank, and fails without it (InternLM/xtuner#592). When mmengine's DeepSpeed strategy wraps
    the model and no process group exists, we start a one-process group (in-memory store; gloo, nccl on a GPU).
+6. Our configs derive every part from their top-level settings when they are parsed
+   (:mod:`mg_llava.config_settings`), so ``--cfg-options lr=1e-4`` would change the variable and nothing built from
+   it. ``Config.merge_from_dict`` (what ``xtuner train --cfg-options`` calls) derives the parts again when an
+   option sets one of those settings; an option on another top-level variable whose value was copied into parts
+   (``data_root``), or on a setting of a config whose parts do not follow its settings, is refused with the fields
+   to set instead. Options on the parts the runner reads (``optim_wrapper.optimizer.lr=...``, ``custom_hooks=[]``)
+   merge as before; configs not written on these rules are left alone.
 """
 import os
 import subprocess
@@ -194,9 +201,28 @@ def _triton_ops_stand_in():
     sys.modules.setdefault("triton.ops.matmul_perf_model", perf_model)
 
 
+def _derive_after_cfg_options():
+    from mmengine.config import Config
+
+    from mg_llava.config_settings import merge_options
+
+    original = Config.merge_from_dict
+    if getattr(original, "_mg_llava_settings", False):
+        return
+
+    def merge_from_dict(self, options, allow_list_keys=True):
+        merge_options(lambda: object.__getattribute__(self, "_cfg_dict"), options,
+                      lambda opts: original(self, opts, allow_list_keys=allow_list_keys))
+
+    merge_from_dict._mg_llava_settings = True
+    merge_from_dict.__doc__ = original.__doc__
+    Config.merge_from_dict = merge_from_dict
+
+
 def apply():
     _triton_ops_stand_in()
     _patch_cpu_bf16_query()
     _allow_mmengine_checkpoints()
     _patch_mmengine_dist_for_cpu()
     _patch_deepspeed_single_process()
+    _derive_after_cfg_options()

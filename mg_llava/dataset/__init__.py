@@ -11,6 +11,7 @@ Public API (all registered in :data:`mg_llava.registry.MODELS`):
 - :class:`LLaVABoxDataset`, :func:`llava_box_collate_fn`: the dataset and the batch of docs/interfaces.md.
 - :class:`ConcatLLaVABoxDataset`: several of them as one mixture (keeps ``modality_length``).
 - :func:`read_video`, :func:`sample_frame_indices`: video decoding (PyAV or a frames folder) and the frame choice.
+- :class:`DataSettings`: a config's tokenizer, template, views, lengths and box rules, read once.
 - :class:`ModalityLengthGroupedSampler`: length-grouped batches of one modality (text, image or video).
 - :data:`PROMPT_TEMPLATE`: XTuner's prompt templates plus ``chatml`` (Yi-1.5).
 """
@@ -24,6 +25,7 @@ from .conversations import BadSample, BadSampleError, check_sample, read_llava_f
 from .image_views import ImageViews, PixelView, ViewGeometry, Views, finish_views, load_image
 from .llava_box_dataset import LLaVABoxDataset
 from .sampler import ModalityLengthGroupedSampler
+from .settings import DataSettings, training_dataset
 from .released_boxes import BOX_RULES, apply_box_rule, prepare_boxes_released
 from .templates import CHATML_TEMPLATE, PROMPT_TEMPLATE
 from .video import (DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoFrames, VideoReadError, read_video,
@@ -39,6 +41,7 @@ __all__ = [
     "BoxTable",
     "CHATML_TEMPLATE",
     "ConcatLLaVABoxDataset",
+    "DataSettings",
     "DEFAULT_VIDEO_TOKEN",
     "ImageViews",
     "LLaVABoxDataset",
@@ -60,6 +63,7 @@ __all__ = [
     "check_sample",
     "entry_for_file",
     "find_entry",
+    "training_dataset",
     "finish_views",
     "llava_box_collate_fn",
     "load_box_file",

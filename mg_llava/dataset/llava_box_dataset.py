@@ -56,7 +56,7 @@ from mmengine.logging import print_log
 from torch.utils.data import Dataset
 from xtuner.dataset.huggingface import process_hf_dataset
 from xtuner.dataset.map_fns import llava_map_fn
-from xtuner.utils import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from xtuner.utils import IMAGE_TOKEN_INDEX
 
 from ..image_io import ImageDecodeError
 from ..registry import MODELS, build
@@ -67,7 +67,8 @@ from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply
 from .anyres_views import AnyResImageViews, AnyResPixelView
 from .image_views import ImageViews, load_image
 from .released_boxes import BOX_RULES, apply_box_rule
-from .video import DEFAULT_VIDEO_TOKEN, NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoReadError, read_video
+from .sample import assemble_sample, mark_video_token, video_as_image
+from .video import NUM_FRAMES, VideoReadError, read_video
 
 TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "length")  # and "video" if any
 MAX_CONSECUTIVE_REPLACEMENTS = 16  # unreadable images in a row before '__getitem__' gives up
@@ -213,10 +214,8 @@ class LLaVABoxDataset(Dataset):
         # XTuner's map functions know only <image>: a video's <video> goes through them as one, marked -201 below.
         for record in records:
             if record["video"] is not None:
-                record["conversations"] = [
-                    dict(turn, value=turn["value"].replace(DEFAULT_VIDEO_TOKEN, DEFAULT_IMAGE_TOKEN))
-                    for turn in record["conversations"]
-                ]
+                record["conversations"] = [dict(turn, value=video_as_image(turn["value"]))
+                                           for turn in record["conversations"]]
         text_data = process_hf_dataset(
             dataset=HFDataset.from_list(records),
             tokenizer=tokenizer,
@@ -356,32 +355,27 @@ class LLaVABoxDataset(Dataset):
 
     def _load(self, index: int) -> dict:
         row = self.text_data[index]
-        sample = dict(
-            id=row["id"],
-            input_ids=torch.tensor(row["input_ids"], dtype=torch.long),
-            labels=torch.tensor(row["labels"], dtype=torch.long),
-        )
+        text = (row["id"], torch.tensor(row["input_ids"], dtype=torch.long),
+                torch.tensor(row["labels"], dtype=torch.long))
         views = self.image_views
-        sample["frames_per_video"] = []
         if row.get("video") is not None:
-            return self._load_video(index, row, sample)
+            return self._load_video(index, row, text)
         if row["image"] is None:
-            sample.update(self._views(torch.zeros(0, 3, views.high_res, views.high_res, dtype=torch.uint8)))
-            sample["boxes"] = []
-            return sample
+            return assemble_sample(*text, self._views(torch.zeros(0, 3, views.high_res, views.high_res,
+                                                                  dtype=torch.uint8)), [])
         path = osp.join(self.image_folder, row["image"])
         if self.resize_on_device:
             decoded, size = load_image(path, min_side=views.reduced_decode_side)  # ImageDecodeError, named
             image = views.decoded(decoded, original_size=size)
-            sample["images"] = [image.pixels]
+            pixels = dict(images=[image.pixels])
         else:
             image = views.load_pixels(path)  # ImageDecodeError for every way the file can fail
-            sample.update(self._views(image.pixels[None]))
-        sample["boxes"] = [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))]
+            pixels = self._views(image.pixels[None])
+        tiles = None
         if isinstance(image, AnyResPixelView):  # the crops in the same form as the high-res view
-            sample["pixel_values_tiles"] = image.crops if self.uint8_views else views.normalize(image.crops)
-            sample["image_tiles"] = [image.tile_row]
-        return sample
+            tiles = (image.crops if self.uint8_views else views.normalize(image.crops), image.tile_row)
+        return assemble_sample(*text, pixels, [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))],
+                               tiles=tiles)
 
     def _views(self, pixels: torch.Tensor) -> dict:
         """uint8 (n, 3, S_high, S_high) -> the sample's view keys (see the class docstring)."""
@@ -392,7 +386,7 @@ class LLaVABoxDataset(Dataset):
         low, aux = self.image_views.finish(pixels)
         return dict(pixel_values=low, pixel_values_aux=aux)
 
-    def _load_video(self, index: int, row: dict, sample: dict) -> dict:
+    def _load_video(self, index: int, row: dict, text: tuple) -> dict:
         """T frames, each with both views and its own boxes (frame t's boxes: table row ``box_rows[index] + t``)."""
         path = osp.join(self.video_folder, row["video"])
         try:
@@ -404,16 +398,15 @@ class LLaVABoxDataset(Dataset):
                              f"image views are any-resolution tiles, which this project builds for images only")
         if self.resize_on_device:
             views = [self.image_views.decoded(frame) for frame in video.frames]
-            sample["images"] = [v.pixels for v in views]
+            pixels = dict(images=[v.pixels for v in views])
         else:
             views = [self.image_views.pixels(frame) for frame in video.frames]
             frames = torch.stack([v.pixels.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)  # channels-last
-            sample.update(self._views(frames))
+            pixels = self._views(frames)
         first = self.box_rows[index]
-        sample["boxes"] = [self._boxes(index, v.geometry, row["id"], len(row["input_ids"]),
-                                       -1 if first < 0 else first + t) for t, v in enumerate(views)]
-        sample["frames_per_video"] = [len(views)]
-        return sample
+        boxes = [self._boxes(index, v.geometry, row["id"], len(row["input_ids"]), -1 if first < 0 else first + t)
+                 for t, v in enumerate(views)]
+        return assemble_sample(*text, pixels, boxes, frames_per_video=[len(views)])
 
     def _boxes(self, index: int, geometry, sample_id: str, text_length: int,
                row: Optional[int] = None) -> torch.Tensor:
@@ -442,10 +435,8 @@ class LLaVABoxDataset(Dataset):
 
 def _mark_video_token(batch: dict) -> dict:
     """In video samples, the placeholder XTuner wrote as an image (-200) becomes the video's (-201)."""
-    return {"input_ids": [
-        [VIDEO_TOKEN_INDEX if token == IMAGE_TOKEN_INDEX else token for token in ids] if video is not None else ids
-        for ids, video in zip(batch["input_ids"], batch["video"])
-    ]}
+    return {"input_ids": [mark_video_token(ids) if video is not None else ids
+                          for ids, video in zip(batch["input_ids"], batch["video"])]}
 
 
 def _column(dataset: HFDataset, name: str) -> list:

@@ -8,8 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD
-from mg_llava.registry import build
+from mg_llava.dataset import DataSettings
 
 SAMPLES_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "samples")  # the shipped sample images
 
@@ -30,14 +29,15 @@ class SampleAnswersHook(Hook):
 
     Args:
         tokenizer, image_views, prompt_template: as the training data's; None (the default) takes the config's
-            top-level ``tokenizer``, ``image_views`` and ``prompt_template`` (which every config keeps pointed at
-            its LLM and views), so a config for another LLM needs no change here.
+            training data settings (:meth:`~mg_llava.dataset.DataSettings.from_config`: the training dataset's
+            tokenizer, views and template), so a config for another LLM needs no change here.
         samples: ``dict(image=<path>, question=<text>, boxes=<box-file entry {boxes, scores, labels} in original
             pixels, or None>)`` each; a relative image path not found in the working directory is looked up among
             the shipped sample images (``mg_llava/engine/samples``).
         every_n_iters: answer every this many iterations (None: only before and after training).
         max_new_tokens, system: generation length and an optional system prompt.
-        max_boxes, iou_threshold: the load-time box rules (None: the config's ``max_boxes``, else the defaults).
+        max_boxes, iou_threshold, box_rule: the load-time box rules (None: the training data's, so a config that
+            trains with the released box rule answers with it too).
         dataset_info: before training, also run XTuner's ``DatasetInfoHook`` with the same tokenizer (it logs the
             number of training samples and the first one decoded).
     """
@@ -46,7 +46,8 @@ class SampleAnswersHook(Hook):
 
     def __init__(self, samples: Sequence[dict], tokenizer=None, image_views=None, prompt_template=None,
                  every_n_iters: Optional[int] = None, max_new_tokens: int = 64, max_boxes: Optional[int] = None,
-                 iou_threshold: float = NMS_IOU_THRESHOLD, system: Optional[str] = None, dataset_info: bool = True):
+                 iou_threshold: Optional[float] = None, box_rule: Optional[str] = None, system: Optional[str] = None,
+                 dataset_info: bool = True):
         if not samples:
             raise ValueError("SampleAnswersHook needs at least one sample")
         for i, sample in enumerate(samples):
@@ -55,8 +56,7 @@ class SampleAnswersHook(Hook):
                 raise ValueError(f"SampleAnswersHook sample {i}: missing {sorted(missing)}")
         self.samples = [dict(sample, image=find_sample_image(sample["image"])) for sample in samples]
         self.settings = dict(tokenizer=tokenizer, image_views=image_views, prompt_template=prompt_template,
-                             max_boxes=max_boxes)
-        self.iou_threshold = iou_threshold
+                             max_boxes=max_boxes, iou_threshold=iou_threshold, box_rule=box_rule)
         self.system = system
         self.dataset_info = dataset_info
         self.preprocessor = None
@@ -64,21 +64,22 @@ class SampleAnswersHook(Hook):
         self.max_new_tokens = max_new_tokens
         self.prepared = None
 
+    def data_settings(self, cfg=None) -> DataSettings:
+        """The training data's settings of ``cfg`` (the runner's config), with the ones given to the hook instead."""
+        if cfg is not None:
+            return DataSettings.from_config(cfg).replace(**self.settings)
+        missing = [k for k in ("tokenizer", "image_views", "prompt_template") if self.settings[k] is None]
+        if missing:
+            raise ValueError(f"SampleAnswersHook: give {missing} or run it with a config that has a training dataset")
+        return DataSettings(**{k: v for k, v in self.settings.items() if v is not None})
+
     def build_preprocessor(self, cfg=None) -> None:
-        """Our :class:`Preprocessor` from the given settings, the missing ones from ``cfg`` (the runner's config)."""
+        """Our :class:`Preprocessor` from :meth:`data_settings`."""
         from mg_llava.inference.preprocess import Preprocessor
 
-        settings = dict(self.settings)
-        for key, value in settings.items():
-            if value is None and cfg is not None:
-                settings[key] = cfg.get(key)
-        missing = [k for k, v in settings.items() if v is None and k != "max_boxes"]
-        if missing:
-            raise ValueError(f"SampleAnswersHook: give {missing} or define them at the config's top level")
-        self.tokenizer_cfg = settings["tokenizer"]
-        self.preprocessor = Preprocessor(build(settings["tokenizer"]), settings["prompt_template"],
-                                         build(settings["image_views"]), max_boxes=settings["max_boxes"] or MAX_BOXES,
-                                         iou_threshold=self.iou_threshold, system=self.system)
+        settings = self.data_settings(cfg)
+        self.tokenizer_cfg = settings.tokenizer
+        self.preprocessor = Preprocessor.from_settings(settings, system=self.system)
 
     def answers(self, model) -> list:
         """The model's greedy answers to the samples, in order (one batch)."""

@@ -23,7 +23,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from transformers import AutoTokenizer
 
-from mg_llava.dataset import NUM_FRAMES, PROMPT_TEMPLATE
+from mg_llava.dataset import NUM_FRAMES, PROMPT_TEMPLATE, DataSettings
 from mg_llava.model import MGLLaVAModel
 from mg_llava.registry import build as build_module
 
@@ -87,7 +87,7 @@ def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle
     model = build_module(model_cfg)
     if state_dict is not None:
         load_state_dict_checked(model, state_dict, checkpoint)
-    tokenizer = build_module(cfg.tokenizer)
+    tokenizer = build_module(DataSettings.from_config(cfg).tokenizer)  # the one the spec's settings come with
     return finish(model, tokenizer, spec, **kwargs)
 
 

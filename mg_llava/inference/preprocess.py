@@ -6,7 +6,8 @@ does (as an ``<image>``, then marked -201). Video: :func:`read_video` frames, ea
 Image: :class:`ImageViews` (both views and the box geometry; ``ImageViews.load`` for files, as the dataset decodes
 them). Boxes: the model's box rule (:func:`~mg_llava.dataset.apply_box_rule`: clean, or released for the released
 checkpoints) on a box-file entry or on boxes found on the fly by :class:`~mg_llava.boxgen.BoxGenerator`. The
-sample is what ``LLaVABoxDataset.__getitem__`` returns, so ``llava_box_collate_fn`` batches it.
+sample is assembled as ``LLaVABoxDataset.__getitem__`` assembles its own (:mod:`mg_llava.dataset.sample`), so
+``llava_box_collate_fn`` batches it. The settings come from the training config (:meth:`Preprocessor.from_config`).
 
 Shape shorthand: L prompt tokens, S_low / S_high the two view sides, N boxes.
 """
@@ -18,11 +19,13 @@ import torch
 from PIL import Image
 from xtuner.dataset.map_fns import llava_map_fn, template_map_fn
 from xtuner.dataset.utils import encode_fn, get_bos_eos_token_ids
-from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX
 
-from mg_llava.dataset import (DEFAULT_VIDEO_TOKEN, MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, VIDEO_TOKEN_INDEX,
-                              ImageViews, VideoReadError, Views, apply_box_rule, read_video)
+from mg_llava.dataset import (DEFAULT_VIDEO_TOKEN, MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, DataSettings, ImageViews,
+                              VideoReadError, Views, apply_box_rule, read_video)
+from mg_llava.dataset.sample import assemble_sample, mark_video_token, video_as_image
 from mg_llava.image_io import ImageDecodeError, open_image, to_rgb
+from mg_llava.registry import build
 
 ImageSource = Union[str, bytes, Image.Image]
 NO_LENGTH_LIMIT = 1 << 30
@@ -98,6 +101,20 @@ class Preprocessor:
         self.system = system
         self.box_rule = box_rule
 
+    @classmethod
+    def from_settings(cls, settings: DataSettings, system: Optional[str] = None) -> "Preprocessor":
+        """The preprocessor of a config's :class:`~mg_llava.dataset.DataSettings` (tokenizer and views built from
+        their config dicts)."""
+        return cls(build(settings.tokenizer), settings.prompt_template, build(settings.image_views),
+                   max_boxes=settings.max_boxes, iou_threshold=settings.iou_threshold, system=system,
+                   num_frames=settings.num_frames, box_rule=settings.box_rule)
+
+    @classmethod
+    def from_config(cls, cfg, system: Optional[str] = None, **overrides) -> "Preprocessor":
+        """The preprocessor of a training config: its training data's tokenizer, template, views, box rules and
+        frame count (:meth:`DataSettings.from_config`); ``overrides`` replace settings (None keeps the config's)."""
+        return cls.from_settings(DataSettings.from_config(cfg).replace(**overrides), system=system)
+
     # ------------------------------------------------------------------------------------------------- text
     def encode_prompt(self, question: str, history: Sequence[Tuple[str, str]] = (), has_image: bool = False,
                       has_video: bool = False) -> List[int]:
@@ -118,10 +135,10 @@ class Preprocessor:
                 raise ValueError(f"a video conversation needs one {DEFAULT_VIDEO_TOKEN} and no {DEFAULT_IMAGE_TOKEN}, "
                                  f"found {count}")
             # encoded as the training dataset does: through XTuner as an <image>, then marked as the video
-            questions = [q.replace(DEFAULT_VIDEO_TOKEN, DEFAULT_IMAGE_TOKEN) for q in questions]
+            questions = [video_as_image(q) for q in questions]
             ids = self.encode_prompt(questions[-1], list(zip(questions[:-1], [a for _, a in history])),
                                      has_image=True)
-            return [VIDEO_TOKEN_INDEX if token == IMAGE_TOKEN_INDEX else token for token in ids]
+            return mark_video_token(ids)
         if has_image and not any(DEFAULT_IMAGE_TOKEN in q for q in questions):
             questions[0] = DEFAULT_IMAGE_TOKEN + "\n" + questions[0]
         count = sum(q.count(DEFAULT_IMAGE_TOKEN) for q in questions)
@@ -225,26 +242,21 @@ class Preprocessor:
         """A sample as ``LLaVABoxDataset.__getitem__`` returns it (labels all -100: nothing is trained)."""
         input_ids = torch.tensor(self.encode_prompt(question, history, has_image=image is not None,
                                                     has_video=video is not None))
-        sample = dict(id=sample_id, input_ids=input_ids, labels=torch.full_like(input_ids, IGNORE_INDEX),
-                      frames_per_video=[])
+        text = (sample_id, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         views = self.image_views
         if video is not None:
-            sample["pixel_values"] = torch.stack([frame.pixel_values for frame in video.frames])
-            sample["pixel_values_aux"] = torch.stack([frame.pixel_values_aux for frame in video.frames])
-            sample["boxes"] = list(video.boxes)
-            sample["frames_per_video"] = [len(video.frames)]
-        elif image is None:
-            sample["pixel_values"] = torch.zeros(0, 3, views.low_res, views.low_res)
-            sample["pixel_values_aux"] = torch.zeros(0, 3, views.high_res, views.high_res)
-            sample["boxes"] = []
-        else:
-            sample["pixel_values"] = image.views.pixel_values[None]
-            sample["pixel_values_aux"] = image.views.pixel_values_aux[None]
-            sample["boxes"] = [image.boxes]
-            if getattr(image.views, "crops", None) is not None:  # any-resolution tiles, as the dataset hands them
-                sample["pixel_values_tiles"] = image.views.crops
-                sample["image_tiles"] = [image.views.tile_row]
-        return sample
+            pixels = dict(pixel_values=torch.stack([frame.pixel_values for frame in video.frames]),
+                          pixel_values_aux=torch.stack([frame.pixel_values_aux for frame in video.frames]))
+            return assemble_sample(*text, pixels, list(video.boxes), frames_per_video=[len(video.frames)])
+        if image is None:
+            pixels = dict(pixel_values=torch.zeros(0, 3, views.low_res, views.low_res),
+                          pixel_values_aux=torch.zeros(0, 3, views.high_res, views.high_res))
+            return assemble_sample(*text, pixels, [])
+        pixels = dict(pixel_values=image.views.pixel_values[None], pixel_values_aux=image.views.pixel_values_aux[None])
+        tiles = None
+        if getattr(image.views, "crops", None) is not None:  # any-resolution tiles, as the dataset hands them
+            tiles = (image.views.crops, image.views.tile_row)
+        return assemble_sample(*text, pixels, [image.boxes], tiles=tiles)
 
 
 def entry_arrays(entry: dict, where: str = ""):

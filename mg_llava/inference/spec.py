@@ -9,7 +9,8 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
-from mg_llava.dataset import MAX_BOXES, NMS_IOU_THRESHOLD, NUM_FRAMES, PROMPT_TEMPLATE, AnyResImageViews, ImageViews
+from mg_llava.dataset import (MAX_BOXES, NMS_IOU_THRESHOLD, PROMPT_TEMPLATE, AnyResImageViews, DataSettings,
+                              ImageViews)
 from mg_llava.model import AVGLLaVAModel
 from mg_llava.registry import build as build_module
 
@@ -76,15 +77,6 @@ def views_from_spec(image: dict) -> ImageViews:
                       reduced_jpeg_decode=image.get("reduced_jpeg_decode", False))
 
 
-def _num_frames(cfg: Config) -> int:
-    """Frames per video of the config's video dataset (``video_dataset``, the training dataset or a part of it)."""
-    train = cfg.train_dataloader.dataset
-    for dataset in (cfg.get("video_dataset"), train, *train.get("datasets", [])):
-        if dataset is not None and "num_frames" in dataset:
-            return dataset["num_frames"]
-    return NUM_FRAMES
-
-
 def avg_llava_spec(model_cfg) -> Optional[dict]:
     """The scaler and router settings of an AVG-LLaVA model config (their defaults where it names none); None for
     other models. The router's width and granularity sizes come from the model, so they are not stored."""
@@ -98,11 +90,7 @@ def avg_llava_spec(model_cfg) -> Optional[dict]:
 def spec_from_config(cfg: Config) -> dict:
     """The spec of the model a training config builds (paths made absolute when they exist here)."""
     model = cfg.model
-    dataset = cfg.get("llava_dataset") or cfg.train_dataloader.dataset
-    views = build_module(dataset.image_views)
-    template = cfg.get("prompt_template")
-    if template is None:
-        template = dataset.template_map_fn.template
+    data = DataSettings.from_config(cfg)  # the training data's views, box rules, template and frames
     visual = _module_spec(model.visual_encoder, keep_type=False)
     visual["pretrained_model_name_or_path"] = _local_or_id(visual["pretrained_model_name_or_path"])
     aux = _module_spec(model.get("visual_encoder_aux"), keep_type=False)
@@ -117,12 +105,10 @@ def spec_from_config(cfg: Config) -> dict:
         fusion=_module_spec(model.fusion, keep_type=True),
         object_features=_module_spec(model.get("object_features"), keep_type=True),
         projector_depth=model.get("projector_depth", 2),
-        image=image_spec(views),
-        boxes=dict(max_boxes=dataset.get("max_boxes", MAX_BOXES),
-                   iou_threshold=dataset.get("iou_threshold", NMS_IOU_THRESHOLD),
-                   rule=dataset.get("box_rule", "clean")),
-        prompt_template=template_name(template),
-        video=dict(num_frames=_num_frames(cfg)),
+        image=image_spec(build_module(data.image_views)),
+        boxes=dict(max_boxes=data.max_boxes, iou_threshold=data.iou_threshold, rule=data.box_rule),
+        prompt_template=template_name(data.prompt_template),
+        video=dict(num_frames=data.num_frames),
         avg_llava=avg_llava_spec(model),
         anyres=_module_spec(model.get("anyres"), keep_type=True),
     )

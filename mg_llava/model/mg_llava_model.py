@@ -15,6 +15,7 @@ from xtuner.model.modules import ProjectorConfig, ProjectorModel
 from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_grad
 
 from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
+from mg_llava.work_dir import resolve_checkpoint
 from .checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, VISION_PREFIXES, load_trainable_state_dict
 from .anyres_tokens import is_tiled
 from .token_assembler import ImageParts, assemble, image_sequences
@@ -166,7 +167,9 @@ class MGLLaVAModel(LLaVAModel):
     def load_trainable(self, path: str):
         """Load a trainable-weight checkpoint (ours or a released one, any of the formats of
         :func:`load_trainable_state_dict`). Keys the model does not have are an error, except ``bbox_projector.*``
-        in a model without object tokens (ignored with a warning); vision-side modules the file lacks are reported."""
+        in a model without object tokens (ignored with a warning); vision-side modules the file lacks are reported.
+        A training work dir (a stage-1 run) stands for its last checkpoint."""
+        path = resolve_checkpoint(path)
         state_dict = load_trainable_state_dict(path)
         if self.bbox_projector is None:  # an ablation without object tokens, started from a stage 1 that had them
             kept = OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith("bbox_projector."))

@@ -15,8 +15,8 @@ default_hooks = dict(
 )
 
 # Sample answers during training: the model answers these before training, every evaluation_freq iterations and at
-# the end (in the log), through the training data's tokenizer, views, template and box rules (the config's top-level
-# tokenizer, image_views, prompt_template, max_boxes); before training it also runs XTuner's DatasetInfoHook with that
+# the end (in the log), through the training data's tokenizer, views, template and box rules (box_rule included; read
+# by mg_llava.dataset.DataSettings.from_config); before training it also runs XTuner's DatasetInfoHook with that
 # tokenizer (the sample count and the first sample decoded). chelsea.jpg is shipped in mg_llava/engine/samples/; its boxes
 # are hand-drawn, in the box-file format (original pixels).
 evaluation_freq = 500

@@ -1,7 +1,7 @@
 # MG-LLaVA stage 2 (instruction tuning), the recipe every backbone shares: starts from the stage-1 checkpoint
 # (pretrained_pth) and trains the LLM (full), the fusion and both projectors; CLIP and ConvNeXt stay frozen. DeepSpeed
 # ZeRO-2, bf16, gradient checkpointing, length-grouped batches, lr 2e-5, global batch 128. Vicuna-7B v1.5 unless a
-# config says otherwise.
+# config says otherwise. A config sets settings and ends with derive_settings(globals()).
 from mmengine.config import read_base
 from xtuner.dataset.samplers import LengthGroupedSampler
 
@@ -12,14 +12,12 @@ with read_base():
     from .default_runtime import *
     from .schedules.deepspeed_zero2_bf16 import *
 
-pretrained_pth = "./work_dirs/mg_llava_vicuna_7b_v15_pretrain/iter_4942.pth"  # stage 1's last checkpoint: adjust
-model.update(freeze_llm=False, pretrained_pth=pretrained_pth, use_activation_checkpointing=True)
+pretrained_pth = "./work_dirs/mg_llava_vicuna_7b_v15_pretrain"  # stage 1's work dir: its last checkpoint is loaded
+model.update(freeze_llm=False, use_activation_checkpointing=True)
 
 lr = 2e-5
-optim_wrapper.optimizer.lr = lr
 batch_size = 16  # per device
 accumulative_counts = 1  # global batch 128 = 16 x 8 x 1
-strategy.train_micro_batch_size_per_gpu = batch_size
 
 # Data: LLaVA-665K mix + ALLaVA instructions (692K) + 25K (ShareGPT4V, DocVQA, DVQA, AI2D), with their box files
 llava_mix_data_path = data_root + "LLaVA-Instruct-150K/llava_v1_5_mix665k.json"
@@ -32,7 +30,6 @@ extra_data_path = data_root + "extra/sharegpt4v_docvqa_dvqa_ai2d_25k.json"
 extra_image_folder = data_root + "extra/images"
 extra_box_file = data_root + "boxes/sharegpt4v_docvqa_dvqa_ai2d_25k_boxes.json"
 
-train_dataloader.batch_size = batch_size
 train_dataloader.dataset.datasets = [
     dict(  # LLaVA-665K
         type=LLaVABoxDataset,
@@ -56,5 +53,5 @@ train_dataloader.dataset.datasets = [
 train_dataloader.sampler = dict(
     type=LengthGroupedSampler,
     length_property="modality_length",
-    per_device_batch_size=batch_size * accumulative_counts,
+    per_device_batch_size=None,  # derive_settings: batch_size x accumulative_counts, the samples of one step
 )

@@ -1,6 +1,6 @@
 # MG-LLaVA stage 1 (pretrain), the recipe every backbone shares: trains the fusion and both projectors; CLIP, ConvNeXt
 # and the LLM stay frozen. DeepSpeed ZeRO-2, bf16, lr 1e-3, global batch 256. Vicuna-7B v1.5 unless a config says
-# otherwise.
+# otherwise. A config sets settings and ends with derive_settings(globals()).
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler
 
@@ -19,7 +19,6 @@ allava_caption_data_path = data_root + "ALLaVA/allava_caption_708k.json"
 allava_caption_image_folder = data_root + "ALLaVA/images"
 allava_caption_box_file = data_root + "boxes/allava_caption_708k_boxes.json"
 
-train_dataloader.batch_size = batch_size
 train_dataloader.dataset.datasets = [
     dict(  # LLaVA-Pretrain
         type=LLaVABoxDataset,

@@ -5,15 +5,12 @@ from mmengine.config import read_base
 
 with read_base():
     from .._base_.mg_llava_finetune import *
-    from .._base_.llms.phi3_mini_4k_instruct import *
+    from .._base_.llms.phi3_mini_4k_instruct import *  # the LLM and its template
+    from .._base_.derive import derive_settings
 
-# the LLM and template above replace Vicuna-7B's in the parts that hold them
-tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
-train_dataloader.dataset.update(tokenizer=tokenizer, template_map_fn=dict(template=prompt_template))
+pretrained_pth = "./work_dirs/mg_llava_phi3_mini_4k_instruct_pretrain"  # stage 1's work dir: its last checkpoint is loaded
 
-# stage 1's last checkpoint: adjust
-model.pretrained_pth = pretrained_pth = "./work_dirs/mg_llava_phi3_mini_4k_instruct_pretrain/iter_4942.pth"
+batch_size = 8  # per device
+accumulative_counts = 2  # global batch 128 = 8 x 8 x 2
 
-train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 8  # per device
-strategy.gradient_accumulation_steps = accumulative_counts = 2  # global batch 128 = 8 x 8 x 2
-train_dataloader.sampler.per_device_batch_size = batch_size * accumulative_counts
+derive_settings(globals())  # every part that holds a setting above

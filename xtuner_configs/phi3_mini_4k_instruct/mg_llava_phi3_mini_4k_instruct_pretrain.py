@@ -5,8 +5,7 @@ from mmengine.config import read_base
 
 with read_base():
     from .._base_.mg_llava_pretrain import *
-    from .._base_.llms.phi3_mini_4k_instruct import *
+    from .._base_.llms.phi3_mini_4k_instruct import *  # the LLM and its template
+    from .._base_.derive import derive_settings
 
-# the LLM and template above replace Vicuna-7B's in the parts that hold them
-tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
-train_dataloader.dataset.update(tokenizer=tokenizer, template_map_fn=dict(template=prompt_template))
+derive_settings(globals())  # every part that holds a setting above

@@ -8,11 +8,12 @@ from mmengine.config import read_base
 with read_base():
     from .avg_llava_tiny_cpu_multi_granularity import *
     from .._base_.models.anyres import *
+    from .._base_.derive import derive_settings
 
 grid_pinpoints = [[w * low_res // 336, h * low_res // 336] for w, h in grid_pinpoints]
 anyres_views.update(grid_pinpoints=grid_pinpoints)
 image_views.update(anyres_views)
-llava_dataset.image_views.update(anyres_views)
-train_dataloader.dataset.image_views.update(anyres_views)
 model.update(anyres_model)
 del anyres_views, anyres_model
+
+derive_settings(globals())  # every part that holds a setting above

@@ -7,13 +7,12 @@ from mmengine.config import read_base
 with read_base():
     from .mg_llava_tiny_cpu_finetune import *
     from .._base_.models.avg_llava import *
+    from .._base_.derive import derive_settings
 
-pretrained_pth = "work_dirs/mg_llava_tiny_cpu_finetune/iter_360.pth"  # MG-LLaVA stage 2's last checkpoint
-model.update(avg_llava_model, stage="multi_granularity", pretrained_pth=pretrained_pth)
-# RoIAlign grid before averaging; the released models use 56, which costs CPU time here
-model.object_features.output_size = object_roi_size = 7
+pretrained_pth = "work_dirs/mg_llava_tiny_cpu_finetune"  # MG-LLaVA stage 2's work dir: its last checkpoint
+model.update(avg_llava_model, stage="multi_granularity")
 del avg_llava_model
-
+object_roi_size = 7  # RoIAlign grid before averaging; the released models use 56, which costs CPU time here
 max_epochs = 10
-param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
-param_scheduler[1].end = train_cfg.max_epochs = max_epochs
+
+derive_settings(globals())  # every part that holds a setting above

@@ -7,7 +7,10 @@ from mmengine.config import read_base
 
 with read_base():
     from .avg_llava_tiny_cpu_multi_granularity import *
+    from .._base_.derive import derive_settings
 
-pretrained_pth = "work_dirs/avg_llava_tiny_cpu_multi_granularity/iter_90.pth"  # stage 3's last checkpoint
-model.update(stage="rglf", freeze_llm=True, pretrained_pth=pretrained_pth)
-optim_wrapper.optimizer.lr = lr = 1e-3  # as AVG-LLaVA's RGLF
+pretrained_pth = "work_dirs/avg_llava_tiny_cpu_multi_granularity"  # stage 3's work dir: its last checkpoint
+model.update(stage="rglf", freeze_llm=True)
+lr = 1e-3  # as AVG-LLaVA's RGLF
+
+derive_settings(globals())  # every part that holds a setting above

@@ -6,17 +6,17 @@ from xtuner.dataset.samplers import LengthGroupedSampler
 
 with read_base():
     from .llava_mmfuser_tiny_cpu_pretrain import *
+    from .._base_.derive import derive_settings
 
-pretrained_pth = "work_dirs/llava_mmfuser_tiny_cpu_pretrain/iter_20.pth"  # stage 1's last checkpoint
-model.update(freeze_llm=False, pretrained_pth=pretrained_pth)
+pretrained_pth = "work_dirs/llava_mmfuser_tiny_cpu_pretrain"  # stage 1's work dir: its last checkpoint
+model.update(freeze_llm=False)
 
-llava_dataset.data_path = train_dataloader.dataset.data_path = data_path = assets + "data/finetune.json"
-train_dataloader.sampler = dict(
-    type=LengthGroupedSampler, length_property="modality_length", per_device_batch_size=batch_size * accumulative_counts
-)
+data_path = assets + "data/finetune.json"
+train_dataloader.sampler = dict(type=LengthGroupedSampler, length_property="modality_length",
+                                per_device_batch_size=None)  # derived
 
-optim_wrapper.optimizer.lr = lr = 5e-3  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
+lr = 5e-3  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
 max_epochs = 40
-param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
-param_scheduler[1].end = train_cfg.max_epochs = max_epochs
-default_hooks.checkpoint.interval = save_steps = 100
+save_steps = 100
+
+derive_settings(globals())  # every part that holds a setting above

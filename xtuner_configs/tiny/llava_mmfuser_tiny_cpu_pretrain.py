@@ -7,17 +7,13 @@ from mmengine.config import read_base
 with read_base():
     from .mg_llava_tiny_cpu_pretrain import *
     from .._base_.models.mmfuser_tiny import *
+    from .._base_.derive import derive_settings
 
 object_tokens = False
-model.update(mmfuser_model, visual_encoder_aux=None, object_features=None)
+model.update(mmfuser_model, visual_encoder_aux=None)
 high_res = low_res  # no high-res branch
-for views in (image_views, llava_dataset.image_views, train_dataloader.dataset.image_views):
-    views.update(high_res=high_res)
-    views.image_processor.pretrained_model_name_or_path = visual_encoder_name_or_path
-model.data_preprocessor.high_res = high_res
-image_processor = image_views.image_processor
-for dataset in (llava_dataset, train_dataloader.dataset):
-    dataset.update(box_file=None, allow_missing_boxes=True)  # no object tokens
-    dataset.pop("max_boxes")
-del (mmfuser_model, views, dataset, visual_encoder_aux_name, visual_encoder_aux_pretrained, object_roi_size, box_file,
-     max_boxes, box_rule)
+box_file = None
+llava_dataset.allow_missing_boxes = True  # no object tokens
+del mmfuser_model, visual_encoder_aux_name, visual_encoder_aux_pretrained, object_roi_size, max_boxes
+
+derive_settings(globals())  # every part that holds a setting above

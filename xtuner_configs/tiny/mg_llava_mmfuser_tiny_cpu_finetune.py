@@ -8,12 +8,12 @@ from mg_llava.model import ConvGateFusion
 with read_base():
     from .mg_llava_tiny_cpu_finetune import *
     from .._base_.models.mmfuser_tiny import *
+    from .._base_.derive import derive_settings
 
-pretrained_pth = "work_dirs/mg_llava_mmfuser_tiny_cpu_pretrain/iter_20.pth"  # stage 1's last checkpoint
-model.update(mmfuser_model, pretrained_pth=pretrained_pth)
+pretrained_pth = "work_dirs/mg_llava_mmfuser_tiny_cpu_pretrain"  # stage 1's work dir: its last checkpoint
+model.update(mmfuser_model)
 model.fusion.high_res_fusion = dict(type=ConvGateFusion)  # MMFuser, then the Conv-Gate with the ConvNeXt map
-for views in (image_views, llava_dataset.image_views, train_dataloader.dataset.image_views):
-    views.image_processor.pretrained_model_name_or_path = visual_encoder_name_or_path
-image_processor = image_views.image_processor
-model.object_features.output_size = object_roi_size = 7  # RoIAlign grid before averaging (released: 56)
-del mmfuser_model, views
+object_roi_size = 7  # RoIAlign grid before averaging (released: 56)
+del mmfuser_model
+
+derive_settings(globals())  # every part that holds a setting above

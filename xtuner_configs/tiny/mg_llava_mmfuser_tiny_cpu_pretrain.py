@@ -10,12 +10,11 @@ from mg_llava.model import ConvGateFusion
 with read_base():
     from .mg_llava_tiny_cpu_pretrain import *
     from .._base_.models.mmfuser_tiny import *
+    from .._base_.derive import derive_settings
 
 model.update(mmfuser_model)
 model.fusion.high_res_fusion = dict(type=ConvGateFusion)  # then the Conv-Gate with the ConvNeXt map
-for views in (image_views, llava_dataset.image_views, train_dataloader.dataset.image_views):
-    views.image_processor.pretrained_model_name_or_path = visual_encoder_name_or_path
-image_processor = image_views.image_processor
-# RoIAlign grid before averaging; the released models use 56, which costs CPU time here
-model.object_features.output_size = object_roi_size = 7
-del mmfuser_model, views
+object_roi_size = 7  # RoIAlign grid before averaging; the released models use 56, which costs CPU time here
+del mmfuser_model
+
+derive_settings(globals())  # every part that holds a setting above

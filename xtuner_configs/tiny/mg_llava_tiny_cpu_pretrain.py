@@ -12,6 +12,7 @@ with read_base():
     from .._base_.datasets.llava_box_dataset import *
     from .._base_.default_runtime import *
     from .._base_.schedules.adamw_warmup_cosine import *
+    from .._base_.derive import derive_settings
 
 #######################################################################
 #                          PART 1  Settings                           #
@@ -30,8 +31,9 @@ object_roi_size = 56  # RoIAlign output grid before averaging, as the released m
 data_path = assets + "data/pretrain.json"
 image_folder = assets + "data/images"
 box_file = assets + "data/boxes.json"
-max_length = 512
+context_length = 512 + 16  # 512 text tokens and the low-res view's 4 x 4 grid
 max_boxes = 100
+resize_on_device = False  # the CPU is the device here, and Pillow resizes faster on it
 
 # Scheduler & Optimizer
 batch_size = 4  # per device; global batch = batch_size x processes x accumulative_counts
@@ -41,39 +43,23 @@ max_epochs = 10
 lr = 1e-2  # the real recipes: 1e-3; the frozen LLM here is random, so the projectors need more
 warmup_ratio = 0.1  # of the iterations (the real recipes: 0.03; the tiny run needs at least one warm-up step)
 
-# Save
+# Save and sample answers (the shipped photo at the tiny views)
 save_steps = 10
 save_total_limit = -1
+evaluation_freq = 10
 
 #######################################################################
 #            PART 2  Model & Tokenizer & Image Processor              #
 #######################################################################
-# The shared parts, pointed at the settings above; the LLM stays in fp32 on CPU.
-tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
-image_processor.pretrained_model_name_or_path = visual_encoder_name_or_path
-image_views.update(image_processor=image_processor, high_res=high_res, low_res=low_res)
-model.data_preprocessor.update(low_res=low_res, high_res=high_res)
+# The shared parts (derive_settings points them at the settings above); the LLM stays in fp32 on CPU.
 model.llm.pop("torch_dtype")
-model.visual_encoder.pretrained_model_name_or_path = visual_encoder_name_or_path
-model.visual_encoder_aux.update(model_name=visual_encoder_aux_name, pretrained=visual_encoder_aux_pretrained)
-model.object_features.output_size = object_roi_size
 
 #######################################################################
 #                      PART 3  Dataset & Dataloader                   #
 #######################################################################
-llava_dataset.update(
-    data_path=data_path,
-    image_folder=image_folder,
-    box_file=box_file,
-    tokenizer=tokenizer,
-    image_views=image_views,
-    max_length=max_length,
-    num_proc=1,
-    resize_on_device=False,  # the CPU is the device here, and Pillow resizes faster on it
-)
+llava_dataset.update(num_proc=1)  # the loader's dataset; data_path, image_folder and box_file are derived into it
 
 train_dataloader = dict(
-    batch_size=batch_size,
     num_workers=dataloader_num_workers,
     dataset=llava_dataset,
     sampler=dict(type=DefaultSampler, shuffle=True),
@@ -88,19 +74,16 @@ optim_wrapper = dict(
     type=OptimWrapper,
     optimizer=dict(type=optim_type, lr=lr, betas=betas, weight_decay=weight_decay),
     clip_grad=dict(max_norm=max_norm, error_if_nonfinite=False),
-    accumulative_counts=accumulative_counts,
 )
-param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
-param_scheduler[1].end = train_cfg.max_epochs = max_epochs
 
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
 default_hooks.logger.interval = 1
-default_hooks.checkpoint.update(interval=save_steps, max_keep_ckpts=save_total_limit)
 env_cfg.dist_cfg.backend = "gloo"
 # Multi-process on CPU: DDP without device ids (mmengine's default names the GPU of LOCAL_RANK).
 model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
 log_processor.window_size = 1  # log each iteration's own loss
-custom_hooks[0].every_n_iters = evaluation_freq = 10  # sample answers (the shipped photo at the tiny views)
 custom_hooks[0].max_new_tokens = 16
+
+derive_settings(globals())  # every part that holds a setting above

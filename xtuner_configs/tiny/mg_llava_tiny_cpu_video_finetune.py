@@ -9,26 +9,25 @@ from mg_llava.dataset import ModalityLengthGroupedSampler
 
 with read_base():
     from .mg_llava_tiny_cpu_finetune import *
+    from .._base_.derive import derive_settings
 
-pretrained_pth = "work_dirs/mg_llava_tiny_cpu_video_pretrain/iter_35.pth"  # video stage 1's last checkpoint
+pretrained_pth = "work_dirs/mg_llava_tiny_cpu_video_pretrain"  # video stage 1's work dir: its last checkpoint
 video_data_path = assets + "data/video_finetune.json"
 video_folder = assets + "data/videos"
 video_box_file = assets + "data/video_boxes.json"
 num_frames = 2  # frames sampled per video: the first and the last (the released models: 8)
 encoder_chunk_size = 8  # images/frames per encoder call
 
-model.update(pretrained_pth=pretrained_pth, encoder_chunk_size=encoder_chunk_size)
+model.update(encoder_chunk_size=encoder_chunk_size)
 video_dataset = dict(llava_dataset, data_path=video_data_path, video_folder=video_folder, num_frames=num_frames,
                      box_file=video_box_file)
 train_dataloader.dataset = video_dataset
 train_dataloader.sampler = dict(type=ModalityLengthGroupedSampler, length_property="modality_length",
-                                per_device_batch_size=batch_size * accumulative_counts)
+                                per_device_batch_size=None)  # derived
 
 max_epochs = 8  # 20 video samples, batch 4: 5 iterations an epoch
 lr = 1e-2  # the real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more
 warmup_ratio = 0.05  # 2 iterations (one would keep the warm-up's start lr: mmengine's LinearLR ends before it rises)
-optim_wrapper.optimizer.lr = lr
-param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
-param_scheduler[1].end = train_cfg.max_epochs = max_epochs
 save_steps = 40
-default_hooks.checkpoint.interval = save_steps
+
+derive_settings(globals())  # every part that holds a setting above

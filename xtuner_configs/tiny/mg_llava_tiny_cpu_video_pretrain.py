@@ -8,6 +8,7 @@ from mg_llava.dataset import ConcatLLaVABoxDataset, LLaVABoxDataset, ModalityLen
 
 with read_base():
     from .mg_llava_tiny_cpu_pretrain import *
+    from .._base_.derive import derive_settings
 
 video_data_path = assets + "data/video_pretrain.json"
 video_folder = assets + "data/videos"
@@ -21,10 +22,9 @@ train_dataloader.dataset = dict(llava_dataset, type=ConcatLLaVABoxDataset, datas
     dict(type=LLaVABoxDataset, data_path=video_data_path, image_folder=image_folder, video_folder=video_folder,
          num_frames=num_frames, box_file=video_box_file),
 ])
-train_dataloader.sampler = dict(type=ModalityLengthGroupedSampler, per_device_batch_size=batch_size * accumulative_counts)
+train_dataloader.sampler = dict(type=ModalityLengthGroupedSampler, per_device_batch_size=None)  # derived
 
 max_epochs = 5  # 8 image + 20 video captions, batch 4: 7 iterations an epoch
-param_scheduler[0].end = param_scheduler[1].begin = warmup_ratio * max_epochs
-param_scheduler[1].end = train_cfg.max_epochs = max_epochs
 save_steps = 35
-default_hooks.checkpoint.interval = save_steps
+
+derive_settings(globals())  # every part that holds a setting above

@@ -8,10 +8,10 @@ from mmengine.config import read_base
 with read_base():  # the DeepSpeed part last: its optim_wrapper replaces the tiny pair's plain one
     from .mg_llava_tiny_cpu_finetune import *  # noqa: F401,F403
     from .._base_.schedules.deepspeed_zero2_bf16 import optim_wrapper, runner_type, strategy
+    from .._base_.derive import derive_settings
 
-model.pretrained_pth = pretrained_pth = "work_dirs/mg_llava_tiny_cpu_zero2_pretrain/iter_20.pth"  # stage 1's folder
+pretrained_pth = "work_dirs/mg_llava_tiny_cpu_zero2_pretrain"  # stage 1's work dir: its last checkpoint is loaded
 model.llm.torch_dtype = torch.bfloat16
-# the shared DeepSpeed part, pointed at the tiny settings
-optim_wrapper.optimizer.lr = lr
-strategy.update(train_micro_batch_size_per_gpu=batch_size, gradient_accumulation_steps=accumulative_counts)
 model_wrapper_cfg = None  # DeepSpeed wraps the model itself
+
+derive_settings(globals())  # every part that holds a setting above

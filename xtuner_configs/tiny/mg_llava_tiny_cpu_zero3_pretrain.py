@@ -7,8 +7,11 @@ from mg_llava.engine import ZeRO3TrainableWeightsHook
 
 with read_base():
     from .mg_llava_tiny_cpu_zero2_pretrain import *  # noqa: F401,F403
+    from .._base_.derive import derive_settings
 
 zero_stage = 3
 strategy.config.zero_optimization = dict(stage=zero_stage, overlap_comm=True,
                                          stage3_gather_16bit_weights_on_model_save=True)
 custom_hooks = [dict(type=ZeRO3TrainableWeightsHook)]
+
+derive_settings(globals())  # every part that holds a setting above

@@ -5,11 +5,10 @@ from mmengine.config import read_base
 
 with read_base():
     from .._base_.mg_llava_pretrain import *
-    from .._base_.llms.vicuna_13b_v15 import *
+    from .._base_.llms.vicuna_13b_v15 import *  # the LLM and its template
+    from .._base_.derive import derive_settings
 
-# the LLM and template above replace Vicuna-7B's in the parts that hold them
-tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
-train_dataloader.dataset.update(tokenizer=tokenizer, template_map_fn=dict(template=prompt_template))
+batch_size = 16  # per device
+accumulative_counts = 2  # global batch 256 = 16 x 8 x 2
 
-train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 16  # per device
-strategy.gradient_accumulation_steps = accumulative_counts = 2  # global batch 256 = 16 x 8 x 2
+derive_settings(globals())  # every part that holds a setting above

@@ -10,9 +10,13 @@ from mmengine.config import read_base
 with read_base():
     from .avg_llava_vicuna_7b_v15_multi_granularity import *
     from .._base_.models.anyres import *
+    from .._base_.derive import derive_settings
 
-max_length = 1024  # text tokens; up to 2928 grid and 100 box tokens come on top (Vicuna-7B v1.5: 4096)
+# 1024 text tokens and the global grid's 576; the crops' up to 2352 grid and the 100 box tokens come on top (Vicuna-7B
+# v1.5: 4096)
+context_length = 1024 + 576
 image_views.update(anyres_views)
-train_dataloader.dataset.update(image_views=image_views, max_length=max_length)
 model.update(anyres_model)
 del anyres_views, anyres_model
+
+derive_settings(globals())  # every part that holds a setting above

@@ -9,7 +9,10 @@ from mmengine.config import read_base
 with read_base():
     from .mg_llava_vicuna_7b_v15_finetune import *
     from .._base_.models.avg_llava import *
+    from .._base_.derive import derive_settings
 
-pretrained_pth = "./work_dirs/mg_llava_vicuna_7b_v15_finetune/iter_10808.pth"  # MG-LLaVA stage 2: adjust
-model.update(avg_llava_model, stage="multi_granularity", pretrained_pth=pretrained_pth)
+pretrained_pth = "./work_dirs/mg_llava_vicuna_7b_v15_finetune"  # MG-LLaVA stage 2's work dir: its last checkpoint
+model.update(avg_llava_model, stage="multi_granularity")
 del avg_llava_model
+
+derive_settings(globals())  # every part that holds a setting above

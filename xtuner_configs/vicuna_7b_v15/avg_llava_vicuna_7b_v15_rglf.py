@@ -8,8 +8,11 @@ from mmengine.config import read_base
 
 with read_base():
     from .avg_llava_vicuna_7b_v15_multi_granularity import *
+    from .._base_.derive import derive_settings
 
-pretrained_pth = "./work_dirs/avg_llava_vicuna_7b_v15_multi_granularity/iter_10808.pth"  # stage 3: adjust
-model.update(stage="rglf", freeze_llm=True, pretrained_pth=pretrained_pth, use_activation_checkpointing=False)
-optim_wrapper.optimizer.lr = lr = 1e-3
+pretrained_pth = "./work_dirs/avg_llava_vicuna_7b_v15_multi_granularity"  # stage 3's work dir: its last checkpoint
+model.update(stage="rglf", freeze_llm=True, use_activation_checkpointing=False)
+lr = 1e-3
 strategy.exclude_frozen_parameters = False  # the model's state_dict decides: router + stage-3 weights
+
+derive_settings(globals())  # every part that holds a setting above

@@ -8,12 +8,13 @@ from xtuner.dataset.samplers import LengthGroupedSampler
 
 with read_base():
     from .llava_mmfuser_vicuna_7b_v15_pretrain import *
+    from .._base_.derive import derive_settings
 
-pretrained_pth = "./work_dirs/llava_mmfuser_vicuna_7b_v15_pretrain/iter_2181.pth"  # stage 1's last checkpoint: adjust
-model.update(freeze_llm=False, pretrained_pth=pretrained_pth, use_activation_checkpointing=True)
+pretrained_pth = "./work_dirs/llava_mmfuser_vicuna_7b_v15_pretrain"  # stage 1's work dir: its last checkpoint
+model.update(freeze_llm=False, use_activation_checkpointing=True)
 
-optim_wrapper.optimizer.lr = lr = 2e-5
-train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 16  # per device
+lr = 2e-5
+batch_size = 16  # per device
 accumulative_counts = 1  # global batch 128 = 16 x 8 x 1
 # DeepSpeed ZeRO-3 in bf16 (LLaVA-1.5's stage-2 setting)
 strategy.config.zero_optimization = dict(stage=3, overlap_comm=True, stage3_gather_16bit_weights_on_model_save=True)
@@ -25,6 +26,8 @@ train_dataloader.dataset.update(data_path=llava_mix_data_path, image_folder=llav
 train_dataloader.sampler = dict(
     type=LengthGroupedSampler,
     length_property="modality_length",
-    per_device_batch_size=batch_size * accumulative_counts,
+    per_device_batch_size=None,  # derived
 )
 del llava_pretrain_data_path, llava_pretrain_image_folder
+
+derive_settings(globals())  # every part that holds a setting above

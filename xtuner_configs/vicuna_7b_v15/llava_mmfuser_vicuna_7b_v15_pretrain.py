@@ -1,39 +1,32 @@
 # LLaVA-1.5 + MMFuser stage 1 (pretrain) with Vicuna-7B v1.5, the MMFuser authors' recipe: CLIP ViT-L/14-336 only,
 # its layers -22/-17/-12/-7 fused into layer -2 by deformable attention (MultiLayerDeformableFusion), the usual
 # 2-layer MLP projector; no high-res branch, no object tokens. Trains MMFuser and the projector; CLIP and the LLM stay
-# frozen. LLaVA-Pretrain 558K; otherwise mg_llava_vicuna_7b_v15_pretrain.py (lr 1e-3, DeepSpeed ZeRO-2, bf16, global
-# batch 256).
+# frozen. LLaVA-Pretrain 558K; lr 1e-3, DeepSpeed ZeRO-2, bf16, global batch 256 (the shared parts' stage-1
+# settings, as MG-LLaVA's stage 1).
 #   xtuner train xtuner_configs/vicuna_7b_v15/llava_mmfuser_vicuna_7b_v15_pretrain.py
 from mmengine.config import read_base
-from xtuner.dataset.map_fns import llava_map_fn, template_map_fn_factory
-
-from mg_llava.dataset import ImageViews, LLaVABoxDataset
+from mmengine.dataset import DefaultSampler
 
 with read_base():
-    from .mg_llava_vicuna_7b_v15_pretrain import *
+    from .._base_.datasets.llava_loader import *  # LLaVA's model part (CLIP, one 336 px view) and its dataset
     from .._base_.models.mmfuser import *
+    from .._base_.default_runtime import *
+    from .._base_.schedules.deepspeed_zero2_bf16 import *
+    from .._base_.derive import derive_settings
 
-high_res = low_res  # no high-res branch: the padded square is resized to 336 once (LLaVA-1.5's view)
 model.visual_encoder.select_layer = clip_layers
-object_tokens = False
-model.update(visual_encoder_aux=None, fusion=mmfuser_fusion, object_features=None)
-image_views = dict(type=ImageViews, image_processor=image_processor, high_res=high_res, low_res=low_res)
-model.data_preprocessor.high_res = high_res
+model.fusion = mmfuser_fusion
+del mmfuser_fusion
 
 # Data: LLaVA-Pretrain (558K LAION/CC/SBU captions); no boxes
-train_dataloader.dataset = dict(  # LLaVA-Pretrain
-    type=LLaVABoxDataset,
+llava_pretrain_data_path = data_root + "LLaVA-Pretrain/blip_laion_cc_sbu_558k.json"
+llava_pretrain_image_folder = data_root + "LLaVA-Pretrain/images"
+train_dataloader.dataset.update(  # LLaVA-Pretrain
     data_path=llava_pretrain_data_path,
     image_folder=llava_pretrain_image_folder,
     box_file=None,
     allow_missing_boxes=True,  # no object tokens: every image gets zero boxes (logged once, with the count)
-    tokenizer=tokenizer,
-    image_views=image_views,
-    dataset_map_fn=llava_map_fn,
-    template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
-    max_length=max_length,  # text tokens; the 576 image tokens come on top
-    resize_on_device=resize_on_device,
 )
-# MG-LLaVA's settings that this model does not have
-del (mmfuser_fusion, visual_encoder_aux_name, visual_encoder_aux_pretrained, object_roi_size, max_boxes, box_rule,
-     box_cache_dir, llava_pretrain_box_file, allava_caption_data_path, allava_caption_image_folder, allava_caption_box_file)
+train_dataloader.sampler = dict(type=DefaultSampler, shuffle=True)
+
+derive_settings(globals())  # every part that holds a setting above

@@ -10,7 +10,10 @@ from mg_llava.model import ConvGateFusion
 with read_base():
     from .mg_llava_vicuna_7b_v15_pretrain import *
     from .._base_.models.mmfuser import *
+    from .._base_.derive import derive_settings
 
 model.visual_encoder.select_layer = clip_layers
 model.fusion = dict(mmfuser_fusion, high_res_fusion=dict(type=ConvGateFusion))  # then the Conv-Gate with ConvNeXt
 del mmfuser_fusion
+
+derive_settings(globals())  # every part that holds a setting above

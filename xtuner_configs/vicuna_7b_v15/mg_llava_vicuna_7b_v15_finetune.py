@@ -5,3 +5,6 @@ from mmengine.config import read_base
 
 with read_base():
     from .._base_.mg_llava_finetune import *
+    from .._base_.derive import derive_settings
+
+derive_settings(globals())  # every part that holds a setting above

@@ -7,8 +7,11 @@ from peft import LoraConfig
 
 with read_base():
     from .mg_llava_vicuna_7b_v15_finetune import *
+    from .._base_.derive import derive_settings
 
 model.update(
     freeze_llm=True,
     llm_lora=dict(type=LoraConfig, r=128, lora_alpha=256, lora_dropout=0.05, bias="none", task_type="CAUSAL_LM"),
 )
+
+derive_settings(globals())  # every part that holds a setting above

@@ -8,6 +8,7 @@ from transformers import BitsAndBytesConfig
 
 with read_base():
     from .mg_llava_vicuna_7b_v15_finetune_lora import *
+    from .._base_.derive import derive_settings
 
 model.llm.quantization_config = dict(
     type=BitsAndBytesConfig,
@@ -19,3 +20,5 @@ model.llm.quantization_config = dict(
     bnb_4bit_use_double_quant=True,
     bnb_4bit_quant_type="nf4",
 )
+
+derive_settings(globals())  # every part that holds a setting above

@@ -6,6 +6,9 @@ from mmengine.config import read_base
 
 with read_base():
     from .mg_llava_vicuna_7b_v15_finetune import *
+    from .._base_.derive import derive_settings
 
-model.pretrained_pth = pretrained_pth = "./pretrained/mg_llava_vicuna7b_finetune.pth"  # the released file: adjust
-train_dataloader.dataset.box_rule = box_rule = "released"
+pretrained_pth = "./pretrained/mg_llava_vicuna7b_finetune.pth"  # the released file: adjust
+box_rule = "released"  # the training data and the sample answers during training
+
+derive_settings(globals())  # every part that holds a setting above

@@ -14,6 +14,7 @@ from mg_llava.dataset import LLaVABoxDataset, ModalityLengthGroupedSampler
 
 with read_base():
     from .mg_llava_vicuna_7b_v15_finetune_qlora import *
+    from .._base_.derive import derive_settings
 
 # VideoInstruct-100K in LLaVA format ("video" + "<video>"), boxes per frame from data_prep/generate_boxes.py
 # --num-frames 8 on the same file
@@ -41,4 +42,5 @@ train_dataloader.dataset.datasets = [
 train_dataloader.sampler.type = ModalityLengthGroupedSampler  # length-grouped batches of one modality
 
 lr = 2e-4  # LoRA
-optim_wrapper.optimizer.lr = lr
+
+derive_settings(globals())  # every part that holds a setting above

@@ -7,20 +7,17 @@ from mg_llava.engine import ZeRO3TrainableWeightsHook
 
 with read_base():
     from .._base_.mg_llava_finetune import *
-    from .._base_.llms.yi_1_5_34b import *
+    from .._base_.llms.yi_1_5_34b import *  # the LLM and its template
+    from .._base_.derive import derive_settings
 
-# the LLM and template above replace Vicuna-7B's in the parts that hold them
-tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
-train_dataloader.dataset.update(tokenizer=tokenizer, template_map_fn=dict(template=prompt_template))
-
-# stage 1's last checkpoint: adjust
-model.pretrained_pth = pretrained_pth = "./work_dirs/mg_llava_yi_1_5_34b_pretrain/iter_4942.pth"
+pretrained_pth = "./work_dirs/mg_llava_yi_1_5_34b_pretrain"  # stage 1's work dir: its last checkpoint is loaded
 
 num_gpus = 32
 strategy.config.zero_optimization = dict(stage=3, overlap_comm=True, stage3_gather_16bit_weights_on_model_save=True)
 # ZeRO-3 keeps weights only as shards: also write the gathered trainable weights into each checkpoint folder (what
 # stage 2's pretrained_pth, tools/export.py and tools/chat.py read)
 custom_hooks.append(dict(type=ZeRO3TrainableWeightsHook))
-train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 4  # per device
-strategy.gradient_accumulation_steps = accumulative_counts = 1  # global batch 128 = 4 x 32 x 1
-train_dataloader.sampler.per_device_batch_size = batch_size * accumulative_counts
+batch_size = 4  # per device
+accumulative_counts = 1  # global batch 128 = 4 x 32 x 1
+
+derive_settings(globals())  # every part that holds a setting above

@@ -7,11 +7,8 @@ from mg_llava.engine import ZeRO3TrainableWeightsHook
 
 with read_base():
     from .._base_.mg_llava_pretrain import *
-    from .._base_.llms.yi_1_5_34b import *
-
-# the LLM and template above replace Vicuna-7B's in the parts that hold them
-tokenizer.pretrained_model_name_or_path = model.llm.pretrained_model_name_or_path = llm_name_or_path
-train_dataloader.dataset.update(tokenizer=tokenizer, template_map_fn=dict(template=prompt_template))
+    from .._base_.llms.yi_1_5_34b import *  # the LLM and its template
+    from .._base_.derive import derive_settings
 
 num_gpus = 32
 strategy.config.zero_optimization = dict(stage=3, overlap_comm=True, stage3_gather_16bit_weights_on_model_save=True)
@@ -19,5 +16,7 @@ strategy.config.zero_optimization = dict(stage=3, overlap_comm=True, stage3_gath
 # stage 2's pretrained_pth, tools/export.py and tools/chat.py read)
 custom_hooks.append(dict(type=ZeRO3TrainableWeightsHook))
 # the released run used 16 per device (global 512); 8 keeps the paper's global 256
-train_dataloader.batch_size = strategy.train_micro_batch_size_per_gpu = batch_size = 8  # per device
-strategy.gradient_accumulation_steps = accumulative_counts = 1  # global batch 256 = 8 x 32 x 1
+batch_size = 8  # per device
+accumulative_counts = 1  # global batch 256 = 8 x 32 x 1
+
+derive_settings(globals())  # every part that holds a setting above

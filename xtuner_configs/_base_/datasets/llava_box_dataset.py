@@ -1,30 +1,12 @@
-# One LLaVA-format box dataset: the tokenizer, chat template, image views and limits of the model part. A config adds
-# data_path, image_folder and box_file (the tiny CPU configs), or hands these settings to every source of a mixture
-# (llava_box_mixture.py).
+# One LLaVA-format box dataset of MG-LLaVA's model part: llava_dataset.py's settings plus the box limits and rule. A
+# config adds data_path, image_folder and box_file (the tiny CPU configs), or hands these settings to every source of
+# a mixture (llava_box_mixture.py).
 from mmengine.config import read_base
-from xtuner.dataset.map_fns import llava_map_fn, template_map_fn_factory
-
-from mg_llava.dataset import LLaVABoxDataset
 
 with read_base():
+    from .llava_dataset import *
     from ..models.mg_llava_vicuna_7b import *
 
-max_length = int(2048 - (336 / 14) ** 2)  # text tokens; the 576 image and the box tokens come on top
 max_boxes = 100
 box_rule = "clean"  # "released": the released checkpoints' box handling, to fine-tune them on what they saw
-# The loader hands over decoded images; the model's data preprocessor pads and resizes them on the GPU (the resize was
-# most of the loader's CPU time). False: the loader resizes with Pillow (the tiny CPU configs, where the CPU is the
-# device and Pillow is faster). The views are the same bit for bit either way.
-resize_on_device = True
-
-llava_dataset = dict(
-    type=LLaVABoxDataset,
-    tokenizer=tokenizer,
-    image_views=image_views,
-    dataset_map_fn=llava_map_fn,
-    template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
-    max_length=max_length,
-    max_boxes=max_boxes,
-    box_rule=box_rule,
-    resize_on_device=resize_on_device,
-)
+llava_dataset.update(max_boxes=max_boxes, box_rule=box_rule)

@@ -19,8 +19,8 @@ strategy = dict(
         zero_allow_untested_optimizer=True,
         zero_force_ds_cpu_optimizer=False,
     ),
-    gradient_accumulation_steps=accumulative_counts,
-    train_micro_batch_size_per_gpu=batch_size,
+    gradient_accumulation_steps=accumulative_counts,  # derive_settings keeps these two and the optimizer's lr
+    train_micro_batch_size_per_gpu=batch_size,  # pointed at the config's settings
     gradient_clipping=max_norm,
     exclude_frozen_parameters=True,
 )
