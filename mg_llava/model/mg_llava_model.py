@@ -15,11 +15,11 @@ from xtuner.model.modules import ProjectorConfig, ProjectorModel
 from xtuner.model.utils import get_peft_model_state_dict, make_inputs_require_grad
 
 from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
-from mg_llava.work_dir import resolve_checkpoint
 from .checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, VISION_PREFIXES, load_trainable_state_dict
 from .anyres_tokens import is_tiled
 from .token_assembler import ImageParts, assemble, image_sequences
 from .video_tokens import run_in_chunks
+from .work_dir import resolve_checkpoint
 from .zero3 import is_partitioned, load_partitioned_state_dict
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mg_llava.work_dir import is_work_dir, last_checkpoint, resolve_checkpoint
+from mg_llava.model.work_dir import is_work_dir, last_checkpoint, resolve_checkpoint
 
 
 def _touch(path):

@@ -9,6 +9,8 @@ import os
 import os.path as osp
 import re
 
+from .checkpoint import DEEPSPEED_MODEL_FILE, ZERO3_WEIGHTS_FILE
+
 LAST_CHECKPOINT_FILE = "last_checkpoint"
 CHECKPOINT_NAME = re.compile(r"^(iter|epoch)_(\d+)\.pth$")
 
@@ -23,8 +25,6 @@ def checkpoints(work_dir: str) -> list:
 def is_checkpoint_folder(path: str) -> bool:
     """A DeepSpeed checkpoint folder (mmengine's ``iter_N.pth/``): model states in it, in its ``latest`` tag or in
     a sub-folder, or the gathered ZeRO-3 weights."""
-    from mg_llava.model.checkpoint import DEEPSPEED_MODEL_FILE, ZERO3_WEIGHTS_FILE
-
     if any(osp.isfile(osp.join(path, name)) for name in (DEEPSPEED_MODEL_FILE, ZERO3_WEIGHTS_FILE, "latest")):
         return True
     return any(osp.isfile(osp.join(path, d, DEEPSPEED_MODEL_FILE)) for d in os.listdir(path))
