@@ -11,15 +11,16 @@ one GPU is predicted as
     model states + vision held + max(vision transient, LLM activations + logits) + runtime overhead
 
 - **model states**: the trainable parameters through DeepSpeed's own estimators
-  (``estimate_zero2_model_states_mem_needs``: 4 P + 16 P / G; ``estimate_zero3_model_states_mem_needs``: 18 P / G +
-  4 x the largest layer; no offload), plus the frozen weights in bf16 (2 bytes each; QLoRA's 4-bit NF4 LLM linears
+  (``estimate_zero2_model_states_mem_needs``: 2 P + 18 P / G; ``estimate_zero3_model_states_mem_needs``: 18 P / G +
+  4 x the largest layer; no offload; DeepSpeed 0.16), plus the frozen weights in bf16 (2 bytes each; QLoRA's 4-bit NF4 LLM linears
   0.516 bytes: 0.5 + double-quantised block scales), sharded over the G GPUs by ZeRO-3 only.
 - **LLM activations** per token and decoder layer, bf16, SDPA attention (no score matrix), from what autograd saves
   in a transformers Llama layer: 26 h + 8 I bytes when the LLM trains (each RMSNorm its fp32 input and bf16
   normalised copy, 6 h; the q/k/v and o inputs 4 h; SDPA's q, k, v, out 8 h; the SwiGLU MLP 2 h + 8 I); 16 h + 6 I
-  when it is frozen (a frozen linear keeps no input; a norm keeps its fp32 input); LoRA on every linear adds
-  18 h + 3 I + 14 r (each adapter's dropout copy, mask and rank-r hidden). Phi-3's fused q/k/v projection keeps its
-  whole output alive through v's view: +4 h. With checkpointing: 2 h per layer (its input) + one layer's full set
+  when it is frozen (a frozen linear keeps no input; a norm keeps its fp32 input); LoRA on every linear adds, per
+  adapter of input width d, 4 d (its dropout's output and mask, as measured on the CPU) + 2 r (the rank-r hidden): 24 h + 4 I +
+  14 r for a Llama layer (7 linears), 12 h + 4 I + 8 r for Phi-3's (fused q/k/v and gate/up: 4 linears). With
+  checkpointing: 2 h per layer (its input) + one layer's full set
   (the layer being recomputed). Logits: 14 bytes per token and vocabulary entry (bf16 logits, their fp32 copy, the
   shifted fp32 copy, log-softmax). ``tests/tools/test_memory_plan.py`` checks the layer coefficients against the
   bytes autograd saves in real transformers layers.
@@ -48,8 +49,8 @@ TARGETS = [(8, 40), (8, 80), (1, 80)]  # (GPUs, GB each)
 # bytes per token per decoder layer, as coefficients of (h, I): see the module docstring
 LAYER_TRAINED = (26, 8)
 LAYER_FROZEN = (16, 6)
-LAYER_LORA_EXTRA = (18, 3)  # + 14 r
-FUSED_QKV_EXTRA = 4  # x h: Phi-3's qkv_proj output, held whole by v's view
+LORA_BYTES_PER_INPUT = 4  # an adapter's dropout output and mask, bf16, per element of its input
+LORA_LINEARS = {False: (6, 1), True: (3, 1)}  # fused q/k/v and gate/up (Phi-3)? -> linears reading h, reading I
 CHECKPOINT_PER_LAYER = 2  # x h: the layer input kept by checkpointing
 LOGIT_BYTES = 14  # per token and vocabulary entry
 NF4_BYTES = 0.516  # per 4-bit weight, with double-quantised block scales (bitsandbytes, block 64)
@@ -81,7 +82,7 @@ class Workload:
     encoder_chunk: Optional[int]  # images per encoder call (None: the whole micro-batch)
     accumulation: int = 1
     lora_rank: int = 0
-    fused_qkv: bool = False  # Phi-3
+    fused_qkv: bool = False  # fused q/k/v and gate/up projections (Phi-3)
 
     def changed(self, **kwargs) -> "Workload":
         return dataclasses.replace(self, **kwargs)
@@ -107,11 +108,11 @@ def model_states(w: Workload, gpus: int) -> dict:
 def layer_bytes_per_token(w: Workload) -> float:
     """Bytes autograd keeps per token in one decoder layer (no checkpointing)."""
     a, b = LAYER_TRAINED if w.llm_trains else LAYER_FROZEN
+    total = a * w.hidden + b * w.intermediate
     if w.lora:
-        a, b = a + LAYER_LORA_EXTRA[0], b + LAYER_LORA_EXTRA[1]
-    if w.fused_qkv:
-        a += FUSED_QKV_EXTRA
-    return a * w.hidden + b * w.intermediate + (14 * w.lora_rank if w.lora else 0)
+        on_h, on_i = LORA_LINEARS[w.fused_qkv]
+        total += LORA_BYTES_PER_INPUT * (on_h * w.hidden + on_i * w.intermediate) + 2 * w.lora_rank * (on_h + on_i)
+    return total
 
 
 def activations(w: Workload) -> dict:

@@ -7,6 +7,8 @@ import sys
 import pytest
 import torch
 
+import mg_llava  # noqa: F401  (its compatibility patches, before peft imports bitsandbytes)
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, "tools"))
 import memory_plan as mp  # noqa: E402
@@ -35,7 +37,7 @@ def decoder(family, layers, mode, rank=8):
     from transformers import LlamaConfig, LlamaModel, Phi3Config, Phi3Model
 
     common = dict(hidden_size=H, intermediate_size=I, num_hidden_layers=layers, num_attention_heads=HEADS,
-                  num_key_value_heads=HEADS, vocab_size=64, attn_implementation="sdpa")
+                  num_key_value_heads=HEADS, vocab_size=64, pad_token_id=0, attn_implementation="sdpa")
     torch.manual_seed(0)
     model = (Phi3Model(Phi3Config(**common)) if family == "phi3" else LlamaModel(LlamaConfig(**common)))
     model = model.to(torch.bfloat16).train()
@@ -52,14 +54,14 @@ def decoder(family, layers, mode, rank=8):
 
 
 @pytest.mark.parametrize("family,mode", [("llama", "trained"), ("llama", "frozen"), ("llama", "lora"),
-                                         ("phi3", "trained"), ("phi3", "frozen")])
+                                         ("phi3", "trained"), ("phi3", "frozen"), ("phi3", "lora")])
 def test_layer_coefficients_match_what_autograd_saves(family, mode):
     embeds = torch.randn(BATCH, SEQ, H, dtype=torch.bfloat16, requires_grad=True)
     per_layer = saved_bytes(decoder(family, 2, mode), embeds) - saved_bytes(decoder(family, 1, mode), embeds)
     workload = mp.llava15_7b_stage2().changed(hidden=H, intermediate=I, llm_trains=mode == "trained",
                                               lora=mode == "lora", lora_rank=8, fused_qkv=family == "phi3")
     predicted = mp.layer_bytes_per_token(workload) * BATCH * SEQ
-    assert per_layer == pytest.approx(predicted, rel=0.15), (per_layer / (BATCH * SEQ) / H, predicted)
+    assert per_layer == pytest.approx(predicted, rel=0.05), (per_layer / (BATCH * SEQ) / H, predicted)
 
 
 def test_model_states_follow_deepspeeds_estimators():
@@ -68,7 +70,8 @@ def test_model_states_follow_deepspeeds_estimators():
     assert zero3["trainable_states"] == pytest.approx(18 * w.trainable / 8 + 4 * w.largest_layer, rel=1e-6)
     assert zero3["frozen_weights"] == pytest.approx(2 * w.frozen / 8)
     zero2 = mp.model_states(w.changed(zero=2), 8)
-    assert zero2["trainable_states"] == pytest.approx(4 * w.trainable + 16 * w.trainable / 8, rel=1e-6)
+    # DeepSpeed 0.16: bf16 weights unsharded; bf16 + fp32 grads, fp32 master weights and Adam's moments sharded
+    assert zero2["trainable_states"] == pytest.approx(2 * w.trainable + 18 * w.trainable / 8, rel=1e-6)
     assert zero2["frozen_weights"] == 2 * w.frozen
     qlora = mp.model_states(w.changed(zero=2, frozen_4bit=1000, frozen=0), 8)
     assert qlora["frozen_weights"] == pytest.approx(1000 * mp.NF4_BYTES)
