@@ -82,6 +82,7 @@ class Workload:
     encoder_chunk: Optional[int]  # images per encoder call (None: the whole micro-batch)
     accumulation: int = 1
     lora_rank: int = 0
+    num_gpus: int = 8  # the GPUs the config's global batch is laid out for
     fused_qkv: bool = False  # fused q/k/v and gate/up projections (Phi-3)
 
     def changed(self, **kwargs) -> "Workload":
@@ -134,25 +135,33 @@ def peak(w: Workload, gpus: int) -> dict:
 
 
 def remedy(w: Workload, gpus: int, gpu_gb: float) -> Optional[str]:
-    """The first change (checkpointing, ZeRO-3, then halving the micro-batch) with which ``w`` fits; None if none."""
+    """The least disruptive change with which ``w`` fits ``gpus`` x ``gpu_gb`` GB, or None: gradient checkpointing
+    first (it only costs recomputation), then the largest micro-batch (halving it, with the accumulation doubled so
+    the global batch stays) that fits, at the config's ZeRO stage or else with ZeRO-3 (not for a 4-bit LLM, whose
+    quantised weights the configs keep whole)."""
     limit = gpu_gb * 1e9
     steps = []
     if not w.checkpointing:
-        w, _ = w.changed(checkpointing=True), steps.append("gradient checkpointing")
-        if peak(w, gpus)["peak"] <= limit:
-            return " + ".join(steps)
-    if w.zero < 3 and gpus > 1:
-        w, _ = w.changed(zero=3), steps.append("ZeRO-3")
-        if peak(w, gpus)["peak"] <= limit:
-            return " + ".join(steps)
-    while w.batch > 1:
-        w = w.changed(batch=w.batch // 2, accumulation=w.accumulation * 2)
-        if peak(w, gpus)["peak"] <= limit:
-            return " + ".join(steps + [f"micro-batch {w.batch} x accumulation {w.accumulation}"])
+        w = w.changed(checkpointing=True)
+        steps.append("gradient checkpointing")
+    stages = [w.zero] + ([3] if w.zero < 3 and gpus > 1 and not w.frozen_4bit else [])
+    batch, accumulation = w.batch, w.accumulation
+    while batch >= 1:
+        for zero in stages:
+            if peak(w.changed(batch=batch, accumulation=accumulation, zero=zero), gpus)["peak"] <= limit:
+                change = steps + (["ZeRO-3"] if zero != w.zero else [])
+                if batch != w.batch:
+                    change.append(f"micro-batch {batch} x accumulation {accumulation}")
+                return " + ".join(change)
+        batch, accumulation = batch // 2, accumulation * 2
     return None
 
 
-def fits_table(w: Workload, targets=TARGETS) -> List[dict]:
+def fits_table(w: Workload, targets=None) -> List[dict]:
+    """One row per target (GPUs, GB each): the default targets, and the config's own GPU count at 80 GB."""
+    targets = list(TARGETS if targets is None else targets)
+    if (w.num_gpus, 80) not in targets:
+        targets.append((w.num_gpus, 80))
     rows = []
     for gpus, gb in targets:
         p = peak(w, gpus)
@@ -215,7 +224,7 @@ def workload_from_config(path: str, tokens: Optional[int] = None) -> Workload:
                     checkpointing=counts["checkpointing"], zero=zero, batch=cfg.batch_size,
                     tokens=tokens or budget.longest, images=images,
                     encoder_chunk=cfg.model.get("encoder_chunk_size"), accumulation=cfg.get("accumulative_counts", 1),
-                    lora_rank=counts["lora_rank"], fused_qkv=counts["fused_qkv"])
+                    lora_rank=counts["lora_rank"], fused_qkv=counts["fused_qkv"], num_gpus=cfg.get("num_gpus", 8))
 
 
 def llava15_7b_stage2(batch: int = 16, checkpointing: bool = True) -> Workload:
@@ -237,14 +246,17 @@ def describe(w: Workload) -> dict:
 
 
 def print_table(plans: List[dict], markdown: bool = False):
-    head = ["config", "ZeRO", "batch", "ckpt", "tokens", "trainable"] + [f"{g}x{m} GB" for g, m in TARGETS]
+    head = ["config", "ZeRO", "batch", "ckpt", "tokens", "trainable"] + [f"{g}x{m} GB" for g, m in TARGETS] + [
+        "shipped GPUs x 80 GB"]
     rows = []
     for plan in plans:
         cells = [osp.basename(plan["name"]).replace(".py", ""), str(plan["zero"]), str(plan["batch"]),
                  "yes" if plan["checkpointing"] else "no", str(plan["tokens"]), f"{plan['trainable'] / 1e9:.3g}B"]
-        for target in plan["targets"]:
+        targets = {(t["gpus"], t["gpu_gb"]): t for t in plan["targets"]}
+        for target in [targets[t] for t in TARGETS] + [targets[plan["num_gpus"], 80]]:
             mark = "fits" if target["fits"] else f"NO: {target['change']}"
-            cells.append(f"{target['peak_gb']:.1f} {mark}")
+            prefix = f"{target['gpus']}x: " if target is targets[plan["num_gpus"], 80] else ""
+            cells.append(f"{prefix}{target['peak_gb']:.1f} {mark}")
         rows.append(cells)
     if markdown:
         print("| " + " | ".join(head) + " |")
