@@ -18,7 +18,8 @@ world they expect:
   photo-sized JPEGs from ``skimage.data``, 0-100 boxes per image, conversations of random length; the first sample of
   each stage runs past ``max_length`` (truncated to it) with 100 boxes.
 - **run-time settings** (``--cfg-options``): per-device batch 1, no loader workers, no sample-answer hook, a
-  checkpoint at the end, stage 2's ``pretrained_pth`` = stage 1's checkpoint. DeepSpeed (ZeRO-2, bf16) runs on its
+  checkpoint at the end, the warm-up over half the (few) iterations instead of 3 %, stage 2's ``pretrained_pth`` =
+  stage 1's checkpoint. DeepSpeed (ZeRO-2, bf16) runs on its
   CPU accelerator with gloo, one process.
 
 ``--layers N`` keeps every width but gives the LLM and CLIP N layers (ConvNeXt-L keeps its depth: open_clip builds it
@@ -62,7 +63,9 @@ WORDS = ("a photo of the cat dog person car bus bird tree cup chair clock boat r
 RUN_OPTIONS = ["train_dataloader.batch_size=1", "strategy.train_micro_batch_size_per_gpu=1",
                "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
                "train_dataloader.pin_memory=False", "custom_hooks=[]", "default_hooks.logger.interval=1",
-               "log_processor.window_size=1", "default_hooks.checkpoint.interval=100000"]
+               "log_processor.window_size=1", "default_hooks.checkpoint.interval=100000",
+               # the warm-up is 3 % of an epoch, under one iteration of a few; half the epoch here
+               "param_scheduler.0.end=0.5", "param_scheduler.1.begin=0.5"]
 
 
 # ------------------------------------------------------------------------------------------- the stand-in world
