@@ -83,6 +83,7 @@ class Workload:
     accumulation: int = 1
     lora_rank: int = 0
     num_gpus: int = 8  # the GPUs the config's global batch is laid out for
+    parts: dict = dataclasses.field(default_factory=dict)  # parameters by part: llm, lora, clip, convnext
     fused_qkv: bool = False  # fused q/k/v and gate/up projections (Phi-3)
 
     def changed(self, **kwargs) -> "Workload":
@@ -194,6 +195,11 @@ def count_parts(cfg) -> dict:
             counts["frozen_4bit"] += p.numel()
         else:
             counts["frozen"] += p.numel()
+    counts["parts"] = dict(
+        llm=sum(p.numel() for n, p in model.llm.named_parameters() if "lora_" not in n),
+        lora=sum(p.numel() for n, p in model.llm.named_parameters() if "lora_" in n),
+        clip=sum(p.numel() for p in model.visual_encoder.parameters()),
+        convnext=sum(p.numel() for p in model.visual_encoder_aux.parameters()) if model.visual_encoder_aux else 0)
     counts["largest_layer"] = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
     llm_config = model.llm.config
     counts.update(hidden=llm_config.hidden_size, intermediate=llm_config.intermediate_size,
@@ -224,7 +230,8 @@ def workload_from_config(path: str, tokens: Optional[int] = None) -> Workload:
                     checkpointing=counts["checkpointing"], zero=zero, batch=cfg.batch_size,
                     tokens=tokens or budget.longest, images=images,
                     encoder_chunk=cfg.model.get("encoder_chunk_size"), accumulation=cfg.get("accumulative_counts", 1),
-                    lora_rank=counts["lora_rank"], fused_qkv=counts["fused_qkv"], num_gpus=cfg.get("num_gpus", 8))
+                    lora_rank=counts["lora_rank"], fused_qkv=counts["fused_qkv"], num_gpus=cfg.get("num_gpus", 8),
+                    parts=counts["parts"])
 
 
 def llava15_7b_stage2(batch: int = 16, checkpointing: bool = True) -> Workload:
@@ -234,6 +241,47 @@ def llava15_7b_stage2(batch: int = 16, checkpointing: bool = True) -> Workload:
                     frozen=303_507_456, frozen_4bit=0, largest_layer=32000 * 4096, hidden=4096, intermediate=11008,
                     layers=32, vocab=32000, llm_trains=True, lora=False, checkpointing=checkpointing, zero=3,
                     batch=batch, tokens=2048, images=1, encoder_chunk=None)
+
+
+def baseline_rss() -> int:
+    """Resident bytes of a process that has imported what a training process imports, before any model."""
+    import subprocess
+
+    code = ("import resource, torch, transformers, deepspeed, xtuner.model, mmengine.runner, mg_llava, open_clip; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(run.stdout.strip().splitlines()[-1])
+
+
+def rehearsal_check(record_path: str) -> List[dict]:
+    """Predicted vs measured peak of each training phase of a ``tools/rehearse.py`` record: the phase's config
+    planned for one process (batch 1, its longest sequence, the rehearsal's layer count and parameters), with the
+    import baseline of a CPU process in place of the CUDA runtime overhead, against the trainer's measured peak
+    resident set."""
+    with open(record_path) as f:
+        record = json.load(f)
+    prepared, baseline = record["prepared"], baseline_rss()
+    rows = []
+    for phase in record["phases"]:
+        key = dict(stage1="stage1_config", stage2_lora="stage2_config").get(phase["phase"])
+        if key is None:
+            continue
+        w = workload_from_config(prepared[key], phase["longest_sequence"]["length"])
+        layers = prepared["llm"]["layers"]
+        frozen = w.frozen + prepared["clip"]["parameters"] - w.parts["clip"]
+        trainable = w.trainable
+        if w.llm_trains:
+            trainable += prepared["llm"]["parameters"] - w.parts["llm"]
+        else:
+            frozen += prepared["llm"]["parameters"] - w.parts["llm"]
+        trainable += round(w.parts["lora"] * (layers / w.layers - 1))  # LoRA adapters scale with the layers
+        w = w.changed(layers=layers, frozen=frozen, trainable=trainable, batch=1, accumulation=1)
+        predicted = peak(w, 1)["peak"] - RUNTIME_OVERHEAD + baseline
+        measured = phase["largest_process_rss_gb"] * 1e9
+        rows.append(dict(phase=phase["phase"], predicted_gb=predicted / 1e9, measured_gb=measured / 1e9,
+                         error=predicted / measured - 1, baseline_gb=baseline / 1e9, tokens=w.tokens,
+                         parts_gb={k: v / 1e9 for k, v in peak(w, 1).items()}))
+    return rows
 
 
 def real_configs() -> List[str]:
@@ -253,10 +301,10 @@ def print_table(plans: List[dict], markdown: bool = False):
         cells = [osp.basename(plan["name"]).replace(".py", ""), str(plan["zero"]), str(plan["batch"]),
                  "yes" if plan["checkpointing"] else "no", str(plan["tokens"]), f"{plan['trainable'] / 1e9:.3g}B"]
         targets = {(t["gpus"], t["gpu_gb"]): t for t in plan["targets"]}
-        for target in [targets[t] for t in TARGETS] + [targets[plan["num_gpus"], 80]]:
-            mark = "fits" if target["fits"] else f"NO: {target['change']}"
-            prefix = f"{target['gpus']}x: " if target is targets[plan["num_gpus"], 80] else ""
-            cells.append(f"{prefix}{target['peak_gb']:.1f} {mark}")
+        shipped = targets[plan["num_gpus"], 80]
+        for target in [targets[t] for t in TARGETS]:
+            cells.append(f"{target['peak_gb']:.1f} " + ("fits" if target["fits"] else f"NO: {target['change']}"))
+        cells.append(f"{shipped['gpus']}x: {shipped['peak_gb']:.1f} " + ("fits" if shipped["fits"] else "NO"))
         rows.append(cells)
     if markdown:
         print("| " + " | ".join(head) + " |")
@@ -278,7 +326,17 @@ def main(argv=None):
     parser.add_argument("--tokens", type=int, help="LLM tokens per sample (default: the longest admissible)")
     parser.add_argument("--json", help="write the plans here")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--rehearsal", metavar="RECORD", help="predicted vs measured for a tools/rehearse.py record")
     args = parser.parse_args(argv)
+    if args.rehearsal:
+        rows = rehearsal_check(args.rehearsal)
+        for row in rows:
+            print(f"{row['phase']:<12} predicted {row['predicted_gb']:.2f} GB, measured {row['measured_gb']:.2f} GB "
+                  f"({100 * row['error']:+.1f} %), {row['tokens']} tokens, import baseline {row['baseline_gb']:.2f} GB")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=2)
+        return rows
     global TARGETS
     if args.gpus or args.gpu_mem:
         TARGETS = [(args.gpus or 8, args.gpu_mem or 80)]

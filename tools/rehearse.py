@@ -34,6 +34,7 @@ import json
 import os
 import os.path as osp
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -238,7 +239,8 @@ class PeakMemory:
     """The peak resident set of a process and its descendants, sampled every ``interval`` seconds."""
 
     def __init__(self, pid: int, interval: float = 0.2):
-        self.pid, self.interval, self.peak, self._stop = pid, interval, 0, threading.Event()
+        self.pid, self.interval, self._stop = pid, interval, threading.Event()
+        self.peak = self.largest = 0  # the tree's sum; the largest single process (the trainer, without the CLI)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -250,34 +252,41 @@ class PeakMemory:
         except psutil.NoSuchProcess:
             return
         while not self._stop.is_set():
-            total = 0
+            sizes = []
             try:
                 for process in [root] + root.children(recursive=True):
                     try:
-                        total += process.memory_info().rss
+                        sizes.append(process.memory_info().rss)
                     except psutil.NoSuchProcess:
                         pass
             except psutil.NoSuchProcess:
                 break
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, sum(sizes))
+            self.largest = max([self.largest] + sizes)
             self._stop.wait(self.interval)
 
-    def stop(self) -> int:
+    def stop(self):
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.peak, self.largest
 
 
-def run_phase(name: str, command: list, cwd: str, env: dict, log_dir: str) -> dict:
+def run_phase(name: str, command: list, cwd: str, env: dict, log_dir: str, timeout=None) -> dict:
     log = osp.join(log_dir, f"{name}.log")
     start = time.perf_counter()
     with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # its own group: a timeout stops the trainer too
         meter = PeakMemory(process.pid)
-        returncode = process.wait()
-        peak = meter.stop()
-    result = dict(phase=name, seconds=time.perf_counter() - start, peak_rss_gb=peak / 1e9, log=log,
-                  command=" ".join(command))
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise RuntimeError(f"phase {name} ran past {timeout} s; see {log}")
+        finally:
+            peak, largest = meter.stop()
+    result = dict(phase=name, seconds=time.perf_counter() - start, peak_rss_gb=peak / 1e9,
+                  largest_process_rss_gb=largest / 1e9, log=log, command=" ".join(command))
     if returncode != 0:
         with open(log) as f:
             tail = f.read()[-3000:]
@@ -367,7 +376,9 @@ def evaluation_files(work: str, rng) -> dict:
                 boxes=osp.join(folder, "boxes.json"), image=osp.join(folder, "images", files[0][0]))
 
 
-def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 0, threads=None) -> dict:
+def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 0, threads=None,
+             timeout=None) -> dict:
+    """The whole chain (see the module docstring); ``timeout``: seconds each phase may take."""
     import numpy as np
 
     work = osp.abspath(work)
@@ -375,42 +386,47 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
     logs = osp.join(work, "logs")
     os.makedirs(logs, exist_ok=True)
     start = time.perf_counter()
-    prepared = prepare(config, work, samples, layers, seed)
-    phases = [dict(phase="prepare", seconds=time.perf_counter() - start)]
-    env = dict(os.environ, HF_HOME=prepared["hf_home"], HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    env = dict(os.environ, HF_HOME=osp.join(work, "hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(
                    [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     env.pop("NPROC_PER_NODE", None)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     python = sys.executable
+    # the stand-in world is written by a process of its own, so the models it builds leave no memory behind here
+    phases = [run_phase("prepare", [python, osp.abspath(__file__), config, "--work-dir", work, "--samples",
+                                    str(samples), "--seed", str(seed), "--prepare-only"]
+                        + (["--layers", str(layers)] if layers else []), work, env, logs, timeout)]
+    with open(osp.join(work, "prepared.json")) as f:
+        prepared = json.load(f)
     if shutil.which("xtuner", path=env.get("PATH")) is None:
         raise FileNotFoundError("no `xtuner` command on PATH (activate the environment that has XTuner)")
     xtuner = ["xtuner", "train"]
 
     stage1_dir = osp.join(work, "work_dirs", "stage1")
     phase = run_phase("stage1", [*xtuner, prepared["stage1_config"], "--work-dir", stage1_dir, "--cfg-options",
-                                 *RUN_OPTIONS], work, env, logs)
+                                 *RUN_OPTIONS], work, env, logs, timeout)
     phases.append(dict(phase, **training_figures(stage1_dir)))
 
     stage2_dir = osp.join(work, "work_dirs", "stage2")
     stage2_options = RUN_OPTIONS + [f"model.pretrained_pth={phases[-1]['checkpoint']}",
                                     "train_dataloader.sampler.per_device_batch_size=1"]
     phase = run_phase("stage2_lora", [*xtuner, prepared["stage2_config"], "--work-dir", stage2_dir, "--cfg-options",
-                                      *stage2_options], work, env, logs)
+                                      *stage2_options], work, env, logs, timeout)
     phases.append(dict(phase, **training_figures(stage2_dir)))
 
     export_dir = osp.join(work, "export")
     shutil.rmtree(export_dir, ignore_errors=True)
     phase = run_phase("export", [python, osp.join(ROOT, "tools", "export.py"), "--config", prepared["stage2_config"],
                                  "--checkpoint", phases[-1]["checkpoint"], "--out-dir", export_dir,
-                                 "--save-dtype", "bfloat16"], work, env, logs)
+                                 "--save-dtype", "bfloat16"], work, env, logs, timeout)
     phases.append(dict(phase, export_gb=size_on_disk(export_dir) / 1e9))
 
     evaluation = evaluation_files(work, np.random.default_rng(seed + 1))
     phase = run_phase("chat", [python, osp.join(ROOT, "tools", "chat.py"), "--checkpoint", export_dir, "--device",
                                "cpu", "--image", evaluation["image"], "--boxes", evaluation["boxes"], "--box-id", "0",
-                               "--prompt", "What is in the image?", "--max-new-tokens", "8"], work, env, logs)
+                               "--prompt", "What is in the image?", "--max-new-tokens", "8"], work, env, logs,
+                      timeout)
     with open(phase["log"]) as f:
         phase["answer_log_tail"] = f.read()[-400:]
     phases.append(phase)
@@ -421,7 +437,7 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
                                    "--device", "cpu", "--benchmark", evaluation["benchmark"], "--format", "vqa",
                                    "--image-folder", evaluation["images"], "--boxes", evaluation["boxes"],
                                    "--out-dir", eval_dir, "--batch-size", "1", "--num-workers", "0",
-                                   "--max-new-tokens", "8", "--no-progress"], work, env, logs)
+                                   "--max-new-tokens", "8", "--no-progress"], work, env, logs, timeout)
     with open(osp.join(eval_dir, "metrics.json")) as f:
         phase["metrics"] = json.load(f)
     phases.append(phase)
@@ -460,14 +476,22 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the phases")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the record here")
+    parser.add_argument("--timeout", type=int, help="seconds each phase may take")
     parser.add_argument("--longest-sequence", metavar="CONFIG", help=argparse.SUPPRESS)  # used by the run itself
+    parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)  # used by the run itself
     args = parser.parse_args(argv)
+    if args.prepare_only:
+        prepared = prepare(osp.abspath(args.config), osp.abspath(args.work_dir), args.samples, args.layers, args.seed)
+        with open(osp.join(args.work_dir, "prepared.json"), "w") as f:
+            json.dump(prepared, f)
+        return None
     if args.longest_sequence:
         from mmengine.config import Config
 
         print(json.dumps(longest_sequence(Config.fromfile(args.longest_sequence))))
         return None
-    result = rehearse(osp.abspath(args.config), args.work_dir, args.samples, args.layers, args.seed, args.threads)
+    result = rehearse(osp.abspath(args.config), args.work_dir, args.samples, args.layers, args.seed, args.threads,
+                      args.timeout)
     print_table(result)
     if args.json:
         with open(args.json, "w") as f:
