@@ -46,7 +46,7 @@ def test_every_phase_ran_and_is_measured(record):
     for name in ("stage1", "stage2_lora", "export", "chat", "evaluate"):
         assert phases[name]["peak_rss_gb"] > 0.5, name  # at least the 0.6B-parameter LLM and the encoders
     for name in ("stage1", "stage2_lora"):
-        assert phases[name]["iterations"] == 2 if name == "stage1" else 3  # one sample per source, batch 1
+        assert phases[name]["iterations"] == (2 if name == "stage1" else 3)  # one sample per source, batch 1
         assert phases[name]["seconds_per_step"] > 0 and phases[name]["checkpoint_gb"] > 0
         assert all(loss == loss for loss in phases[name]["losses"])  # finite
     assert phases["export"]["export_gb"] > 1.0  # the bf16 LLM: 2 x 0.6B parameters
