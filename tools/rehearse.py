@@ -377,8 +377,9 @@ def evaluation_files(work: str, rng) -> dict:
 
 
 def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 0, threads=None,
-             timeout=None) -> dict:
-    """The whole chain (see the module docstring); ``timeout``: seconds each phase may take."""
+             timeout=None, record=None) -> dict:
+    """The whole chain (see the module docstring); ``timeout``: seconds each phase may take; ``record``: a JSON
+    file rewritten after every phase (a run stopped early keeps the figures of the phases it finished)."""
     import numpy as np
 
     work = osp.abspath(work)
@@ -399,6 +400,19 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
                         + (["--layers", str(layers)] if layers else []), work, env, logs, timeout)]
     with open(osp.join(work, "prepared.json")) as f:
         prepared = json.load(f)
+
+    def finished(phase: dict):
+        key = dict(stage1="stage1_config", stage2_lora="stage2_config").get(phase["phase"])
+        if key:  # counted in a process of its own: the stand-in hub resolves through HF_HOME, read at import
+            counted = subprocess.run([python, osp.abspath(__file__), "--longest-sequence", prepared[key]], cwd=work,
+                                     env=env, capture_output=True, text=True, check=True)
+            phase["longest_sequence"] = json.loads(counted.stdout.strip().splitlines()[-1])
+        phases.append(phase)
+        if record:
+            with open(record, "w") as f:
+                json.dump(dict(config=osp.relpath(config, ROOT), work_dir=work, layers=layers or "published",
+                               samples=samples, prepared=prepared, phases=phases, finished=False), f, indent=2)
+
     if shutil.which("xtuner", path=env.get("PATH")) is None:
         raise FileNotFoundError("no `xtuner` command on PATH (activate the environment that has XTuner)")
     xtuner = ["xtuner", "train"]
@@ -406,21 +420,21 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
     stage1_dir = osp.join(work, "work_dirs", "stage1")
     phase = run_phase("stage1", [*xtuner, prepared["stage1_config"], "--work-dir", stage1_dir, "--cfg-options",
                                  *RUN_OPTIONS], work, env, logs, timeout)
-    phases.append(dict(phase, **training_figures(stage1_dir)))
+    finished(dict(phase, **training_figures(stage1_dir)))
 
     stage2_dir = osp.join(work, "work_dirs", "stage2")
     stage2_options = RUN_OPTIONS + [f"model.pretrained_pth={phases[-1]['checkpoint']}",
                                     "train_dataloader.sampler.per_device_batch_size=1"]
     phase = run_phase("stage2_lora", [*xtuner, prepared["stage2_config"], "--work-dir", stage2_dir, "--cfg-options",
                                       *stage2_options], work, env, logs, timeout)
-    phases.append(dict(phase, **training_figures(stage2_dir)))
+    finished(dict(phase, **training_figures(stage2_dir)))
 
     export_dir = osp.join(work, "export")
     shutil.rmtree(export_dir, ignore_errors=True)
     phase = run_phase("export", [python, osp.join(ROOT, "tools", "export.py"), "--config", prepared["stage2_config"],
                                  "--checkpoint", phases[-1]["checkpoint"], "--out-dir", export_dir,
                                  "--save-dtype", "bfloat16"], work, env, logs, timeout)
-    phases.append(dict(phase, export_gb=size_on_disk(export_dir) / 1e9))
+    finished(dict(phase, export_gb=size_on_disk(export_dir) / 1e9))
 
     evaluation = evaluation_files(work, np.random.default_rng(seed + 1))
     phase = run_phase("chat", [python, osp.join(ROOT, "tools", "chat.py"), "--checkpoint", export_dir, "--device",
@@ -429,7 +443,7 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
                       timeout)
     with open(phase["log"]) as f:
         phase["answer_log_tail"] = f.read()[-400:]
-    phases.append(phase)
+    finished(phase)
 
     eval_dir = osp.join(work, "eval", "out")
     shutil.rmtree(eval_dir, ignore_errors=True)
@@ -440,17 +454,11 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
                                    "--max-new-tokens", "8", "--no-progress"], work, env, logs, timeout)
     with open(osp.join(eval_dir, "metrics.json")) as f:
         phase["metrics"] = json.load(f)
-    phases.append(phase)
+    finished(phase)
 
-    for phase in phases:  # counted in a process of its own: the stand-in hub resolves through HF_HOME, read at import
-        key = dict(stage1="stage1_config", stage2_lora="stage2_config").get(phase["phase"])
-        if key:
-            counted = subprocess.run([python, osp.abspath(__file__), "--longest-sequence", prepared[key]], cwd=work,
-                                     env=env, capture_output=True, text=True, check=True)
-            phase["longest_sequence"] = json.loads(counted.stdout.strip().splitlines()[-1])
     return dict(config=osp.relpath(config, ROOT), work_dir=work, layers=layers or "published", samples=samples,
                 prepared={k: v for k, v in prepared.items() if k != "hf_home"}, phases=phases,
-                total_seconds=time.perf_counter() - start)
+                total_seconds=time.perf_counter() - start, finished=True)
 
 
 def print_table(result: dict):
@@ -491,7 +499,7 @@ def main(argv=None):
         print(json.dumps(longest_sequence(Config.fromfile(args.longest_sequence))))
         return None
     result = rehearse(osp.abspath(args.config), args.work_dir, args.samples, args.layers, args.seed, args.threads,
-                      args.timeout)
+                      args.timeout, args.json)
     print_table(result)
     if args.json:
         with open(args.json, "w") as f:
