@@ -13,8 +13,9 @@ Checks, each on the GPU against the same computation on the CPU (float32 referen
    likewise.
 4. ``device_resize``: the padded-square bicubic resize the data preprocessor runs on the device
    (``square_view``), bit for bit against Pillow on the CPU, for photo-sized images.
-5. ``tiny_train_step``: ``tools/benchmark_train_step.py`` on the tiny config, bf16 on the GPU against fp32 on the
-   CPU: the first step's loss (same weights, same batch) within 3 %, every loss finite.
+5. ``tiny_train_step``: the tiny config's model and a synthetic batch (``tools/benchmark_train_step.py``'s), built
+   once on the CPU, trained two steps in bf16 on the GPU and in fp32 on the CPU: the first loss (same weights, same
+   batch) within 3 %, every loss finite.
 
 Then ``tools/benchmark_train_step.py`` at Vicuna-7B's real stage-1 and stage-2 shapes (random weights, published
 architectures; per-device batch 8 and 4, so one 80 GB GPU holds them without DeepSpeed) -> step time, tokens/s,
@@ -37,6 +38,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONVNEXT_L_768 = [(192, 192), (384, 96), (768, 48), (1536, 24)]  # (channels, side) of the four stages at 768 px
 HIGH_RES = 768
 PHOTO_SIZES = [(640, 480), (480, 640), (500, 375), (612, 612), (1024, 768)]  # (W, H)
+TINY_CONFIG = osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_finetune.py")
 VICUNA_7B = osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15", "mg_llava_vicuna_7b_v15_{}.py")
 BENCHMARK_BATCH = dict(pretrain=8, finetune=4)
 LOSS_TOLERANCE = 0.03
@@ -199,47 +201,61 @@ def check_resize(device):
                    exact=True)
 
 
-def tiny_step_losses(device: str, dtype: str, workdir: str, steps: int = 2) -> dict:
-    """``tools/benchmark_train_step.py`` on the tiny finetune config in ``workdir`` (which holds the tiny assets as
-    the config expects them): its result dict."""
-    sys.path.insert(0, osp.join(ROOT, "tools"))
-    from benchmark_train_step import main as benchmark
+def tiny_step_losses(workdir: str, device, dtype, steps: int = 2, seed: int = 0) -> dict:
+    """The tiny finetune config's model (built on the CPU in fp32 from ``workdir``'s tiny assets, so every device
+    starts from the same weights), moved to ``device`` in ``dtype``, trained ``steps`` steps on one synthetic batch
+    of ``tools/benchmark_train_step.py``: {"losses": [...], "step_seconds": mean}."""
+    import copy
 
-    config = osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_finetune.py")
+    from mmengine.config import Config
+
+    sys.path.insert(0, osp.join(ROOT, "tools"))
+    from benchmark_train_step import build_model, synthetic_batch, train_step
+
     cwd = os.getcwd()
-    os.chdir(workdir)
+    os.chdir(workdir)  # the config's work_dirs/tiny_assets paths
     try:
-        return benchmark([config, "--steps", str(steps), "--warmup", "0", "--profile-steps", "1", "--batch-size",
-                          "2", "--text-median", "64", "--device", device, "--dtype", dtype, "--peak-tflops", "1"])
+        cfg = Config.fromfile(TINY_CONFIG)
+        torch.manual_seed(seed)
+        model = build_model(cfg, torch.device("cpu"), torch.float32)
     finally:
         os.chdir(cwd)
+    device = torch.device(device)
+    model = copy.deepcopy(model).to(device, dtype)
+    patch = model.visual_encoder.config.patch_size
+    sizes = dict(batch_size=2, high_res=cfg.high_res, low_res=cfg.low_res, max_length=cfg.max_length,
+                 max_boxes=cfg.max_boxes, image_tokens=(cfg.low_res // patch) ** 2, text_median=64)
+    vocab = model.llm.get_input_embeddings().num_embeddings
+    data, _ = synthetic_batch(np.random.default_rng(seed), sizes, vocab, "uint8")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim_cfg = dict(cfg.optim_wrapper.optimizer)
+    optimizer = optim_cfg.pop("type")(params, **optim_cfg)
+    results = [train_step(model, optimizer, params, data, 1.0, device) for _ in range(steps)]
+    return dict(losses=[loss for loss, _ in results], step_seconds=float(np.mean([t for _, t in results])))
 
 
 def tiny_workdir(root: str) -> str:
     """A working directory with ``work_dirs/tiny_assets/models`` built by ``mg_llava.testing.tiny_models``."""
     from mg_llava.testing.tiny_models import build_all
 
-    models = osp.join(root, "work_dirs", "tiny_assets", "models")
-    build_all(models)
+    build_all(osp.join(root, "work_dirs", "tiny_assets", "models"))
     return root
+
+
+def compare_tiny_steps(reference: dict, candidate: dict, name: str) -> dict:
+    first_ref, first = reference["losses"][0], candidate["losses"][0]
+    passed = all(np.isfinite(candidate["losses"])) and abs(first - first_ref) <= LOSS_TOLERANCE * abs(first_ref)
+    return dict(check=name, status="pass" if passed else "FAIL", max_abs_diff=abs(first - first_ref),
+                tolerance=f"rel {LOSS_TOLERANCE:g}, finite", cpu_ms=1e3 * reference["step_seconds"],
+                gpu_ms=1e3 * candidate["step_seconds"], losses_gpu=candidate["losses"], losses_cpu=reference["losses"])
 
 
 def check_tiny_step(device):
     with tempfile.TemporaryDirectory() as root:
         workdir = tiny_workdir(root)
-        start = time.perf_counter()
-        cpu = tiny_step_losses("cpu", "float32", workdir)
-        cpu_s = time.perf_counter() - start
-        start = time.perf_counter()
-        gpu = tiny_step_losses(str(device), "bfloat16", workdir)
-        gpu_s = time.perf_counter() - start
-    first_cpu, first_gpu = cpu["losses"][0], gpu["losses"][0]
-    finite = all(np.isfinite(gpu["losses"]))
-    passed = finite and abs(first_gpu - first_cpu) <= LOSS_TOLERANCE * abs(first_cpu)
-    return dict(check="tiny_train_step (bf16 GPU vs fp32 CPU, first loss)", status="pass" if passed else "FAIL",
-                max_abs_diff=abs(first_gpu - first_cpu), tolerance=f"rel {LOSS_TOLERANCE:g}, finite",
-                cpu_ms=1e3 * cpu["step_seconds"], gpu_ms=1e3 * gpu["step_seconds"], losses_gpu=gpu["losses"],
-                losses_cpu=cpu["losses"], wall_s=dict(cpu=cpu_s, gpu=gpu_s))
+        cpu = tiny_step_losses(workdir, "cpu", torch.float32)
+        gpu = tiny_step_losses(workdir, device, torch.bfloat16)
+    return compare_tiny_steps(cpu, gpu, "tiny_train_step (bf16 GPU vs fp32 CPU, same weights, first loss)")
 
 
 def benchmark_7b(stage: str, device, timeout: int) -> dict:

@@ -69,3 +69,16 @@ def test_deformable_reference_samples_cell_centres_exactly():
     out = gc.deformable_reference(value, shapes, locations, weights).view(1, 3, 2, 4)
     for q, (row, col) in enumerate(cells):
         torch.testing.assert_close(out[0, q], value[0, 36 + row * 6 + col], rtol=1e-5, atol=1e-6)
+
+
+def test_tiny_step_reference_and_its_tolerance(tmp_path):
+    """The tiny step from one set of weights: fp32 twice gives the same losses; bf16 (on the CPU here, as the GPU
+    check runs it on CUDA) stays within the check's tolerance; a loss off by 10 % fails it."""
+    workdir = gc.tiny_workdir(str(tmp_path))
+    reference = gc.tiny_step_losses(workdir, "cpu", torch.float32)
+    again = gc.tiny_step_losses(workdir, "cpu", torch.float32)
+    assert reference["losses"] == again["losses"] and len(reference["losses"]) == 2
+    bf16 = gc.tiny_step_losses(workdir, "cpu", torch.bfloat16)
+    assert gc.compare_tiny_steps(reference, bf16, "bf16")["status"] == "pass"
+    off = dict(bf16, losses=[1.1 * reference["losses"][0]] + bf16["losses"][1:])
+    assert gc.compare_tiny_steps(reference, off, "off")["status"] == "FAIL"
