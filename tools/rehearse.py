@@ -19,11 +19,11 @@ world they expect:
   each stage runs past ``max_length`` (truncated to it) with 100 boxes.
 - **run-time settings** (``--cfg-options``): per-device batch 1, no loader workers, no sample-answer hook, a
   checkpoint at the end, the warm-up over half the (few) iterations instead of 3 %, stage 2's ``pretrained_pth`` =
-  stage 1's checkpoint. DeepSpeed (ZeRO-2, bf16) runs on its
-  CPU accelerator with gloo, one process.
+  stage 1's checkpoint. DeepSpeed (ZeRO-2, bf16) runs on its CPU accelerator with gloo, one process.
 
 ``--layers N`` keeps every width but gives the LLM and CLIP N layers (ConvNeXt-L keeps its depth: open_clip builds it
-by name); the test runs 2. Records per phase: peak resident memory of the process tree (sampled every 0.2 s), wall
+by name); the test runs 2. Records per phase: peak resident memory of the process tree and of its largest process
+(the trainer; sampled every 0.2 s), wall
 time, seconds per training step (mmengine's logged ``time``, the first step left out when there are more), the
 checkpoint and export sizes on disk, and the longest LLM sequence of the generated data (text + 576 + boxes, counted
 by the config's own dataset). Table + JSON.
