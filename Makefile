@@ -33,7 +33,7 @@ clean:
 	rm -rf work_dirs .pytest_cache
 
 # A real config at full size on the CPU (random weights, generated data): stage 1 -> LoRA stage 2 -> export -> chat
-# -> evaluate, measured (tools/rehearse.py; ~10+ GB RAM). REHEARSAL_CONFIG / REHEARSAL_ARGS to change it.
+# -> evaluate, measured (tools/rehearse.py; Phi-3: ~20 GB RAM, hours on 2 cores). REHEARSAL_CONFIG / REHEARSAL_ARGS.
 REHEARSAL_CONFIG ?= xtuner_configs/phi3_mini_4k_instruct/mg_llava_phi3_mini_4k_instruct_pretrain.py
 rehearsal: setup
 	$(PY) tools/rehearse.py $(REHEARSAL_CONFIG) --work-dir work_dirs/rehearsal --json work_dirs/rehearsal.json $(REHEARSAL_ARGS)
