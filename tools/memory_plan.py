@@ -253,11 +253,24 @@ def baseline_rss() -> int:
     return int(run.stdout.strip().splitlines()[-1])
 
 
+def host_build_peak(w: Workload) -> float:
+    """Bytes a training process holds on the host while it builds the model, before DeepSpeed casts it to bf16 and
+    moves it to the device: the encoders and the trainable modules in fp32, the LLM in bf16 (its config's dtype) -
+    except under LoRA, where XTuner calls peft's ``prepare_model_for_kbit_training``, which casts every bf16 weight of
+    a non-quantised LLM to fp32 (4 bytes per LLM parameter, per process on the node)."""
+    llm = w.parts.get("llm", 0)
+    encoders = w.parts.get("clip", 0) + w.parts.get("convnext", 0)
+    llm_bytes = 4 if w.lora and not w.frozen_4bit else (0.5 if w.frozen_4bit else 2)
+    lora = w.parts.get("lora", 0) if w.lora else 0
+    others = w.trainable + w.frozen + w.frozen_4bit - llm - encoders - lora  # fusion, projectors
+    return float(llm_bytes * llm + 4 * encoders + 4 * (lora + max(others, 0)))
+
+
 def rehearsal_check(record_path: str) -> List[dict]:
     """Predicted vs measured peak of each training phase of a ``tools/rehearse.py`` record: the phase's config
     planned for one process (batch 1, its longest sequence, the rehearsal's layer count and parameters), with the
-    import baseline of a CPU process in place of the CUDA runtime overhead, against the trainer's measured peak
-    resident set."""
+    import baseline of a CPU process in place of the CUDA runtime overhead, or its :func:`host_build_peak` if that is
+    higher (on the CPU the model is built where it trains), against the trainer's measured peak resident set."""
     with open(record_path) as f:
         record = json.load(f)
     prepared, baseline = record["prepared"], baseline_rss()
@@ -275,11 +288,15 @@ def rehearsal_check(record_path: str) -> List[dict]:
         else:
             frozen += prepared["llm"]["parameters"] - w.parts["llm"]
         trainable += round(w.parts["lora"] * (layers / w.layers - 1))  # LoRA adapters scale with the layers
-        w = w.changed(layers=layers, frozen=frozen, trainable=trainable, batch=1, accumulation=1)
-        predicted = peak(w, 1)["peak"] - RUNTIME_OVERHEAD + baseline
+        parts = dict(w.parts, llm=prepared["llm"]["parameters"], clip=prepared["clip"]["parameters"],
+                     lora=round(w.parts["lora"] * layers / w.layers))
+        w = w.changed(layers=layers, frozen=frozen, trainable=trainable, batch=1, accumulation=1, parts=parts)
+        training, build = peak(w, 1)["peak"] - RUNTIME_OVERHEAD + baseline, host_build_peak(w) + baseline
+        predicted = max(training, build)
         measured = phase["largest_process_rss_gb"] * 1e9
         rows.append(dict(phase=phase["phase"], predicted_gb=predicted / 1e9, measured_gb=measured / 1e9,
                          error=predicted / measured - 1, baseline_gb=baseline / 1e9, tokens=w.tokens,
+                         training_gb=training / 1e9, build_gb=build / 1e9,
                          parts_gb={k: v / 1e9 for k, v in peak(w, 1).items()}))
     return rows
 
@@ -331,8 +348,9 @@ def main(argv=None):
     if args.rehearsal:
         rows = rehearsal_check(args.rehearsal)
         for row in rows:
-            print(f"{row['phase']:<12} predicted {row['predicted_gb']:.2f} GB, measured {row['measured_gb']:.2f} GB "
-                  f"({100 * row['error']:+.1f} %), {row['tokens']} tokens, import baseline {row['baseline_gb']:.2f} GB")
+            print(f"{row['phase']:<12} predicted {row['predicted_gb']:.2f} GB (training {row['training_gb']:.2f}, "
+                  f"model build {row['build_gb']:.2f}), measured {row['measured_gb']:.2f} GB ({100 * row['error']:+.1f} %), "
+                  f"{row['tokens']} tokens, import baseline {row['baseline_gb']:.2f} GB")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=2)

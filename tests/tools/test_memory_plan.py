@@ -121,3 +121,14 @@ def test_real_config_parts_from_the_meta_build():
     assert w.batch == 32 and w.tokens == 1471 + 576 + 100 and w.images == 1
     rows = mp.fits_table(w)
     assert [(r["gpus"], r["gpu_gb"]) for r in rows] == mp.TARGETS  # the shipped 8 GPUs are among them
+
+
+def test_host_build_peak_counts_peft_casting_a_bf16_llm_to_fp32_under_lora():
+    """XTuner's LoRA path calls peft's prepare_model_for_kbit_training, which casts a non-quantised bf16 LLM to fp32
+    on the host before DeepSpeed casts it back: 4 bytes per LLM parameter then, 2 without LoRA, ~0.5 in 4 bits."""
+    parts = dict(llm=1000, lora=10, clip=100, convnext=50)
+    w = mp.llava15_7b_stage2().changed(trainable=30 + 10, frozen=1000 + 150, parts=parts, lora=True, llm_trains=False)
+    assert mp.host_build_peak(w) == 4 * 1000 + 4 * 150 + 4 * (10 + 30)
+    assert mp.host_build_peak(w.changed(lora=False, trainable=30)) == 2 * 1000 + 4 * 150 + 4 * 30
+    qlora = w.changed(frozen=150, frozen_4bit=1000)
+    assert mp.host_build_peak(qlora) == 0.5 * 1000 + 4 * 150 + 4 * (10 + 30)
