@@ -7,7 +7,7 @@ export TOKENIZERS_PARALLELISM := false
 # `xtuner train` re-launches `python`/`torchrun` from PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo web-demo test clean
+.PHONY: setup demo web-demo test clean rehearsal
 
 setup:
 	bash tools/setup_env.sh
@@ -31,3 +31,9 @@ test: setup
 
 clean:
 	rm -rf work_dirs .pytest_cache
+
+# A real config at full size on the CPU (random weights, generated data): stage 1 -> LoRA stage 2 -> export -> chat
+# -> evaluate, measured (tools/rehearse.py; Phi-3: ~20 GB RAM, hours on 2 cores). REHEARSAL_CONFIG / REHEARSAL_ARGS.
+REHEARSAL_CONFIG ?= xtuner_configs/phi3_mini_4k_instruct/mg_llava_phi3_mini_4k_instruct_pretrain.py
+rehearsal: setup
+	$(PY) tools/rehearse.py $(REHEARSAL_CONFIG) --work-dir work_dirs/rehearsal --json work_dirs/rehearsal.json $(REHEARSAL_ARGS)

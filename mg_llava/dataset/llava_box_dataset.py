@@ -60,6 +60,7 @@ from xtuner.utils import IMAGE_TOKEN_INDEX
 
 from ..image_io import ImageDecodeError
 from ..registry import MODELS, build
+from ..token_budget import sequence_length
 from .box_file import load_box_file
 from .box_rules import MAX_BOXES, NMS_IOU_THRESHOLD
 from .box_table import BoxTable
@@ -101,7 +102,10 @@ class LLaVABoxDataset(Dataset):
             launches and every rank skip the JSON parse.
         video_folder: root of the samples' ``video`` paths (default: ``image_folder``).
         num_frames: T, frames sampled per video (8 in the released recipe).
-
+        max_positions, image_tokens: with both, a sample whose LLM sequence (text + ``image_tokens`` per image or
+            frame + its boxes; :func:`mg_llava.token_budget.sequence_length`) would pass the LLM's ``max_positions``
+            raises a :class:`BadSampleError` naming it when loaded (the video recipe sets them; see the README's
+            sequence budget).
         uint8_views: hand over the high-res view only, as uint8 (the default, for training: the model's
             :class:`~mg_llava.model.ViewsDataPreprocessor` normalises it and makes the low-res view on the device,
             bit for bit as :class:`ImageViews` does). False: both float views, as chat and evaluation build them.
@@ -144,6 +148,8 @@ class LLaVABoxDataset(Dataset):
         box_rule: str = "clean",
         uint8_views: bool = True,
         resize_on_device: bool = False,
+        max_positions: Optional[int] = None,
+        image_tokens: Optional[int] = None,
     ):
         super().__init__()
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
@@ -164,6 +170,9 @@ class LLaVABoxDataset(Dataset):
         self.iou_threshold = iou_threshold
         self.box_rule = box_rule
         self.max_length = max_length  # the released rule keeps 1 box per label near it
+        if (max_positions is None) != (image_tokens is None):
+            raise ValueError("max_positions and image_tokens go together (the sequence check needs both)")
+        self.max_positions, self.image_tokens = max_positions, image_tokens
         self.on_bad_sample = on_bad_sample
         self.allow_missing_boxes = allow_missing_boxes
         self.skipped: List[BadSample] = []  # samples left out at start-up (policy 'skip')
@@ -338,7 +347,7 @@ class LLaVABoxDataset(Dataset):
         for attempt in range(MAX_CONSECUTIVE_REPLACEMENTS + 1):
             current = (index + attempt) % len(self)
             try:
-                return self._load(current)
+                return self._check_positions(self._load(current), current)
             except ImageDecodeError as err:
                 row = self.text_data[current]
                 kind = "video" if row.get("video") else "image"
@@ -376,6 +385,22 @@ class LLaVABoxDataset(Dataset):
             tiles = (image.crops if self.uint8_views else views.normalize(image.crops), image.tile_row)
         return assemble_sample(*text, pixels, [self._boxes(index, image.geometry, row["id"], len(row["input_ids"]))],
                                tiles=tiles)
+
+    def _check_positions(self, sample: dict, index: int) -> dict:
+        """The sample, if its LLM sequence fits ``max_positions``; else a :class:`BadSampleError` naming it."""
+        if self.max_positions is None:
+            return sample
+        ids = sample["input_ids"]
+        placeholders = int(((ids == IMAGE_TOKEN_INDEX) | (ids == VIDEO_TOKEN_INDEX)).sum())
+        length = sequence_length(len(ids), placeholders, len(sample["boxes"]), self.image_tokens,
+                                 sum(len(b) for b in sample["boxes"]))
+        if length > self.max_positions:
+            row = self.text_data[index]
+            raise BadSampleError([BadSample(
+                f"LLM sequence of {length} tokens ({len(ids)} text, {len(sample['boxes'])} image(s)/frame(s) x "
+                f"{self.image_tokens}, {sum(len(b) for b in sample['boxes'])} boxes) > max_positions="
+                f"{self.max_positions}", row["id"], self.source, row["where"])])
+        return sample
 
     def _views(self, pixels: torch.Tensor) -> dict:
         """uint8 (n, 3, S_high, S_high) -> the sample's view keys (see the class docstring)."""
