@@ -16,6 +16,7 @@ from mg_llava.dataset.box_rules import class_aware_nms
 from mg_llava.registry import MODELS
 
 from .geometry import owlv2_boxes_to_original, owlv2_pixel_values, round_boxes
+from .hf_models import model_and_processor
 
 DEFAULT_OWLV2 = "google/owlv2-large-patch14-ensemble"
 PREPROCESS_MODES = ("torch", "transformers")
@@ -54,13 +55,7 @@ class OWLv2Detector:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
         if "{tag}" not in prompt:
             raise ValueError(f"prompt must contain '{{tag}}', got {prompt!r}")
-        if isinstance(model, str):
-            processor = processor if processor is not None else model
-            model = Owlv2ForObjectDetection.from_pretrained(model)
-        elif processor is None:
-            raise ValueError("pass the processor (or its folder) together with a built OWLv2 model")
-        if isinstance(processor, str):
-            processor = Owlv2Processor.from_pretrained(processor)
+        model, processor = model_and_processor(model, processor, Owlv2ForObjectDetection, Owlv2Processor, "OWLv2")
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.model = model.eval()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from mg_llava.registry import MODELS
 
+from ..hf_models import model_and_processor
 from ..vocab import load_vocabulary, vocabulary_fingerprint
 from .base import Tagger
 
@@ -59,13 +60,7 @@ class CLIPTagger(Tagger):
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         self.vocabulary = load_vocabulary(vocabulary)
-        if isinstance(model, str):
-            processor = processor if processor is not None else model
-            model = CLIPModel.from_pretrained(model)
-        elif processor is None:
-            raise ValueError("pass the processor (or its folder) together with a built CLIP model")
-        if isinstance(processor, str):
-            processor = CLIPProcessor.from_pretrained(processor)
+        model, processor = model_and_processor(model, processor, CLIPModel, CLIPProcessor, "CLIP")
         self.tokenizer = processor.tokenizer
         image_processor = processor.image_processor
         self.resize = int(image_processor.size["shortest_edge"])
