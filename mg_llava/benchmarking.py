@@ -111,9 +111,16 @@ def published_architectures(model_cfg, device, folder):
             pretrained = None  # architecture only
         return create_model(name, pretrained=pretrained, **dict(kwargs, device=device))
 
+    # Restored as found: CLIPVisionModel inherits from_pretrained, and assigning the saved bound method back would
+    # leave a class attribute that hides later patches of PreTrainedModel.from_pretrained.
+    own = CLIPVisionModel.__dict__.get("from_pretrained")
     try:
         CLIPVisionModel.from_pretrained, open_clip.create_model = clip, convnext
         with torch.device(device):
             yield
     finally:
-        CLIPVisionModel.from_pretrained, open_clip.create_model = clip_from_pretrained, create_model
+        open_clip.create_model = create_model
+        if own is None:
+            del CLIPVisionModel.from_pretrained
+        else:
+            CLIPVisionModel.from_pretrained = own
