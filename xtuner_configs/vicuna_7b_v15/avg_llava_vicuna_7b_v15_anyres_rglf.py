@@ -10,7 +10,8 @@ with read_base():
     from .._base_.derive import derive_settings
 
 pretrained_pth = "./work_dirs/avg_llava_vicuna_7b_v15_anyres_multi_granularity"  # stage 3's work dir: its last checkpoint
-model.update(stage="rglf", freeze_llm=True, use_activation_checkpointing=False)
+# The LLM is frozen, but the backward to the router still keeps its activations: checkpointing (tools/memory_plan.py)
+model.update(stage="rglf", freeze_llm=True, use_activation_checkpointing=True)
 lr = 1e-3
 strategy.exclude_frozen_parameters = False  # the model's state_dict decides: router + stage-3 weights
 

@@ -16,6 +16,7 @@ with read_base():
 
 model.visual_encoder.select_layer = clip_layers
 model.fusion = mmfuser_fusion
+model.update(use_activation_checkpointing=True)  # frozen LLM, but the backward keeps its activations (memory_plan.py)
 del mmfuser_fusion
 
 # Data: LLaVA-Pretrain (558K LAION/CC/SBU captions); no boxes
