@@ -299,8 +299,12 @@ def test_the_sequence_check_is_derived_from_the_settings(parsed):
     assert where == "train_dataloader.dataset.datasets.1" and source["video_folder"]
     assert (source["max_positions"], source["image_tokens"]) == (8192, 576)  # Vicuna's 4096 x 2, (336 // 14) ** 2
     assert cfg["model"]["llm"]["rope_scaling"] == dict(type="linear", factor=cfg["rope_factor"])
-    budget = config_budget(Config.fromfile(VIDEO))
+    loaded = Config.fromfile(VIDEO)
+    budget = config_budget(loaded)
     assert (source["max_positions"], source["image_tokens"]) == (budget.positions, budget.image_tokens)
+    loaded.merge_from_dict({"rope_factor": 3.0})  # --cfg-options on the setting reaches the LLM and the check
+    assert loaded.model.llm.rope_scaling.factor == 3.0
+    assert loaded.train_dataloader.dataset.datasets[1].max_positions == config_budget(loaded).positions == 3 * 4096
     fields = derived_fields(cfg)
     for name, field in (("llm_name_or_path", "max_positions"), ("rope_factor", "max_positions"),
                         ("low_res", "image_tokens"), ("patch_size", "image_tokens")):
