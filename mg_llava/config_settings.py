@@ -17,7 +17,7 @@ from typing import List, MutableMapping
 
 # The settings the rules read, with what they decide (for xtuner_configs/README.md and the refusal message).
 SETTINGS = {
-    "llm_name_or_path": "the tokenizer and the LLM",
+    "llm_name_or_path": "the tokenizer, the LLM and the sequence check's max_positions (its trained positions)",
     "prompt_template": "the datasets' chat template",
     "visual_encoder_name_or_path": "CLIP and its image processor",
     "visual_encoder_aux_name": "the ConvNeXt model",
@@ -26,8 +26,10 @@ SETTINGS = {
     "image_std": "the image processor and the model's data preprocessor",
     "high_res": "the image views and the data preprocessor",
     "low_res": "the image views, the data preprocessor and max_length",
-    "patch_size": "max_length (the low-res grid is (low_res // patch_size) ** 2 tokens)",
+    "patch_size": "max_length and the sequence check's image_tokens (the low-res grid is (low_res // patch_size) ** 2 "
+                  "tokens)",
     "context_length": "max_length (context_length - the low-res grid's tokens)",
+    "rope_factor": "the LLM's linear RoPE scaling (model.llm.rope_scaling), so the sequence check's max_positions",
     "fusion_type": "the model's fusion",
     "object_tokens": "the model's object features (False: none)",
     "object_roi_size": "the object features' RoIAlign grid",
@@ -63,6 +65,17 @@ def _datasets(cfg) -> List[MutableMapping]:
             if d is not None]
 
 
+# The fields of a dataset's sequence check (mg_llava.dataset.LLaVABoxDataset): a dataset dict asks for the check by
+# holding them (``max_positions=None, image_tokens=None``); derive_settings fills them in, and no config writes them.
+SEQUENCE_CHECK = ("max_positions", "image_tokens")
+
+
+def _checked_sources(cfg) -> List[MutableMapping]:
+    """The dataset dicts, a mixture's sources among them, that ask for the sequence check."""
+    return [source for dataset in _datasets(cfg) for source in (dataset, *(dataset.get("datasets") or ()))
+            if any(key in source for key in SEQUENCE_CHECK)]
+
+
 def derive_settings(cfg: MutableMapping) -> MutableMapping:
     """Write each setting of ``cfg`` (a config's top-level variables, changed in place) into every part that holds
     it, and the derived values (``max_length``) into the top level; returns ``cfg``. Deriving twice changes
@@ -82,6 +95,8 @@ def derive_settings(cfg: MutableMapping) -> MutableMapping:
         model["object_features"]["output_size"] = cfg["object_roi_size"]
     if "pretrained_pth" in cfg:
         model["pretrained_pth"] = cfg["pretrained_pth"]
+    if "rope_factor" in cfg:  # positions past the trained ones (an export carries it in the LLM's config)
+        model["llm"]["rope_scaling"] = dict(type="linear", factor=cfg["rope_factor"])
     cfg["image_processor"].update(pretrained_model_name_or_path=cfg["visual_encoder_name_or_path"],
                                   image_mean=cfg["image_mean"], image_std=cfg["image_std"])
     cfg["image_views"].update(image_processor=cfg["image_processor"], high_res=cfg["high_res"], low_res=cfg["low_res"])
@@ -105,6 +120,15 @@ def derive_settings(cfg: MutableMapping) -> MutableMapping:
                 dataset[key] = cfg[key]
             else:
                 dataset.pop(key, None)
+    # The sequence check: a sample whose LLM sequence would pass the positions the LLM may use (its trained ones x
+    # its RoPE factor; mg_llava.token_budget) is refused, counting the low-res grid's tokens per image or frame
+    checked = _checked_sources(cfg)
+    if checked:
+        from .token_budget import llm_context  # imported late: the model package's reference configs
+
+        positions = llm_context(model["llm"])
+        for source in checked:
+            source.update(max_positions=positions, image_tokens=(cfg["low_res"] // cfg["patch_size"]) ** 2)
     loader["batch_size"] = cfg["batch_size"]
     if "per_device_batch_size" in loader["sampler"]:  # length-grouped: the samples of one optimizer step
         loader["sampler"]["per_device_batch_size"] = cfg["batch_size"] * cfg["accumulative_counts"]
@@ -248,4 +272,4 @@ def merge_options(current, options: dict, merge) -> None:
     merge({k: v for k, v in options.items() if k not in settings})  # explicit fields win over the derived ones
 
 
-__all__ = ["READ_AS_IS", "SETTINGS", "derive_settings", "merge_options"]
+__all__ = ["READ_AS_IS", "SEQUENCE_CHECK", "SETTINGS", "derive_settings", "merge_options"]

@@ -17,7 +17,7 @@ import json
 import math
 import os.path as osp
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 
 
@@ -74,41 +74,55 @@ def _local_config(folder: str) -> Optional[dict]:
         return json.load(f)
 
 
-def _clip_patch_and_positions(cfg):
-    """(patch size of the low-res encoder, the LLM's trained positions) from hub ids or local folders."""
+def llm_trained_positions(llm_path: str) -> int:
+    """The positions the LLM ``llm_path`` was trained with: a published LLM's (:func:`llm_positions`) or a local
+    folder's ``config.json`` ``max_position_embeddings``; ``ValueError`` naming the LLM when neither is known."""
+    published = llm_positions()
+    if llm_path in published:
+        return published[llm_path]
+    llm = _local_config(llm_path) if osp.isdir(llm_path) else None
+    if llm is None:
+        raise ValueError(f"LLM {llm_path!r}: neither a local folder with a config.json nor a published LLM "
+                         f"({sorted(published)})")
+    positions = llm.get("max_position_embeddings")
+    if not positions:
+        raise ValueError(f"no max_position_embeddings known for the LLM {llm_path!r}")
+    return positions
+
+
+def _clip_patch(cfg) -> int:
+    """The patch size of the low-res encoder, from its hub id or local folder."""
     from .model.reference_configs import CLIP_VIT_L_336
 
-    published = llm_positions()
     clip_path = cfg.model.visual_encoder.get("pretrained_model_name_or_path", "")
     clip = _local_config(clip_path) if osp.isdir(clip_path) else None
     if clip is not None:
-        patch = clip.get("vision_config", clip).get("patch_size")
-    elif clip_path.startswith("openai/clip-vit-large-patch14"):
-        patch = CLIP_VIT_L_336["patch_size"]
-    else:
-        raise ValueError(f"low-res encoder {clip_path!r}: neither a local folder with a config.json nor CLIP ViT-L/14 "
-                         f"(the tiny configs need their assets: python tools/build_tiny_assets.py)")
-    llm_path = cfg.model.llm.pretrained_model_name_or_path
-    if llm_path in published:
-        positions = published[llm_path]
-    else:
-        llm = _local_config(llm_path) if osp.isdir(llm_path) else None
-        if llm is None:
-            raise ValueError(f"LLM {llm_path!r}: neither a local folder with a config.json nor a published LLM "
-                             f"({sorted(published)})")
-        positions = llm.get("max_position_embeddings")
-    if not positions:
-        raise ValueError(f"no max_position_embeddings known for the LLM {llm_path!r}")
-    return patch, positions
+        return clip.get("vision_config", clip).get("patch_size")
+    if clip_path.startswith("openai/clip-vit-large-patch14"):
+        return CLIP_VIT_L_336["patch_size"]
+    raise ValueError(f"low-res encoder {clip_path!r}: neither a local folder with a config.json nor CLIP ViT-L/14 "
+                     f"(the tiny configs need their assets: python tools/build_tiny_assets.py)")
 
 
-def rope_factor(cfg) -> float:
-    """The linear RoPE factor a config gives its LLM (``model.llm.rope_scaling``), 1 without one."""
-    scaling = cfg.model.llm.get("rope_scaling") or {}
+def linear_rope_factor(llm: Mapping) -> float:
+    """The linear RoPE factor of an LLM's config dict (``rope_scaling``), 1 without one."""
+    scaling = llm.get("rope_scaling") or {}
     kind = scaling.get("rope_type", scaling.get("type"))
     if scaling and kind != "linear":
         raise ValueError(f"model.llm.rope_scaling {dict(scaling)}: only linear scaling is budgeted here")
     return float(scaling.get("factor", 1.0))
+
+
+def rope_factor(cfg) -> float:
+    """The linear RoPE factor a config gives its LLM (``model.llm.rope_scaling``), 1 without one."""
+    return linear_rope_factor(cfg.model.llm)
+
+
+def llm_context(llm: Mapping) -> int:
+    """The positions an LLM's config dict (``model.llm``: its ``pretrained_model_name_or_path`` and ``rope_scaling``)
+    may use: its trained positions x its linear RoPE factor. The budget's ``positions`` and the dataset's
+    ``max_positions`` (derived by :mod:`mg_llava.config_settings`)."""
+    return int(llm_trained_positions(llm["pretrained_model_name_or_path"]) * linear_rope_factor(llm))
 
 
 def _sources(cfg) -> Sequence[dict]:
@@ -118,7 +132,7 @@ def _sources(cfg) -> Sequence[dict]:
 
 def config_budget(cfg) -> TokenBudget:
     """The :class:`TokenBudget` of a loaded mmengine config (``Config.fromfile``)."""
-    patch, positions = _clip_patch_and_positions(cfg)
+    patch = _clip_patch(cfg)
     sources = _sources(cfg)
     side = cfg.low_res // patch
     has_boxes = cfg.model.get("object_features") is not None
@@ -133,9 +147,8 @@ def config_budget(cfg) -> TokenBudget:
         for width, height in views["grid_pinpoints"]:
             rows, cols = math.ceil(height / cfg.low_res), math.ceil(width / cfg.low_res)
             tiled = max(tiled, rows * side * (cols * side + int(newline)))
-    factor = rope_factor(cfg)
     return TokenBudget(text=text, image_tokens=side * side, max_boxes=max_boxes, num_frames=num_frames,
-                       tiled_tokens=tiled, positions=int(positions * factor), rope_factor=factor)
+                       tiled_tokens=tiled, positions=llm_context(cfg.model.llm), rope_factor=rope_factor(cfg))
 
 
 def sequence_length(num_text_tokens: int, num_placeholders: int, images: int, image_tokens: int,

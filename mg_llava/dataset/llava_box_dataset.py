@@ -69,7 +69,7 @@ from .anyres_views import AnyResImageViews, AnyResPixelView
 from .image_views import ImageViews, load_image
 from .released_boxes import BOX_RULES, apply_box_rule
 from .sample import assemble_sample, mark_video_token, video_as_image
-from .video import NUM_FRAMES, VideoReadError, read_video
+from .video import NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoReadError, read_video
 
 TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "length")  # and "video" if any
 MAX_CONSECUTIVE_REPLACEMENTS = 16  # unreadable images in a row before '__getitem__' gives up

@@ -10,8 +10,9 @@ from glob import glob
 import pytest
 from mmengine.config import Config
 
-from mg_llava.config_settings import SETTINGS, derive_settings
+from mg_llava.config_settings import SEQUENCE_CHECK, SETTINGS, derive_settings
 from mg_llava.dataset import PROMPT_TEMPLATE
+from mg_llava.token_budget import config_budget, llm_positions
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_ROOT = osp.join(ROOT, "xtuner_configs")
@@ -26,6 +27,9 @@ def _perturbed(name, value):
     """Another value of the setting ``name`` (of the same kind), or None to skip it."""
     if name == "prompt_template":  # parsed as its import path, mg_llava.dataset.PROMPT_TEMPLATE.<name>
         return str(value) + "_changed"
+    published = llm_positions()
+    if name == "llm_name_or_path" and value in published:  # another published LLM, with other positions if any
+        return max((hub for hub in published if hub != value), key=lambda hub: published[hub] != published[value])
     if isinstance(value, bool):
         return None if name == "object_tokens" else not value  # object_tokens removes a part (tested below)
     if isinstance(value, int):
@@ -238,3 +242,89 @@ def test_cfg_options_on_a_copied_variable_are_refused_naming_the_fields_to_set()
     # the runner's parts and dotted fields merge as before
     video.merge_from_dict({"custom_hooks": [], "video_dataset.num_frames": 4, "randomness.seed": 0})
     assert video.custom_hooks == [] and video.video_dataset.num_frames == 4
+
+
+VIDEO = osp.join(CONFIG_ROOT, "vicuna_7b_v15", "mg_llava_vicuna_7b_v15_video_finetune_qlora.py")
+
+
+def _sequence_checked(cfg):
+    """{dotted path: dataset dict} of the datasets (a mixture's sources among them) that hold the sequence check."""
+    dataset = cfg["train_dataloader"]["dataset"]
+    found = {"train_dataloader.dataset": dataset}
+    found.update({f"train_dataloader.dataset.datasets.{i}": s for i, s in enumerate(dataset.get("datasets") or [])})
+    for name in ("llava_dataset", "video_dataset"):
+        if cfg.get(name) is not None:
+            found[name] = cfg[name]
+    return {path: d for path, d in found.items() if any(key in d for key in SEQUENCE_CHECK)}
+
+
+def _sequence_check_writes(path):
+    """Lines where a config file gives the sequence check's fields a value: a variable or field of that name, or a
+    keyword / dict key other than ``None`` (``max_positions=None`` asks for the derived check)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    writes = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            for target in getattr(node, "targets", None) or [node.target]:
+                name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", None)
+                if name in SEQUENCE_CHECK:
+                    writes.append(f"line {node.lineno}: {ast.unparse(target)} = ...")
+        pairs = []
+        if isinstance(node, ast.Call):
+            pairs = [(k.arg, k.value) for k in node.keywords]
+        elif isinstance(node, ast.Dict):
+            pairs = [(k.value, v) for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant)]
+        writes += [f"line {value.lineno}: {key}={ast.unparse(value)}" for key, value in pairs
+                   if key in SEQUENCE_CHECK and not (isinstance(value, ast.Constant) and value.value is None)]
+    return writes
+
+
+@pytest.mark.parametrize("path", ALL, ids=_id)
+def test_no_config_writes_the_sequence_check(path, parsed):
+    """The sequence check's positions and tokens a frame are facts of the LLM (its trained positions, the RoPE
+    factor) and of the views (low_res, patch_size): a dataset asks for the check with ``max_positions=None`` and
+    derive_settings fills both in; a hand-written copy (``max_positions=int(4096 * rope_factor)``) fails here."""
+    writes = _sequence_check_writes(path)
+    assert not writes, f"{_id(path)} writes the sequence check by hand: {writes}"
+    cfg = parsed(path)
+    for where, dataset in _sequence_checked(cfg).items():
+        assert None not in (dataset.get("max_positions"), dataset.get("image_tokens")), f"{where} is not derived"
+
+
+def test_the_sequence_check_is_derived_from_the_settings(parsed):
+    """The video recipe's check follows the LLM, the RoPE factor and the views, and equals the config's budget."""
+    cfg = parsed(VIDEO)
+    (where, source), = _sequence_checked(cfg).items()
+    assert where == "train_dataloader.dataset.datasets.1" and source["video_folder"]
+    assert (source["max_positions"], source["image_tokens"]) == (8192, 576)  # Vicuna's 4096 x 2, (336 // 14) ** 2
+    assert cfg["model"]["llm"]["rope_scaling"] == dict(type="linear", factor=cfg["rope_factor"])
+    loaded = Config.fromfile(VIDEO)
+    budget = config_budget(loaded)
+    assert (source["max_positions"], source["image_tokens"]) == (budget.positions, budget.image_tokens)
+    loaded.merge_from_dict({"rope_factor": 3.0})  # --cfg-options on the setting reaches the LLM and the check
+    assert loaded.model.llm.rope_scaling.factor == 3.0
+    assert loaded.train_dataloader.dataset.datasets[1].max_positions == config_budget(loaded).positions == 3 * 4096
+    fields = derived_fields(cfg)
+    for name, field in (("llm_name_or_path", "max_positions"), ("rope_factor", "max_positions"),
+                        ("low_res", "image_tokens"), ("patch_size", "image_tokens")):
+        assert f"{where}.{field}" in fields[name], f"{name} does not reach {field}"
+    changed = copy.deepcopy(cfg)
+    changed.update(llm_name_or_path="meta-llama/Meta-Llama-3-8B-Instruct", rope_factor=1.5, low_res=224)
+    derived = derive_settings(changed)["train_dataloader"]["dataset"]["datasets"][1]
+    assert (derived["max_positions"], derived["image_tokens"]) == (int(8192 * 1.5), 16 ** 2)
+    # a dataset that does not ask for the check gets none, and an LLM whose positions are unknown is refused by name
+    assert not any(key in cfg["train_dataloader"]["dataset"]["datasets"][0] for key in SEQUENCE_CHECK)
+    changed["llm_name_or_path"] = "someone/unknown-llm"
+    with pytest.raises(ValueError, match="someone/unknown-llm"):
+        derive_settings(changed)
+
+
+def test_a_hand_written_sequence_check_is_refused(tmp_path):
+    """A leaf config that copies the check by hand fails the source test (the value is derived over it anyway)."""
+    path = _leaf_config(tmp_path, "vicuna_7b_v15/mg_llava_vicuna_7b_v15_video_finetune_qlora.py",
+                        "max_positions = int(4096 * rope_factor)\n"
+                        "train_dataloader.dataset.datasets[1].update(image_tokens=(low_res // 14) ** 2)\n")
+    writes = _sequence_check_writes(path)
+    assert [w.split(":")[0] for w in writes] == ["line 7", "line 8"], writes
+    assert Config.fromfile(path).train_dataloader.dataset.datasets[1].max_positions == 8192

@@ -26,12 +26,11 @@ encoder_chunk_size = 16  # images/frames per encoder call: bounds the ConvNeXt-L
 # Sequence budget (README, mg_llava/token_budget.py): a full-length video sample is 1471 text + 8 x (576 + 100 boxes)
 # = 6879 tokens; Vicuna v1.5 was trained with 4096 positions, which 8 x 576 frame tokens alone pass. Remedy: linear
 # RoPE scaling x2 (8192 positions; LLaVA-NeXT-Video's remedy for the same LLM), which the LoRA fine-tune adapts the
-# LLM to (it is in the LLM's config, so an export carries it). The video source refuses, when it loads a sample, any
-# sequence that would still pass the scaled positions.
+# LLM to (derive_settings puts it into model.llm.rope_scaling, so an export carries it in the LLM's config). The video
+# source refuses, when it loads a sample, any sequence that would still pass the scaled positions: its max_positions
+# (the LLM's trained positions x rope_factor) and image_tokens (the low-res grid, (low_res // patch_size) ** 2) are
+# derived from the settings.
 rope_factor = 2.0
-max_positions = int(4096 * rope_factor)
-image_tokens = (low_res // 14) ** 2  # 576: CLIP ViT-L/14 at 336
-model.llm.rope_scaling = dict(type="linear", factor=rope_factor)
 
 model.llm_lora.r = 512
 model.llm_lora.lora_alpha = 256
@@ -46,8 +45,8 @@ train_dataloader.dataset.datasets = [
         video_folder=video_folder,
         num_frames=num_frames,
         box_file=video_box_file,
-        max_positions=max_positions,
-        image_tokens=image_tokens,
+        max_positions=None,  # derived: the sequence check (8192 positions, 576 tokens a frame)
+        image_tokens=None,
     ),
 ]
 train_dataloader.sampler.type = ModalityLengthGroupedSampler  # length-grouped batches of one modality
