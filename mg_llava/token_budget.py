@@ -19,6 +19,8 @@ import os.path as osp
 from dataclasses import asdict, dataclass
 from typing import Mapping, Optional, Sequence
 
+from .dataset.sample import sequence_length
+
 
 
 def llm_positions() -> dict:
@@ -149,11 +151,3 @@ def config_budget(cfg) -> TokenBudget:
             tiled = max(tiled, rows * side * (cols * side + int(newline)))
     return TokenBudget(text=text, image_tokens=side * side, max_boxes=max_boxes, num_frames=num_frames,
                        tiled_tokens=tiled, positions=llm_context(cfg.model.llm), rope_factor=rope_factor(cfg))
-
-
-def sequence_length(num_text_tokens: int, num_placeholders: int, images: int, image_tokens: int,
-                    boxes: int) -> int:
-    """LLM tokens of one loaded sample: its text with each of ``num_placeholders`` placeholders replaced by the
-    visual tokens of its ``images`` images (frames) and ``boxes`` boxes in all (plain views; tiles are budgeted by
-    :func:`config_budget`)."""
-    return num_text_tokens - num_placeholders + images * image_tokens + boxes

@@ -60,7 +60,6 @@ from xtuner.utils import IMAGE_TOKEN_INDEX
 
 from ..image_io import ImageDecodeError
 from ..registry import MODELS, build
-from ..token_budget import sequence_length
 from .box_file import load_box_file
 from .box_rules import MAX_BOXES, NMS_IOU_THRESHOLD
 from .box_table import BoxTable
@@ -68,7 +67,7 @@ from .conversations import BAD_SAMPLE_POLICIES, BadSample, BadSampleError, apply
 from .anyres_views import AnyResImageViews, AnyResPixelView
 from .image_views import ImageViews, load_image
 from .released_boxes import BOX_RULES, apply_box_rule
-from .sample import assemble_sample, mark_video_token, video_as_image
+from .sample import assemble_sample, mark_video_token, sequence_length, video_as_image
 from .video import NUM_FRAMES, VIDEO_TOKEN_INDEX, VideoReadError, read_video
 
 TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "length")  # and "video" if any
@@ -103,7 +102,7 @@ class LLaVABoxDataset(Dataset):
         video_folder: root of the samples' ``video`` paths (default: ``image_folder``).
         num_frames: T, frames sampled per video (8 in the released recipe).
         max_positions, image_tokens: with both, a sample whose LLM sequence (text + ``image_tokens`` per image or
-            frame + its boxes; :func:`mg_llava.token_budget.sequence_length`) would pass the LLM's ``max_positions``
+            frame + its boxes; :func:`~mg_llava.dataset.sample.sequence_length`) would pass the LLM's ``max_positions``
             raises a :class:`BadSampleError` naming it when loaded (the video recipe sets them; see the README's
             sequence budget).
         uint8_views: hand over the high-res view only, as uint8 (the default, for training: the model's

@@ -47,4 +47,12 @@ def assemble_sample(sample_id: str, input_ids: torch.Tensor, labels: torch.Tenso
     return sample
 
 
-__all__ = ["assemble_sample", "mark_video_token", "video_as_image"]
+def sequence_length(num_text_tokens: int, num_placeholders: int, images: int, image_tokens: int,
+                    boxes: int) -> int:
+    """LLM tokens of one loaded sample: its text with each of ``num_placeholders`` placeholders replaced by the
+    visual tokens of its ``images`` images (frames) and ``boxes`` boxes in all (plain views; tiles are budgeted by
+    :func:`mg_llava.token_budget.config_budget`)."""
+    return num_text_tokens - num_placeholders + images * image_tokens + boxes
+
+
+__all__ = ["assemble_sample", "mark_video_token", "sequence_length", "video_as_image"]
