@@ -301,11 +301,15 @@ def sequences(cfg, steps=None) -> dict:
 
 
 def stage_options(cfg, steps) -> list:
-    """``--cfg-options`` of a ``--steps`` run: ``steps`` iterations, the first samples in the data's order (stage 1's
-    shuffle off; XTuner's length-grouped sampler already yields the longest first), so the full sample is trained."""
+    """``--cfg-options`` of a ``--steps`` run: ``steps`` iterations, each an optimizer step (no gradient
+    accumulation: one iteration of an accumulation of 2 would update nothing), the first samples in the data's order
+    (stage 1's shuffle off; XTuner's length-grouped sampler already yields the longest first), so the full sample is
+    trained."""
     if not steps:
         return []
     options = [f"train_cfg.max_iters={steps}", "train_cfg.max_epochs=None"]
+    if "gradient_accumulation_steps" in cfg.get("strategy", {}):
+        options.append("strategy.gradient_accumulation_steps=1")
     if "shuffle" in cfg.train_dataloader.sampler:
         options.append("train_dataloader.sampler.shuffle=False")
     return options
@@ -386,7 +390,13 @@ def training_figures(work_dir: str) -> dict:
     timed = times[1:] if len(times) > 1 else times
     with open(osp.join(work_dir, "last_checkpoint")) as f:
         checkpoint = f.read().strip()
-    return dict(iterations=len(rows), losses=[r["loss"] for r in rows],
+    steps = None
+    states = osp.join(checkpoint, "mp_rank_00_model_states.pt")
+    if osp.isfile(states):  # a DeepSpeed checkpoint counts the optimizer steps it took
+        import torch
+
+        steps = torch.load(states, map_location="cpu", weights_only=False).get("global_steps")
+    return dict(iterations=len(rows), losses=[r["loss"] for r in rows], optimizer_steps=steps,
                 seconds_per_step=sum(timed) / len(timed) if timed else None, checkpoint=checkpoint,
                 checkpoint_gb=size_on_disk(checkpoint) / 1e9)
 
@@ -412,8 +422,8 @@ def with_convnext(config: str, configs_copy: str, model_name: str) -> str:
     """``config`` with its ConvNeXt replaced by the open_clip ``local-dir:`` folder ``model_name`` (``--layers``),
     in the config file itself, since export, chat and evaluate rebuild the model from the file: lines added to the
     rehearsal's own wrapper, or a new wrapper beside it."""
-    override = (f"\n# tools/rehearse.py --layers: ConvNeXt-L at every width, fewer blocks per stage (the folder holds its"
-                f" weights)\nmodel.visual_encoder_aux.update(model_name={model_name!r}, pretrained=None)\n")
+    override = ("\n# tools/rehearse.py --layers: ConvNeXt-L at every width, fewer blocks per stage (the folder holds"
+                f" its weights)\nmodel.visual_encoder_aux.update(model_name={model_name!r}, pretrained=None)\n")
     folder = osp.join(configs_copy, "rehearsal")
     if osp.dirname(config) == folder:
         with open(config, "a") as f:
@@ -522,7 +532,8 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
         if record:
             with open(record, "w") as f:
                 json.dump(dict(config=osp.relpath(config, ROOT), work_dir=work, layers=layers or "published",
-                               samples=samples, steps=steps, prepared=prepared, phases=phases, finished=False), f, indent=2)
+                               samples=samples, steps=steps, prepared=prepared, phases=phases, finished=False), f,
+                          indent=2)
 
     if shutil.which("xtuner", path=env.get("PATH")) is None:
         raise FileNotFoundError("no `xtuner` command on PATH (activate the environment that has XTuner)")

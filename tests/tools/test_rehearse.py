@@ -47,7 +47,7 @@ def test_every_phase_ran_and_is_measured(record):
         assert phases[name]["largest_process_rss_gb"] > 1.0, name  # at least the 0.42B-parameter LLM in bf16
         assert phases[name]["peak_rss_gb"] >= phases[name]["largest_process_rss_gb"]
     for name in ("stage1", "stage2_lora"):
-        assert phases[name]["iterations"] == 1  # --steps 1
+        assert phases[name]["iterations"] == 1 and phases[name]["optimizer_steps"] == 1  # --steps 1
         assert phases[name]["seconds_per_step"] > 0 and phases[name]["checkpoint_gb"] > 0
         assert all(loss == loss for loss in phases[name]["losses"])  # finite
     llm = result["prepared"]["llm"]["parameters"]
