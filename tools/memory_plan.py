@@ -281,14 +281,16 @@ def rehearsal_check(record_path: str) -> List[dict]:
             continue
         w = workload_from_config(prepared[key], phase["longest_sequence"]["length"])
         layers = prepared["llm"]["layers"]
-        frozen = w.frozen + prepared["clip"]["parameters"] - w.parts["clip"]
+        # the ConvNeXt the run built (``--layers`` cuts its blocks; the config's name is the published one)
+        convnext = prepared.get("convnext", {}).get("trunk_parameters", w.parts["convnext"])
+        frozen = w.frozen + prepared["clip"]["parameters"] - w.parts["clip"] + convnext - w.parts["convnext"]
         trainable = w.trainable
         if w.llm_trains:
             trainable += prepared["llm"]["parameters"] - w.parts["llm"]
         else:
             frozen += prepared["llm"]["parameters"] - w.parts["llm"]
         trainable += round(w.parts["lora"] * (layers / w.layers - 1))  # LoRA adapters scale with the layers
-        parts = dict(w.parts, llm=prepared["llm"]["parameters"], clip=prepared["clip"]["parameters"],
+        parts = dict(w.parts, llm=prepared["llm"]["parameters"], clip=prepared["clip"]["parameters"], convnext=convnext,
                      lora=round(w.parts["lora"] * layers / w.layers))
         w = w.changed(layers=layers, frozen=frozen, trainable=trainable, batch=1, accumulation=1, parts=parts)
         training, build = peak(w, 1)["peak"] - RUNTIME_OVERHEAD + baseline, host_build_peak(w) + baseline

@@ -1,6 +1,6 @@
 """A real config at full size, on the CPU: stage 1 -> stage 2 (LoRA) -> export -> chat -> evaluate, measured.
 
-    python tools/rehearse.py CONFIG [--work-dir /tmp/rehearsal] [--samples 2] [--layers N] [--json out.json]
+    python tools/rehearse.py CONFIG [--work-dir /tmp/rehearsal] [--samples 2] [--layers N] [--steps N] [--json out.json]
     make rehearsal      # Phi-3-mini-4k, full size
 
 CONFIG is a shipped stage-1 config; its stage 2 is the config of the same name with ``finetune`` (with LoRA: the
@@ -21,12 +21,16 @@ world they expect:
   checkpoint at the end, the warm-up over half the (few) iterations instead of 3 %, stage 2's ``pretrained_pth`` =
   stage 1's checkpoint. DeepSpeed (ZeRO-2, bf16) runs on its CPU accelerator with gloo, one process.
 
-``--layers N`` keeps every width but gives the LLM and CLIP N layers (ConvNeXt-L keeps its depth: open_clip builds it
-by name); the test runs 2. Records per phase: peak resident memory of the process tree and of its largest process
-(the trainer; sampled every 0.2 s), wall
-time, seconds per training step (mmengine's logged ``time``, the first step left out when there are more), the
-checkpoint and export sizes on disk, and the longest LLM sequence of the generated data (text + 576 + boxes, counted
-by the config's own dataset). Table + JSON.
+``--layers N`` keeps every width but gives every tower at most N layers: the LLM and CLIP N layers, ConvNeXt-L N blocks
+per stage (open_clip builds it by name with no depth to choose, so the rehearsal writes an open_clip ``local-dir:``
+folder whose timm trunk is a ``local-dir:`` ``convnext_large`` with ``depths`` [N] * 4, and points both stages' configs
+at it in a wrapper, which export, chat and evaluate rebuild the model from). ``--steps N`` trains N iterations per
+stage instead of an epoch, the full sample first (stage 1's shuffle off; stage 2's length-grouped sampler yields the
+longest first). The test runs ``--layers 2 --steps 1``. Records per phase: peak resident memory of the process tree
+and of its largest process (the trainer; sampled every 0.2 s), wall time, seconds per training step (mmengine's
+logged ``time``, the first step left out when there are more), the checkpoint and export sizes on disk, and the
+longest LLM sequence of the generated data (text + 576 + boxes, counted by the config's own dataset in the prepare
+phase) and, with ``--steps``, the longest of the samples the config's sampler yields first. Table + JSON.
 """
 import argparse
 import hashlib
@@ -83,7 +87,11 @@ def hub_folder(hf_home: str, repo_id: str) -> str:
 
 
 def stand_in_tokenizer(family: str, vocab_size: int):
-    """The family's byte-level stand-in, padded with filler tokens to ``vocab_size`` entries."""
+    """The family's byte-level stand-in, padded with filler tokens to ``vocab_size`` entries.
+
+    The fillers are entries of the BPE model's vocabulary (no merge produces them), not added tokens: 32k added tokens
+    cost every load of the tokenizer ~6 s (each one parsed into the added-token table), and the run loads it about
+    a dozen times."""
     import tempfile
 
     from transformers import AutoTokenizer
@@ -91,8 +99,18 @@ def stand_in_tokenizer(family: str, vocab_size: int):
     from mg_llava.testing.tiny_models import build_tokenizer
 
     with tempfile.TemporaryDirectory() as folder:
-        tokenizer = AutoTokenizer.from_pretrained(build_tokenizer(folder, family))
-    tokenizer.add_tokens([f"<|filler_{i}|>" for i in range(vocab_size - len(tokenizer))])
+        base = AutoTokenizer.from_pretrained(build_tokenizer(folder, family))
+        padded = osp.join(folder, "padded")
+        base.save_pretrained(padded)
+        with open(osp.join(padded, "tokenizer.json")) as f:
+            backend = json.load(f)
+        vocab, start = backend["model"]["vocab"], len(base)
+        if max(vocab.values()) + 1 != start:
+            raise RuntimeError(f"stand-in tokenizer of {family}: ids beyond its BPE vocabulary ({start} entries)")
+        vocab.update((f"<|filler_{i}|>", start + i) for i in range(vocab_size - start))
+        with open(osp.join(padded, "tokenizer.json"), "w") as f:
+            json.dump(backend, f)
+        tokenizer = AutoTokenizer.from_pretrained(padded)
     if len(tokenizer) != vocab_size:
         raise RuntimeError(f"stand-in tokenizer has {len(tokenizer)} entries, expected {vocab_size}")
     return tokenizer
@@ -148,7 +166,46 @@ def write_convnext(path: str, name: str, seed: int = 0) -> dict:
     model = open_clip.create_model(name, pretrained=None)
     os.makedirs(osp.dirname(path), exist_ok=True)
     torch.save(model.state_dict(), path)
-    return dict(parameters=sum(p.numel() for p in model.visual.parameters()))
+    trunk = model.visual.trunk
+    return dict(parameters=sum(p.numel() for p in model.visual.parameters()), model_name=name,
+                trunk_parameters=sum(p.numel() for m in (trunk.stem, trunk.stages) for p in m.parameters()),
+                blocks_per_stage=[len(stage.blocks) for stage in trunk.stages])
+
+
+def write_shallow_convnext(folder: str, name: str, layers: int, seed: int = 0) -> dict:
+    """open_clip's ``name`` with every width kept and at most ``layers`` blocks per trunk stage (and text layers),
+    random weights, as an open_clip ``local-dir:`` folder (config + weights).
+
+    Neither open_clip (a model by registry name) nor its timm trunk (``convnext_large`` by name) takes a depth, so the
+    folder's open_clip config names the trunk as a timm ``local-dir:`` folder whose ``model_args`` set the depths."""
+    import open_clip
+    import torch
+
+    model_cfg = open_clip.get_model_config(name)
+    if model_cfg is None or not model_cfg.get("vision_cfg", {}).get("timm_model_name"):
+        raise ValueError(f"open_clip model {name!r} has no timm trunk whose depth the rehearsal could cut")
+    vision, text = model_cfg["vision_cfg"], model_cfg["text_cfg"]
+    trunk = osp.join(folder, "timm_trunk")
+    os.makedirs(trunk, exist_ok=True)
+    import timm
+
+    with torch.device("meta"):  # the published depths, cut to ``layers``
+        published = timm.create_model(vision["timm_model_name"], pretrained=False).stages
+    depths = [min(layers, len(stage.blocks)) for stage in published]
+    with open(osp.join(trunk, "config.json"), "w") as f:
+        json.dump(dict(architecture=vision["timm_model_name"], model_args=dict(depths=depths), pretrained_cfg={}), f)
+    vision["timm_model_name"] = "local-dir:" + trunk
+    text["layers"] = min(layers, text["layers"])  # built by open_clip, then dropped by the encoder
+    with open(osp.join(folder, "open_clip_config.json"), "w") as f:
+        json.dump(dict(model_cfg=model_cfg), f, indent=2)
+    torch.manual_seed(seed)
+    model = open_clip.create_model("local-dir:" + folder, load_weights=False)
+    torch.save(model.state_dict(), osp.join(folder, "open_clip_pytorch_model.bin"))
+    trunk_model = model.visual.trunk
+    return dict(parameters=sum(p.numel() for p in model.visual.parameters()), model_name="local-dir:" + folder,
+                trunk_parameters=sum(p.numel() for m in (trunk_model.stem, trunk_model.stages) for p in m.parameters()),
+                blocks_per_stage=[len(stage.blocks) for stage in trunk_model.stages],
+                widths=[info["num_chs"] for info in trunk_model.feature_info])
 
 
 def sentence(rng, words: int) -> str:
@@ -211,8 +268,11 @@ def sources(cfg) -> list:
     return [dict(dataset, **s) for s in (dataset.get("datasets") or [dataset])]
 
 
-def longest_sequence(cfg) -> dict:
-    """The longest LLM sequence (and its parts) among the config's samples, counted through its own dataset."""
+def sequences(cfg, steps=None) -> dict:
+    """The LLM sequences (text + 576 + boxes, and their parts) of the config's samples, counted through its own
+    dataset: ``longest`` among all; with ``steps``, ``trained`` = the longest among the first ``steps`` samples its
+    sampler yields (batch 1; the run's ``stage_options`` applied to ``cfg``), i.e. what a ``--steps`` run trains."""
+    from mmengine.registry import DATA_SAMPLERS
     from xtuner.registry import BUILDER
     from xtuner.utils import IMAGE_TOKEN_INDEX
 
@@ -221,17 +281,38 @@ def longest_sequence(cfg) -> dict:
 
     tokens = config_budget(cfg).image_tokens
     dataset = BUILDER.build(cfg.train_dataloader.dataset)
-    best = dict(length=0)
+    counted = []
     for i in range(len(dataset)):
         item = dataset[i]
         boxes = sum(len(b) for b in item["boxes"])
         images = len(item["boxes"])
         ids = item["input_ids"]
         placeholders = int(((ids == IMAGE_TOKEN_INDEX) | (ids == VIDEO_TOKEN_INDEX)).sum())
-        length = sequence_length(len(ids), placeholders, images, tokens, boxes)
-        if length > best["length"]:
-            best = dict(length=length, text=len(item["input_ids"]), images=images, boxes=boxes, id=item["id"])
-    return best
+        counted.append(dict(length=sequence_length(len(ids), placeholders, images, tokens, boxes), text=len(ids),
+                            images=images, boxes=boxes, id=item["id"]))
+    result = dict(longest=max(counted, key=lambda c: c["length"]))
+    if steps:
+        sampler = dict(cfg.train_dataloader.sampler, dataset=dataset)
+        if "per_device_batch_size" in sampler:
+            sampler["per_device_batch_size"] = 1
+        order = list(DATA_SAMPLERS.build(sampler))[:steps]
+        result["trained"] = max((counted[i] for i in order), key=lambda c: c["length"])
+    return result
+
+
+def stage_options(cfg, steps) -> list:
+    """``--cfg-options`` of a ``--steps`` run: ``steps`` iterations, each an optimizer step (no gradient
+    accumulation: one iteration of an accumulation of 2 would update nothing), the first samples in the data's order
+    (stage 1's shuffle off; XTuner's length-grouped sampler already yields the longest first), so the full sample is
+    trained."""
+    if not steps:
+        return []
+    options = [f"train_cfg.max_iters={steps}", "train_cfg.max_epochs=None"]
+    if "gradient_accumulation_steps" in cfg.get("strategy", {}):
+        options.append("strategy.gradient_accumulation_steps=1")
+    if "shuffle" in cfg.train_dataloader.sampler:
+        options.append("train_dataloader.sampler.shuffle=False")
+    return options
 
 
 # --------------------------------------------------------------------------------------------------- measuring
@@ -309,7 +390,13 @@ def training_figures(work_dir: str) -> dict:
     timed = times[1:] if len(times) > 1 else times
     with open(osp.join(work_dir, "last_checkpoint")) as f:
         checkpoint = f.read().strip()
-    return dict(iterations=len(rows), losses=[r["loss"] for r in rows],
+    steps = None
+    states = osp.join(checkpoint, "mp_rank_00_model_states.pt")
+    if osp.isfile(states):  # a DeepSpeed checkpoint counts the optimizer steps it took
+        import torch
+
+        steps = torch.load(states, map_location="cpu", weights_only=False).get("global_steps")
+    return dict(iterations=len(rows), losses=[r["loss"] for r in rows], optimizer_steps=steps,
                 seconds_per_step=sum(timed) / len(timed) if timed else None, checkpoint=checkpoint,
                 checkpoint_gb=size_on_disk(checkpoint) / 1e9)
 
@@ -331,9 +418,31 @@ def stage2_config(stage1: str, configs_copy: str) -> str:
     return wrapper
 
 
+def with_convnext(config: str, configs_copy: str, model_name: str) -> str:
+    """``config`` with its ConvNeXt replaced by the open_clip ``local-dir:`` folder ``model_name`` (``--layers``),
+    in the config file itself, since export, chat and evaluate rebuild the model from the file: lines added to the
+    rehearsal's own wrapper, or a new wrapper beside it."""
+    override = ("\n# tools/rehearse.py --layers: ConvNeXt-L at every width, fewer blocks per stage (the folder holds"
+                f" its weights)\nmodel.visual_encoder_aux.update(model_name={model_name!r}, pretrained=None)\n")
+    folder = osp.join(configs_copy, "rehearsal")
+    if osp.dirname(config) == folder:
+        with open(config, "a") as f:
+            f.write(override)
+        return config
+    package, name = osp.split(osp.relpath(config, configs_copy))
+    wrapper = osp.join(folder, name.replace(".py", "_rehearsal.py"))
+    os.makedirs(folder, exist_ok=True)
+    with open(wrapper, "w") as f:
+        f.write(f"# tools/rehearse.py: {package}/{name}\nfrom mmengine.config import read_base\n\nwith read_base():\n"
+                f"    from ..{package}.{name[:-3]} import *\n{override}")
+    return wrapper
+
+
 # ------------------------------------------------------------------------------------------------------ the run
-def prepare(config: str, work: str, samples: int, layers, seed: int) -> dict:
-    """Weights, tokenizer and data for ``config`` and its stage 2 under ``work``; returns what was written."""
+def prepare(config: str, work: str, samples: int, layers, seed: int, steps=None) -> dict:
+    """Weights, tokenizer and data for ``config`` and its stage 2 under ``work``, and the data's sequences counted
+    (:func:`sequences`; ``HF_HOME`` must be ``work/hf_home`` when this process started: the hub's cache is read at
+    import); returns what was written."""
     import numpy as np
     from mmengine.config import Config
 
@@ -353,13 +462,23 @@ def prepare(config: str, work: str, samples: int, layers, seed: int) -> dict:
     written = dict(llm=write_llm(hf_home, llm_id, hub_llms[llm_id], layers, seed),
                    clip=write_clip(hf_home, cfg1.model.visual_encoder.pretrained_model_name_or_path, layers, seed))
     aux = cfg1.model.get("visual_encoder_aux")
-    if aux is not None:
+    if aux is not None and layers:
+        written["convnext"] = write_shallow_convnext(osp.join(work, "convnext_rehearsal"), aux.model_name, layers, seed)
+        stage1, stage2 = (with_convnext(c, configs_copy, written["convnext"]["model_name"]) for c in (stage1, stage2))
+    elif aux is not None:
         written["convnext"] = write_convnext(osp.join(work, aux.pretrained), aux.model_name, seed)
     for stage, cfg in (("pretrain", cfg1), ("finetune", cfg2)):
         for i, source in enumerate(sources(cfg)):
             source = {k: osp.join(work, source[k]) for k in ("data_path", "image_folder", "box_file")}
             write_source(source, samples, cfg.max_length, stage, rng, longest=i == 0)
-    return dict(written, stage1_config=stage1, stage2_config=stage2, hf_home=hf_home)
+    counted, options = {}, {}
+    for phase, cfg in (("stage1", cfg1), ("stage2_lora", cfg2)):
+        options[phase] = stage_options(cfg, steps)
+        if "train_dataloader.sampler.shuffle=False" in options[phase]:
+            cfg.train_dataloader.sampler.shuffle = False  # as the run will have it
+        counted[phase] = sequences(cfg, steps)
+    return dict(written, stage1_config=stage1, stage2_config=stage2, hf_home=hf_home, sequences=counted,
+                stage_options=options)
 
 
 def evaluation_files(work: str, rng) -> dict:
@@ -377,9 +496,10 @@ def evaluation_files(work: str, rng) -> dict:
 
 
 def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 0, threads=None,
-             timeout=None, record=None) -> dict:
+             timeout=None, record=None, steps=None) -> dict:
     """The whole chain (see the module docstring); ``timeout``: seconds each phase may take; ``record``: a JSON
-    file rewritten after every phase (a run stopped early keeps the figures of the phases it finished)."""
+    file rewritten after every phase (a run stopped early keeps the figures of the phases it finished); ``steps``:
+    iterations per stage (default: one epoch of the generated data)."""
     import numpy as np
 
     work = osp.abspath(work)
@@ -397,34 +517,38 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
     # the stand-in world is written by a process of its own, so the models it builds leave no memory behind here
     phases = [run_phase("prepare", [python, osp.abspath(__file__), config, "--work-dir", work, "--samples",
                                     str(samples), "--seed", str(seed), "--prepare-only"]
-                        + (["--layers", str(layers)] if layers else []), work, env, logs, timeout)]
+                        + (["--layers", str(layers)] if layers else [])
+                        + (["--steps", str(steps)] if steps else []), work, env, logs, timeout)]
     with open(osp.join(work, "prepared.json")) as f:
         prepared = json.load(f)
 
     def finished(phase: dict):
-        key = dict(stage1="stage1_config", stage2_lora="stage2_config").get(phase["phase"])
-        if key:  # counted in a process of its own: the stand-in hub resolves through HF_HOME, read at import
-            counted = subprocess.run([python, osp.abspath(__file__), "--longest-sequence", prepared[key]], cwd=work,
-                                     env=env, capture_output=True, text=True, check=True)
-            phase["longest_sequence"] = json.loads(counted.stdout.strip().splitlines()[-1])
+        counted = prepared["sequences"].get(phase["phase"])
+        if counted:  # counted by the prepare phase, through the config's own dataset and sampler
+            phase["longest_sequence"] = counted["longest"]
+            if "trained" in counted:
+                phase["trained_sequence"] = counted["trained"]
         phases.append(phase)
         if record:
             with open(record, "w") as f:
                 json.dump(dict(config=osp.relpath(config, ROOT), work_dir=work, layers=layers or "published",
-                               samples=samples, prepared=prepared, phases=phases, finished=False), f, indent=2)
+                               samples=samples, steps=steps, prepared=prepared, phases=phases, finished=False), f,
+                          indent=2)
 
     if shutil.which("xtuner", path=env.get("PATH")) is None:
         raise FileNotFoundError("no `xtuner` command on PATH (activate the environment that has XTuner)")
     xtuner = ["xtuner", "train"]
 
+    run_options = list(RUN_OPTIONS)
     stage1_dir = osp.join(work, "work_dirs", "stage1")
     phase = run_phase("stage1", [*xtuner, prepared["stage1_config"], "--work-dir", stage1_dir, "--cfg-options",
-                                 *RUN_OPTIONS], work, env, logs, timeout)
+                                 *run_options, *prepared["stage_options"]["stage1"]], work, env, logs, timeout)
     finished(dict(phase, **training_figures(stage1_dir)))
 
     stage2_dir = osp.join(work, "work_dirs", "stage2")
-    stage2_options = RUN_OPTIONS + [f"model.pretrained_pth={phases[-1]['checkpoint']}",
-                                    "train_dataloader.sampler.per_device_batch_size=1"]
+    stage2_options = run_options + [f"model.pretrained_pth={phases[-1]['checkpoint']}",
+                                    "train_dataloader.sampler.per_device_batch_size=1",
+                                    *prepared["stage_options"]["stage2_lora"]]
     phase = run_phase("stage2_lora", [*xtuner, prepared["stage2_config"], "--work-dir", stage2_dir, "--cfg-options",
                                       *stage2_options], work, env, logs, timeout)
     finished(dict(phase, **training_figures(stage2_dir)))
@@ -457,7 +581,7 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
     finished(phase)
 
     return dict(config=osp.relpath(config, ROOT), work_dir=work, layers=layers or "published", samples=samples,
-                prepared={k: v for k, v in prepared.items() if k != "hf_home"}, phases=phases,
+                steps=steps, prepared={k: v for k, v in prepared.items() if k != "hf_home"}, phases=phases,
                 total_seconds=time.perf_counter() - start, finished=True)
 
 
@@ -481,25 +605,22 @@ def main(argv=None):
     parser.add_argument("--work-dir", default=osp.join(ROOT, "work_dirs", "rehearsal"))
     parser.add_argument("--samples", type=int, default=2, help="samples per data source")
     parser.add_argument("--layers", type=int, help="LLM and CLIP layers (default: the published depth)")
+    parser.add_argument("--steps", type=int, help="iterations per stage, the full-length sample first "
+                                                    "(default: an epoch of the generated data)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the phases")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the record here")
     parser.add_argument("--timeout", type=int, help="seconds each phase may take")
-    parser.add_argument("--longest-sequence", metavar="CONFIG", help=argparse.SUPPRESS)  # used by the run itself
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)  # used by the run itself
     args = parser.parse_args(argv)
     if args.prepare_only:
-        prepared = prepare(osp.abspath(args.config), osp.abspath(args.work_dir), args.samples, args.layers, args.seed)
+        prepared = prepare(osp.abspath(args.config), osp.abspath(args.work_dir), args.samples, args.layers, args.seed,
+                           args.steps)
         with open(osp.join(args.work_dir, "prepared.json"), "w") as f:
             json.dump(prepared, f)
         return None
-    if args.longest_sequence:
-        from mmengine.config import Config
-
-        print(json.dumps(longest_sequence(Config.fromfile(args.longest_sequence))))
-        return None
     result = rehearse(osp.abspath(args.config), args.work_dir, args.samples, args.layers, args.seed, args.threads,
-                      args.timeout, args.json)
+                      args.timeout, args.json, args.steps)
     print_table(result)
     if args.json:
         with open(args.json, "w") as f:

@@ -1,6 +1,6 @@
-"""tools/rehearse.py at real widths with 2 layers per tower (LLM and CLIP; ConvNeXt-L keeps its depth): Phi-3 stage 1
--> LoRA stage 2 -> export -> chat -> evaluate through the real CLIs, the stand-in hub resolving offline, a sample at
-the config's full max_length with 100 boxes, and every phase measured."""
+"""tools/rehearse.py at real widths with 2 layers per tower (the LLM and CLIP at 2 layers, ConvNeXt-L at 2 blocks per
+stage): Phi-3 stage 1 -> LoRA stage 2 -> export -> chat -> evaluate through the real CLIs, the stand-in hub resolving
+offline, one step per stage, on the sample at the config's full max_length with 100 boxes, and every phase measured."""
 import json
 import os
 import os.path as osp
@@ -32,8 +32,8 @@ def test_stand_in_hub_resolves_offline_and_tokenizer_has_the_real_vocabulary(tmp
 @pytest.fixture(scope="module")
 def record(tmp_path_factory):
     work = tmp_path_factory.mktemp("rehearsal")
-    result = rehearse.main([PHI3, "--work-dir", str(work), "--samples", "1", "--layers", "2", "--threads", "2",
-                            "--json", str(work / "record.json")])
+    result = rehearse.main([PHI3, "--work-dir", str(work), "--samples", "1", "--layers", "2", "--steps", "1",
+                            "--threads", "2", "--json", str(work / "record.json")])
     return result, work
 
 
@@ -47,7 +47,7 @@ def test_every_phase_ran_and_is_measured(record):
         assert phases[name]["largest_process_rss_gb"] > 1.0, name  # at least the 0.42B-parameter LLM in bf16
         assert phases[name]["peak_rss_gb"] >= phases[name]["largest_process_rss_gb"]
     for name in ("stage1", "stage2_lora"):
-        assert phases[name]["iterations"] == (2 if name == "stage1" else 3)  # one sample per source, batch 1
+        assert phases[name]["iterations"] == 1 and phases[name]["optimizer_steps"] == 1  # --steps 1
         assert phases[name]["seconds_per_step"] > 0 and phases[name]["checkpoint_gb"] > 0
         assert all(loss == loss for loss in phases[name]["losses"])  # finite
     llm = result["prepared"]["llm"]["parameters"]
@@ -57,6 +57,15 @@ def test_every_phase_ran_and_is_measured(record):
     assert result["prepared"]["llm"]["vocab"] == 32064 and result["prepared"]["llm"]["layers"] == 2
 
 
+def test_convnext_l_keeps_its_widths_at_2_blocks_per_stage(record):
+    result, work = record
+    convnext = result["prepared"]["convnext"]
+    assert convnext["widths"] == [192, 384, 768, 1536] and convnext["blocks_per_stage"] == [2, 2, 2, 2]
+    assert convnext["model_name"].startswith("local-dir:" + str(work))
+    with open(osp.join(work, "export", "mg_llava.json")) as f:  # what chat and evaluate rebuilt the model from
+        assert json.load(f)["visual_encoder_aux"]["model_name"] == convnext["model_name"]
+
+
 def test_a_sample_reached_max_length_with_100_boxes(record):
     result, _ = record
     for phase in result["phases"]:
@@ -64,6 +73,7 @@ def test_a_sample_reached_max_length_with_100_boxes(record):
             longest = phase["longest_sequence"]
             assert longest["text"] == 2048 - 576 and longest["boxes"] == 100
             assert longest["length"] == 1472 - 1 + 576 + 100
+            assert phase["trained_sequence"] == longest  # the one step of --steps 1 trains it
 
 
 def test_stage2_is_the_lora_wrapper_of_the_shipped_finetune(record):
