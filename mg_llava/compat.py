@@ -56,11 +56,13 @@ def _patch_cpu_bf16_query():
 
 def mmengine_resume_safe_globals():
     """The globals an mmengine/XTuner training checkpoint needs beyond tensors and plain containers."""
+    from mmengine.config import ConfigDict
     from mmengine.logging.history_buffer import HistoryBuffer
 
     multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
     dtype_classes = [type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")]
-    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes]
+    # ConfigDict: a ZeRO-3 model-states file holds the DeepSpeed config as one (XTuner's resume reads its seed there)
+    return [HistoryBuffer, ConfigDict, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes]
 
 
 def _history_buffer_getstate(self) -> dict:

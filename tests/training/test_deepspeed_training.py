@@ -117,10 +117,17 @@ def test_zero2_bf16_stage2_loads_stage1_and_the_loss_falls(zero2_stage1, zero2_s
     assert last < first - 0.5, f"stage-2 loss did not fall in bf16: first iterations {values[:4]}, last {values[-4:]}"
 
 
-def test_killed_zero2_run_resumes_with_the_same_losses(workspace, zero2_stage1):
-    work_dir = str(workspace / "work_dirs" / "zero2_killed")
+@pytest.mark.parametrize("zero", [2, 3])
+def test_killed_run_resumes_with_the_same_losses(workspace, zero, request):
+    """Killed after its first checkpoint and resumed from it, a two-process run continues as the uninterrupted one
+    (ZeRO-2: optimizer shards per rank; ZeRO-3: every parameter and its optimizer state partitioned)."""
+    reference_dir = request.getfixturevalue(f"zero{zero}_stage1")
+    model_file = DEEPSPEED_MODEL_FILE if zero == 2 else ZERO3_WEIGHTS_FILE
+    work_dir = str(workspace / "work_dirs" / f"zero{zero}_killed")
     resume_from = checkpoint(work_dir, SAVE_STEPS)
-    _, proc = run(workspace, 2, "pretrain", "zero2_killed", NO_SAMPLE_ANSWERS, background=True)
+    # ZeRO-3 keeps the config's hooks: they include the one that writes the gathered weights
+    hooks = [NO_SAMPLE_ANSWERS] if zero == 2 else []
+    _, proc = run(workspace, zero, "pretrain", f"zero{zero}_killed", *hooks, background=True)
     deadline = time.time() + 300
     while not osp.exists(osp.join(work_dir, "last_checkpoint")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -129,12 +136,13 @@ def test_killed_zero2_run_resumes_with_the_same_losses(workspace, zero2_stage1):
     assert osp.isdir(resume_from), "the run was to be killed after its first checkpoint"
     assert not osp.exists(checkpoint(work_dir, STAGE1_ITERS)), "the run finished before it was killed"
 
-    _, log = run(workspace, 2, "pretrain", "zero2_killed", NO_SAMPLE_ANSWERS, extra=["--resume", resume_from])
-    _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
-    reference, resumed = scalars(zero2_stage1), scalars(work_dir)
+    _, log = run(workspace, zero, "pretrain", f"zero{zero}_killed", *hooks, extra=["--resume", resume_from])
+    _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), model_file))
+    reference, resumed = scalars(reference_dir), scalars(work_dir)
     for it in range(SAVE_STEPS + 1, STAGE1_ITERS + 1):
         assert resumed[it]["loss"] == pytest.approx(reference[it]["loss"], rel=1e-5, abs=1e-6), f"iteration {it}"
-    final_ref, final = weights(zero2_stage1, STAGE1_ITERS), weights(work_dir, STAGE1_ITERS)
+    final_ref, final = weights(reference_dir, STAGE1_ITERS), weights(work_dir, STAGE1_ITERS)
+    assert final_ref.keys() == final.keys()
     for key in final_ref:
         torch.testing.assert_close(final[key], final_ref[key], rtol=0, atol=0, msg=key)
 
