@@ -21,6 +21,8 @@ import subprocess
 import sys
 from glob import glob
 
+from mg_llava.launch import interpreter_env
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = {stage: f"xtuner_configs/tiny/mg_llava_tiny_cpu_{stage}.py" for stage in ("pretrain", "finetune")}
 ASSETS = "work_dirs/tiny_assets"
@@ -28,7 +30,7 @@ ASSETS = "work_dirs/tiny_assets"
 
 def run(cmd):
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, env=interpreter_env())  # `xtuner` of this interpreter's environment
 
 
 def final_checkpoint(stage):

@@ -45,6 +45,8 @@ import threading
 import time
 from glob import glob
 
+from mg_llava.launch import interpreter_env
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(ROOT, "xtuner_configs", "phi3_mini_4k_instruct", "mg_llava_phi3_mini_4k_instruct_pretrain.py")
 FAMILIES = {"Phi-3-mini-4k": "phi3", "Vicuna-7B": "vicuna", "Vicuna-13B": "vicuna", "Llama-3-8B": "llama3",
@@ -535,6 +537,7 @@ def rehearse(config: str, work: str, samples: int = 2, layers=None, seed: int = 
                                samples=samples, steps=steps, prepared=prepared, phases=phases, finished=False), f,
                           indent=2)
 
+    env = interpreter_env(env)  # `xtuner train` and what it re-launches: this interpreter's environment
     if shutil.which("xtuner", path=env.get("PATH")) is None:
         raise FileNotFoundError("no `xtuner` command on PATH (activate the environment that has XTuner)")
     xtuner = ["xtuner", "train"]
