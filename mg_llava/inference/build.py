@@ -19,7 +19,8 @@ def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel
     model_type, extra = MGLLaVAModel, {}
     if avg_llava is not None:
         model_type = AVGLLaVAModel
-        extra = dict(scaler=dict(avg_llava["scaler"]), router=dict(avg_llava["router"]))
+        # exports written before the router's views were a setting were trained reading the global view only
+        extra = dict(scaler=dict(avg_llava["scaler"]), router=dict(dict(views="global"), **avg_llava["router"]))
     if spec.get("anyres") is not None:
         extra["anyres"] = dict(spec["anyres"])
     return model_type(

@@ -2,6 +2,7 @@
 references, fusion and object-feature settings, image geometry, box rules, template name), made from a training
 config or from model paths. :mod:`.export` writes it next to the weights; :mod:`.build` builds a model from it.
 """
+import inspect
 import os.path as osp
 from types import SimpleNamespace
 from typing import Optional
@@ -11,7 +12,7 @@ from mmengine.config import Config
 
 from mg_llava.dataset import (MAX_BOXES, NMS_IOU_THRESHOLD, PROMPT_TEMPLATE, AnyResImageViews, DataSettings,
                               ImageViews)
-from mg_llava.model import AVGLLaVAModel
+from mg_llava.model import AVGLLaVAModel, VisualGranularityRouter
 from mg_llava.registry import build as build_module
 
 SPEC_VERSION = 1
@@ -79,12 +80,14 @@ def views_from_spec(image: dict) -> ImageViews:
 
 def avg_llava_spec(model_cfg) -> Optional[dict]:
     """The scaler and router settings of an AVG-LLaVA model config (their defaults where it names none); None for
-    other models. The router's width and granularity sizes come from the model, so they are not stored."""
+    other models. The router's width and granularity sizes come from the model, so they are not stored; which views
+    it reads on tiled images is always stored (exports made before it was a setting read the global view only)."""
     if _type_name(model_cfg) != AVGLLaVAModel.__name__:
         return None
     scaler = model_cfg.get("scaler") or dict(type="VisualGranularityScaler")
-    router = model_cfg.get("router") or dict(type="VisualGranularityRouter")
-    return dict(scaler=_module_spec(scaler, keep_type=True), router=_module_spec(router, keep_type=True))
+    router = _module_spec(model_cfg.get("router") or dict(type="VisualGranularityRouter"), keep_type=True)
+    router.setdefault("views", inspect.signature(VisualGranularityRouter).parameters["views"].default)
+    return dict(scaler=_module_spec(scaler, keep_type=True), router=router)
 
 
 def spec_from_config(cfg: Config) -> dict:

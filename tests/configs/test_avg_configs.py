@@ -38,11 +38,23 @@ def test_avg_config_recipe(path):
     assert model.router.num_heads == 8
     if "/tiny/" in path:
         return
-    assert model.rglf_ce_weight == 0.1 and model.rglf_margin == 1.0
+    assert model.rglf_ce_weight == 0.1 and model.rglf_margin == 1.0 and model.rglf_rank_loss == "rank_distance"
     assert cfg.optim_wrapper.optimizer.lr == (1e-3 if rglf else 2e-5)
     assert cfg.batch_size * cfg.num_gpus * cfg.accumulative_counts == 128
     # a DeepSpeed checkpoint must keep what state_dict() returns, the frozen stage-3 weights included
     assert cfg.strategy.exclude_frozen_parameters == (not rglf)
+
+
+def test_the_default_avg_configs_are_the_authors_setting():
+    """AVG-LLaVA as its authors train it: tiled (any-resolution) input, the router over the global view and every
+    crop, the rank-distance ranking loss; the untiled variants are named so."""
+    from mg_llava.dataset import AnyResImageViews
+
+    for path in AVG_CONFIGS:
+        cfg = Config.fromfile(path)
+        tiled = cfg.train_dataloader.dataset.image_views.type is AnyResImageViews
+        assert tiled == ("_untiled_" not in path) and (cfg.model.get("anyres") is not None) == tiled, path
+        assert cfg.model.router.views == "all" and cfg.model.rglf_rank_loss == "rank_distance", path
 
 
 def _count(module):
@@ -73,8 +85,8 @@ def _build_on_meta(path, folders):
 
 @pytest.mark.parametrize("stage", ["multi_granularity", "rglf"])
 def test_vicuna_7b_builds_on_meta_with_mg_llava_plus_the_router(stage, architecture_folders):
-    avg = _build_on_meta(osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15", f"avg_llava_vicuna_7b_v15_{stage}.py"),
-                         architecture_folders)
+    avg = _build_on_meta(osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15",
+                                  f"avg_llava_vicuna_7b_v15_untiled_{stage}.py"), architecture_folders)
     mg = _build_on_meta(osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15", "mg_llava_vicuna_7b_v15_finetune.py"),
                         architecture_folders)
     assert isinstance(avg, MGLLaVAModel) and avg.granularity_tokens == [576, 288, 144, 72, 36]
@@ -91,7 +103,7 @@ def test_vicuna_7b_anyres_builds_on_meta_with_the_row_end_token(architecture_fol
     LLaVA-NeXT's pinpoints, and room in Vicuna's 4096-token context for a 672x672 image's 2928 grid tokens."""
     from mg_llava.dataset import AnyResImageViews
 
-    path = osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15", "avg_llava_vicuna_7b_v15_anyres_multi_granularity.py")
+    path = osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15", "avg_llava_vicuna_7b_v15_multi_granularity.py")
     cfg = Config.fromfile(path)
     for views in (cfg.image_views, cfg.train_dataloader.dataset.image_views):
         assert views.type is AnyResImageViews
@@ -99,5 +111,5 @@ def test_vicuna_7b_anyres_builds_on_meta_with_the_row_end_token(architecture_fol
     assert cfg.train_dataloader.dataset.max_length + 576 + 48 * 49 + 100 <= 4096
     anyres = _build_on_meta(path, architecture_folders)
     plain = _build_on_meta(osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15",
-                                    "avg_llava_vicuna_7b_v15_multi_granularity.py"), architecture_folders)
+                                    "avg_llava_vicuna_7b_v15_untiled_multi_granularity.py"), architecture_folders)
     assert _count(anyres) == _count(plain) + 4096 and anyres.anyres.image_newline.requires_grad

@@ -175,7 +175,7 @@ def test_each_setting_reaches_the_parts_that_use_it(path, parsed):
 def test_shipped_text_lengths():
     lengths = {name: Config.fromfile(osp.join(CONFIG_ROOT, name)).max_length for name in (
         "vicuna_7b_v15/mg_llava_vicuna_7b_v15_pretrain.py", "tiny/mg_llava_tiny_cpu_pretrain.py",
-        "vicuna_7b_v15/avg_llava_vicuna_7b_v15_anyres_multi_granularity.py")}
+        "vicuna_7b_v15/avg_llava_vicuna_7b_v15_multi_granularity.py")}
     assert list(lengths.values()) == [2048 - 576, 512, 1024]
 
 

@@ -46,7 +46,7 @@ def test_the_three_forms_count_their_tokens():
     assert (video.num_frames, video.rope_factor, video.positions) == (8, 2.0, 8192)
     assert video.video_sample == video.longest == TEXT - 1 + 8 * (576 + 100)
     tiled = config_budget(Config.fromfile(osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15",
-                                                   "avg_llava_vicuna_7b_v15_anyres_multi_granularity.py")))
+                                                   "avg_llava_vicuna_7b_v15_multi_granularity.py")))
     # the largest canvas, 672 x 672: 2 x 2 crops of 24 x 24 tokens, 48 rows of 48 + 1 row end (the config's 2928
     # with the global view's 576)
     assert tiled.tiled_tokens == 48 * 49 and tiled.tiled_tokens + tiled.image_tokens == 2928

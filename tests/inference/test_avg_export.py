@@ -10,7 +10,7 @@ import torch
 
 from tool_helpers import ROOT, load_tool
 
-RGLF = "xtuner_configs/tiny/avg_llava_tiny_cpu_rglf.py"
+RGLF = "xtuner_configs/tiny/avg_llava_tiny_cpu_untiled_rglf.py"
 SIZES = [16, 8, 4, 2, 1]  # the tiny 4x4 grid's granularities
 
 
@@ -83,7 +83,7 @@ def test_export_holds_the_router_and_gives_identical_logits_and_choices(avg, tin
     assert spec["avg_llava"]["scaler"] == dict(type="VisualGranularityScaler",
                                                pools=[[1, 1], [1, 2], [2, 2], [2, 4], [4, 4]])
     assert spec["avg_llava"]["router"] == dict(type="VisualGranularityRouter", num_instruction_tokens=32,
-                                               num_heads=8)
+                                               num_heads=8, views="all")
 
     back = load_exported(avg["export"], device="cpu")
     assert isinstance(back.model, AVGLLaVAModel) and back.model.granularity_tokens == SIZES
@@ -92,6 +92,21 @@ def test_export_holds_the_router_and_gives_identical_logits_and_choices(avg, tin
     logits_back, choice_back = logits_and_choice(back, batch)
     assert choice_back == choice and len(set(choice)) > 1, choice  # the router does choose per image
     assert torch.equal(logits_back, logits)
+
+
+def test_an_export_without_the_router_views_setting_reads_the_global_view(avg, tmp_path):
+    """Exports written before the router's views were a setting came from models that read the global view only."""
+    import shutil
+
+    from mg_llava.inference import load_exported
+
+    old = tmp_path / "old_export"
+    shutil.copytree(avg["export"], old)
+    spec = json.loads((old / "mg_llava.json").read_text())
+    del spec["avg_llava"]["router"]["views"]
+    (old / "mg_llava.json").write_text(json.dumps(spec))
+    assert load_exported(str(old), device="cpu").model.router.views == "global"
+    assert load_exported(avg["export"], device="cpu").model.router.views == "all"
 
 
 def test_chat_and_evaluation_from_the_export_report_tokens_per_sample(avg, tiny_data, capsys):

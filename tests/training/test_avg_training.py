@@ -7,8 +7,8 @@ import torch
 from test_tiny_training import _check, load_weights, scalars, workspace, xtuner_train  # noqa: F401 (fixture)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-MULTI = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_multi_granularity.py")
-RGLF = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_rglf.py")
+MULTI = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_untiled_multi_granularity.py")
+RGLF = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_untiled_rglf.py")
 SMALL = "work_dirs/tiny_assets/data/finetune_small.json"  # 8 samples, batch 4: 2 iterations an epoch
 SIZES = (16, 8, 4, 2, 1)
 STAGE3_TRAINED = {"fuse_module", "projector", "bbox_projector", "llm"}
@@ -73,8 +73,8 @@ def check_rglf_run(work_dir, log, stage3_ckpt, iterations, stage3_trained):
         assert 0.0 <= row["router_acc"] <= 1.0
 
 
-ANYRES = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_anyres_multi_granularity.py")
-ANYRES_RGLF = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_anyres_rglf.py")
+ANYRES = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_multi_granularity.py")
+ANYRES_RGLF = osp.join(ROOT, "xtuner_configs", "tiny", "avg_llava_tiny_cpu_rglf.py")
 # chelsea (451x300) on the tiny 2x2 tiling: the crop-grid tokens (rows + row ends) at each grid granularity, worked
 # by hand in tests/model/avg/test_avg_anyres.py
 CHELSEA_TILE_TOKENS = {16: 54, 8: 30, 4: 10, 2: 6, 1: 6}
@@ -143,7 +143,7 @@ def test_anyres_config_trains_on_tiles_and_answers_about_a_tiled_image(workspace
 
 
 def test_anyres_rglf_config_trains_only_the_router_on_tiled_images(workspace, anyres_stage3, small_data):  # noqa: F811
-    """avg_llava_tiny_cpu_anyres_rglf.py through `xtuner train` from the tiled stage 3: the router learns from the
+    """avg_llava_tiny_cpu_rglf.py through `xtuner train` from the tiled stage 3: the router learns from the
     per-granularity losses on tiles; everything stage 3 trained, the row-end token included, stays as it was."""
     _, stage3_ckpt = anyres_stage3
     work_dir = str(workspace / "work_dirs" / "avg_anyres_rglf")

@@ -1,18 +1,20 @@
-# AVG-LLaVA stage 3 (multi-granularity instruction tuning) on the tiny CPU default: one LLM pass per granularity
-# (16, 8, 4, 2, 1 tokens of the 4x4 grid), losses averaged; the LLM, the fusion and both projectors train.
-# Otherwise mg_llava_tiny_cpu_finetune.py (data, lr, batch, CPU settings).
-# After MG-LLaVA's two stages:  xtuner train xtuner_configs/tiny/avg_llava_tiny_cpu_multi_granularity.py
+# AVG-LLaVA stage 3 on tiled (any-resolution) images, the AVG default as its authors train it; tiny CPU version: each
+# image is its global view plus 56 px crops of the best of LLaVA-NeXT's five canvases scaled to the tiny crop side
+# (56x112, 112x56, 112x112, 168x56, 56x168); the scaler pools the global grid and every crop's grid alike, the crop grid
+# is unpadded and its rows end with the learned image_newline. Otherwise
+# avg_llava_tiny_cpu_untiled_multi_granularity.py.
+#   xtuner train xtuner_configs/tiny/avg_llava_tiny_cpu_multi_granularity.py
 from mmengine.config import read_base
 
 with read_base():
-    from .mg_llava_tiny_cpu_finetune import *
-    from .._base_.models.avg_llava import *
+    from .avg_llava_tiny_cpu_untiled_multi_granularity import *
+    from .._base_.models.anyres import *
     from .._base_.derive import derive_settings
 
-pretrained_pth = "work_dirs/mg_llava_tiny_cpu_finetune"  # MG-LLaVA stage 2's work dir: its last checkpoint
-model.update(avg_llava_model, stage="multi_granularity")
-del avg_llava_model
-object_roi_size = 7  # RoIAlign grid before averaging; the released models use 56, which costs CPU time here
-max_epochs = 10
+grid_pinpoints = [[w * low_res // 336, h * low_res // 336] for w, h in grid_pinpoints]
+anyres_views.update(grid_pinpoints=grid_pinpoints)
+image_views.update(anyres_views)
+model.update(anyres_model)
+del anyres_views, anyres_model
 
 derive_settings(globals())  # every part that holds a setting above

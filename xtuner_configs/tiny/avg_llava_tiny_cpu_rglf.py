@@ -1,8 +1,8 @@
-# AVG-LLaVA stage 4 (RGLF, ranking-based granularity learning from LLM feedback) on the tiny CPU default: everything
-# but the router is frozen; a no-grad LLM pass per granularity ranks them by each sample's loss and the router learns
-# that ranking (0.1 x cross-entropy on the best + pairwise ranking loss, margin 1.0 x loss gap), lr 1e-3.
-# Otherwise avg_llava_tiny_cpu_multi_granularity.py.
-# After stage 3:  xtuner train xtuner_configs/tiny/avg_llava_tiny_cpu_rglf.py
+# AVG-LLaVA stage 4 (RGLF) on tiled images, tiny CPU version: only the router trains, on the LLM's per-sample losses
+# with each granularity applied to the global grid and every crop grid; the router averages its scores over the global
+# view and every crop, and learns the authors' rank-distance ranking loss. Otherwise
+# avg_llava_tiny_cpu_multi_granularity.py (with avg_llava_tiny_cpu_untiled_rglf.py's stage-4 settings).
+#   xtuner train xtuner_configs/tiny/avg_llava_tiny_cpu_rglf.py
 from mmengine.config import read_base
 
 with read_base():

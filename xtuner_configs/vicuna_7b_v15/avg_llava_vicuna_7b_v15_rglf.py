@@ -1,8 +1,8 @@
-# AVG-LLaVA stage 4 (RGLF) on MG-LLaVA Vicuna-7B v1.5: starts from stage 3; everything but the router is frozen. Each
-# step runs the LLM without gradient once per granularity, ranks the granularities by each sample's loss, and trains
-# the router on 0.1 x cross-entropy towards the best + a pairwise ranking loss (margin 1.0 x loss gap), lr 1e-3.
-# Checkpoints hold the router and every weight stage 3 trained: one file deploys. Otherwise
-# avg_llava_vicuna_7b_v15_multi_granularity.py (same data, batch and schedule).
+# AVG-LLaVA stage 4 (RGLF) on tiled images, MG-LLaVA Vicuna-7B v1.5: only the router trains; each granularity is applied
+# to the global grid and every crop grid when the LLM ranks them; the router averages its scores over the global view
+# and every crop (as AVG-LLaVA's authors). Checkpoints hold the router, the row-end token and every weight stage 3
+# trained: one file deploys. Otherwise avg_llava_vicuna_7b_v15_multi_granularity.py (with
+# avg_llava_vicuna_7b_v15_untiled_rglf.py's stage-4 settings).
 #   xtuner train xtuner_configs/vicuna_7b_v15/avg_llava_vicuna_7b_v15_rglf.py
 from mmengine.config import read_base
 

@@ -2,7 +2,7 @@
 Importing registers every module."""
 from .avg_llava_model import AVGLLaVAModel
 from .losses import granularity_ranking_loss, rglf_loss
-from .router import VisualGranularityRouter, select_instruction_tokens, straight_through_hard_softmax
+from .router import VisualGranularityRouter, select_instruction_tokens
 from .scaler import AVG_LLAVA_POOLS, VisualGranularityScaler
 
 __all__ = [
@@ -13,5 +13,4 @@ __all__ = [
     "granularity_ranking_loss",
     "rglf_loss",
     "select_instruction_tokens",
-    "straight_through_hard_softmax",
 ]

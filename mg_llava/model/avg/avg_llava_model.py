@@ -10,10 +10,11 @@ sees the grid's granularities and the instruction, not the boxes. A plain LLaVA 
 ``fusion=NoFusion``, ``visual_encoder_aux=None`` and ``object_features=None``.
 
 Tiled (any-resolution) images (``anyres``, AVG-LLaVA's own setting on LLaVA-NeXT): the scaler pools every 24 x 24
-grid, the global view's and each crop's, with the same window; the router sees the global view's granularities (its
-input size is fixed) and the instruction, and its one decision per image applies to the global grid and all the
-crops. The tiled ``<image>`` becomes ``[global grid at k][crop grid at k, unpadded, with row ends][box tokens]``;
-the crops' pooled grid unpads in canvas geometry (``AnyResTokens``).
+grid, the global view's and each crop's, with the same window; the router scores each view's granularities with
+the image's instruction tokens and averages over the views (``router.views="all"``, as the authors do; ``"global"``
+reads the global view only), and its one decision per image applies to the global grid and all the crops. The
+tiled ``<image>`` becomes ``[global grid at k][crop grid at k, unpadded, with row ends][box tokens]``; the crops'
+pooled grid unpads in canvas geometry (``AnyResTokens``).
 
 Training stages (``stage``), after the usual pretraining:
 - ``"multi_granularity"`` (AVG-LLaVA's stage 3): one LLM pass per granularity over the same batch, the loss is their
@@ -21,8 +22,9 @@ Training stages (``stage``), after the usual pretraining:
   projectors; the encoders are frozen and the router is not used.
 - ``"rglf"`` (stage 4, ranking-based granularity learning from LLM feedback): everything but the router is frozen.
   A no-grad LLM pass per granularity gives each sample's loss; the router learns to rank the granularities like
-  those losses (:func:`~.losses.rglf_loss`). Its checkpoints hold the router and every weight stage 3 trained, so
-  one file deploys.
+  those losses (:func:`~.losses.rglf_loss`; ``rglf_rank_loss`` picks the authors' rank-distance form or the
+  earlier all-pairs mean). No language-model gradient reaches the router. Its checkpoints hold the router and every
+  weight stage 3 trained, so one file deploys.
 At inference (any mode but training's ``loss``) the router picks each image's granularity (or
 ``forced_granularity``, an index into the scaler's granularities, overrides it).
 """
@@ -36,7 +38,7 @@ from ..anyres_tokens import is_tiled
 from ..checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, ROUTER_PREFIXES, VISION_PREFIXES
 from ..mg_llava_model import MGLLaVAModel, check_float_views
 from ..token_assembler import assemble, image_sequences
-from .losses import rglf_loss
+from .losses import RANK_FORMS, rglf_loss
 from .router import VisualGranularityRouter, select_instruction_tokens
 from .scaler import VisualGranularityScaler
 
@@ -62,19 +64,24 @@ class AVGLLaVAModel(MGLLaVAModel):
         router: ``VisualGranularityRouter`` config; its width and granularity sizes come from the model.
         stage: ``"multi_granularity"`` or ``"rglf"``, what a training step does (see the module docstring).
         rglf_ce_weight, rglf_margin: the RGLF loss's cross-entropy weight (0.1) and ranking margin (1.0).
+        rglf_rank_loss: the ranking loss's form, ``"rank_distance"`` (the authors') or ``"pairwise_mean"``
+            (:func:`~.losses.granularity_ranking_loss`).
         pretrained_pth: weights to load once every module (the router included) exists: a stage-2 or stage-3
             checkpoint, or an RGLF checkpoint.
     """
 
     def __init__(self, llm, visual_encoder, *, scaler=None, router=None, stage: str = "multi_granularity",
-                 rglf_ce_weight: float = 0.1, rglf_margin: float = 1.0, pretrained_pth: Optional[str] = None,
-                 **kwargs):
+                 rglf_ce_weight: float = 0.1, rglf_margin: float = 1.0, rglf_rank_loss: str = "rank_distance",
+                 pretrained_pth: Optional[str] = None, **kwargs):
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        if rglf_rank_loss not in RANK_FORMS:
+            raise ValueError(f"rglf_rank_loss must be one of {RANK_FORMS}, got {rglf_rank_loss!r}")
         super().__init__(llm, visual_encoder, pretrained_pth=None, **kwargs)
         self.stage = stage
         self.rglf_ce_weight = rglf_ce_weight
         self.rglf_margin = rglf_margin
+        self.rglf_rank_loss = rglf_rank_loss
         self.scaler = build(scaler if scaler is not None else dict(type=VisualGranularityScaler))
         config = self.visual_encoder.config
         self.num_grid_tokens = (config.image_size // config.patch_size) ** 2
@@ -116,20 +123,15 @@ class AVGLLaVAModel(MGLLaVAModel):
         boxes = parts.boxes if parts.boxes is not None else [grid[:0] for grid in parts.grids]  # (0, H) each
         return EncodedImages(self.scaler(parts.grids), boxes, crops)
 
-    def image_tokens(self, data: dict, encoded: EncodedImages, choice: Sequence[int],
-                     weights: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
-        """Each image's tokens at its granularity ``choice[i]``, ordered by the token assembler. The grid and the
-        crops are multiplied by ``weights[i, k]`` (I, K) when given (1 forward; the straight-through path); the
-        crop grid's row ends are not."""
+    def image_tokens(self, data: dict, encoded: EncodedImages, choice: Sequence[int]) -> List[torch.Tensor]:
+        """Each image's tokens at its granularity ``choice[i]``, ordered by the token assembler."""
         side = self.scaler.grid_side(self.num_grid_tokens)
         grids, crop_grids = [], None if encoded.crops is None else []
         for i, k in enumerate(choice):
-            grid = encoded.grids[k][i]
             if encoded.crops is not None:
-                crops = encoded.crops[k][i]
-                crop_grids.append(self.anyres.grid(crops if weights is None else crops * weights[i, k].to(crops.dtype),
-                                                   data["image_tiles"][i].tolist(), self.scaler.grid_shape(side, k)))
-            grids.append(grid if weights is None else grid * weights[i, k].to(grid.dtype))
+                crop_grids.append(self.anyres.grid(encoded.crops[k][i], data["image_tiles"][i].tolist(),
+                                                   self.scaler.grid_shape(side, k)))
+            grids.append(encoded.grids[k][i])
         return image_sequences(grids, crop_grids, encoded.boxes)
 
     def instruction_tokens(self, data: dict, image_tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -155,15 +157,27 @@ class AVGLLaVAModel(MGLLaVAModel):
             keep[i, :len(chosen)] = True
         return out, keep
 
-    def route(self, data: dict, granularities: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(chosen granularity (I,), weights (I, K)); see :meth:`VisualGranularityRouter.select`."""
-        num_images = granularities[0].shape[0]
+    def router_logits(self, data: dict, encoded: EncodedImages) -> torch.Tensor:
+        """(I, K): the router's scores of each image's granularities given its instruction. The instruction tokens
+        are ranked against the global view; with ``router.views == "all"`` a tiled image's crops are scored with
+        the same instruction tokens and the router averages over the image's views."""
+        instruction, keep = self.instruction_tokens(data, encoded.grids[0])
+        if encoded.crops is None or self.router.views == "global":
+            return self.router(encoded.grids, instruction, keep)
+        num_images = len(encoded.boxes)
+        views = [1 + len(encoded.crops[0][i]) for i in range(num_images)]
+        per_view = [torch.cat([torch.cat([grid[i:i + 1], crops[i]]) for i in range(num_images)])
+                    for grid, crops in zip(encoded.grids, encoded.crops)]  # K x (V, T_k, H), each image's views
+        rows = torch.repeat_interleave(torch.arange(num_images, device=keep.device),
+                                       torch.tensor(views, device=keep.device))
+        return self.router(per_view, instruction[rows], keep[rows], views=views)
+
+    def route(self, data: dict, encoded: EncodedImages) -> torch.Tensor:
+        """(I,) each image's granularity: the router's argmax, or ``forced_granularity``."""
         if self.forced_granularity is not None:
-            choice = torch.full((num_images,), self.forced_granularity, dtype=torch.long,
-                                device=granularities[0].device)
-            return choice, torch.nn.functional.one_hot(choice, len(granularities)).to(granularities[0].dtype)
-        instruction, keep = self.instruction_tokens(data, granularities[0])
-        return self.router.select(self.router(granularities, instruction, keep))
+            return torch.full((len(encoded.boxes),), self.forced_granularity, dtype=torch.long,
+                              device=encoded.grids[0].device)
+        return self.router.select(self.router_logits(data, encoded))
 
     def _place(self, data: dict, images: Sequence[torch.Tensor]) -> dict:
         """The LLM inputs with ``images`` (from :meth:`image_tokens`) at the placeholders (the token assembler).
@@ -177,8 +191,8 @@ class AVGLLaVAModel(MGLLaVAModel):
             self.last_granularities, self.last_visual_tokens = [], []
             return self._place(data, [])
         encoded = self.encode_granularities(data)
-        choice, weights = self.route(data, encoded.grids)
-        visual = self.image_tokens(data, encoded, choice.tolist(), weights)  # x 1: the straight-through path
+        choice = self.route(data, encoded)
+        visual = self.image_tokens(data, encoded, choice.tolist())
         self.last_granularities = choice.tolist()
         self.last_visual_tokens = [len(v) for v in visual]
         return self._place(data, visual)
@@ -227,14 +241,14 @@ class AVGLLaVAModel(MGLLaVAModel):
         with torch.no_grad():
             encoded = self.encode_granularities(data)
             sample_losses = self.per_sample_losses(data, encoded)  # (B, K)
-            instruction, keep = self.instruction_tokens(data, encoded.grids[0])
-        logits = self.router(encoded.grids, instruction, keep)  # (I, K)
+        logits = self.router_logits(data, encoded)  # (I, K)
         lm_losses = sample_losses[image_samples(data["input_ids"], _mask(data))]  # (I, K)
         valid = torch.isfinite(lm_losses).all(dim=1)
         if not bool(valid.any()):  # no image has answer tokens: a zero loss that still reaches every router weight
             zero = logits.sum() * 0
             return dict(loss_router_ce=zero, loss_router_rank=zero)
-        return rglf_loss(logits[valid], lm_losses[valid], ce_weight=self.rglf_ce_weight, margin=self.rglf_margin)
+        return rglf_loss(logits[valid], lm_losses[valid], ce_weight=self.rglf_ce_weight, margin=self.rglf_margin,
+                         rank_form=self.rglf_rank_loss)
 
 
 def _mask(data: dict) -> torch.Tensor:

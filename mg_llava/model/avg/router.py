@@ -9,9 +9,15 @@ instruction tokens kept (32), n the prompt tokens of one sample, H the LLM width
       -> voter: a learned weight per token, sum  -> (I, K)
       -> LayerNorm(K)                            -> logits (I, K)
 
-With the real shapes S + Q = 576 + 288 + 144 + 72 + 36 + 32 = 1148 tokens.
+With the real shapes S + Q = 576 + 288 + 144 + 72 + 36 + 32 = 1148 tokens. A tiled image (any resolution) has
+several views (its global view and each crop); as AVG-LLaVA's authors do, each view is scored with the same
+instruction tokens and the voter's sums are averaged over the image's views before the LayerNorm.
+
+The choice is the argmax of the logits. Neither training stage passes the language model's gradient through the
+choice (multi-granularity tuning does not route, RGLF trains the router on ranked losses only), so there is no
+straight-through selection.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -30,13 +36,6 @@ def select_instruction_tokens(text: torch.Tensor, image: torch.Tensor, k: int) -
     return text[keep]
 
 
-def straight_through_hard_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """(..., K) logits -> one-hot of the argmax in the forward pass, the softmax's gradient in the backward pass."""
-    soft = logits.softmax(dim=-1)
-    hard = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
-    return hard - soft.detach() + soft
-
-
 @MODELS.register_module()
 class VisualGranularityRouter(nn.Module):
     """Scores the K granularities of each image given its instruction.
@@ -47,11 +46,18 @@ class VisualGranularityRouter(nn.Module):
         num_instruction_tokens: Q, the instruction tokens kept (32).
         num_heads: attention heads of the encoder layer (8).
         dropout: dropout inside the encoder layer.
+        views: on tiled images, ``"all"`` (AVG-LLaVA's authors: the global view and every crop, logits averaged)
+            or ``"global"`` (the global view only: this project's earlier reading, kept for models trained so).
     """
 
+    VIEWS = ("all", "global")
+
     def __init__(self, hidden_size: int, granularity_tokens: Sequence[int], num_instruction_tokens: int = 32,
-                 num_heads: int = 8, dropout: float = 0.0):
+                 num_heads: int = 8, dropout: float = 0.0, views: str = "all"):
         super().__init__()
+        if views not in self.VIEWS:
+            raise ValueError(f"views must be one of {self.VIEWS}, got {views!r}")
+        self.views = views
         self.granularity_tokens = tuple(int(t) for t in granularity_tokens)
         self.num_granularities = len(self.granularity_tokens)
         self.num_instruction_tokens = int(num_instruction_tokens)
@@ -71,9 +77,11 @@ class VisualGranularityRouter(nn.Module):
         return self.voter.dtype
 
     def forward(self, granularities: Sequence[torch.Tensor], instruction: torch.Tensor,
-                instruction_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """granularities: K tensors (I, T_k, H); instruction: (I, Q, H) (zero rows where a prompt had fewer than
-        Q tokens), instruction_mask: (I, Q) True on real tokens -> logits (I, K)."""
+                instruction_mask: Optional[torch.Tensor] = None,
+                views: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """granularities: K tensors (V, T_k, H), one row per view; instruction: (V, Q, H) (zero rows where a prompt
+        had fewer than Q tokens), instruction_mask: (V, Q) True on real tokens; views: the number of consecutive
+        rows of each image (all 1, V = I, when None) -> logits (I, K)."""
         counts = tuple(g.shape[1] for g in granularities)
         if counts != self.granularity_tokens or instruction.shape[1] != self.num_instruction_tokens:
             raise ValueError(f"the router was built for granularities {self.granularity_tokens} and "
@@ -87,15 +95,14 @@ class VisualGranularityRouter(nn.Module):
                           instruction_mask.bool()], dim=1)  # (I, S + Q)
         hidden = self.encoder(tokens, src_key_padding_mask=~keep)
         token_logits = self.mlp(hidden) * keep[..., None]  # padded instruction slots cast no vote
-        logits = torch.einsum("itk,t->ik", token_logits, self.voter)
+        logits = torch.einsum("itk,t->ik", token_logits, self.voter)  # (V, K)
+        if views is not None:
+            if sum(views) != num_images or min(views, default=1) < 1:
+                raise ValueError(f"views {list(views)} do not split the router's {num_images} rows")
+            logits = torch.stack([part.mean(dim=0) for part in logits.split(list(views))])  # (I, K)
         return self.norm(logits)
 
-    def select(self, logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """logits (I, K) -> (chosen granularity (I,), weights (I, K)): in training the straight-through hard
-        softmax, at inference the plain one-hot of the argmax. The weight of the chosen granularity is 1 either
-        way; multiplying its tokens by it passes the language-model gradient to the router in training."""
-        if self.training:
-            weights = straight_through_hard_softmax(logits)
-        else:
-            weights = F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
-        return weights.argmax(dim=-1), weights
+    @staticmethod
+    def select(logits: torch.Tensor) -> torch.Tensor:
+        """logits (I, K) -> the chosen granularity of each image (I,), the argmax."""
+        return logits.argmax(dim=-1)

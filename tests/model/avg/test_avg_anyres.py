@@ -147,3 +147,33 @@ def test_rglf_on_tiles_trains_the_router_only(datasets, make_avg):
     reached = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert "router.voter" in reached and all(n.startswith("router.") for n in reached)
     assert {k.split(".")[0] for k in model.state_dict()} >= {"router", "anyres"}  # one file deploys
+
+
+@torch.no_grad()
+def test_router_averages_over_the_global_view_and_every_crop(datasets, make_avg):
+    """As AVG-LLaVA's authors: each view of a tiled image (its global view, then its crops) is scored with the
+    image's instruction tokens and the router's pre-norm scores are averaged over the views; ``views="global"``
+    (the earlier reading) reads the global view only. Checked against the router run view by view by hand."""
+    model = make_avg(anyres=dict(type=AnyResTokens)).eval()
+    data = batch(datasets[1])
+    encoded = model.encode_granularities(data)
+    instruction, keep = model.instruction_tokens(data, encoded.grids[0])
+    norm, model.router.norm = model.router.norm, torch.nn.Identity()
+    expected = []
+    for i, crops in enumerate(encoded.crops[0]):  # chelsea: 4 crops, wide: 3
+        scores = [model.router([g[i:i + 1] for g in encoded.grids], instruction[i:i + 1], keep[i:i + 1])]
+        for c in range(len(crops)):
+            views = [crops_k[i][c:c + 1] for crops_k in encoded.crops]
+            scores.append(model.router(views, instruction[i:i + 1], keep[i:i + 1]))
+        assert len(scores) == 1 + TILES[["chelsea", "wide"][i]][0] * TILES[["chelsea", "wide"][i]][1]
+        expected.append(torch.cat(scores).mean(dim=0))
+    global_only = model.router(encoded.grids, instruction, keep)
+    model.router.norm = norm
+    logits = model.router_logits(data, encoded)
+    torch.testing.assert_close(logits, norm(torch.stack(expected)))
+    assert not torch.allclose(logits, norm(global_only), atol=1e-4)
+    model.router.views = "global"
+    torch.testing.assert_close(model.router_logits(data, encoded), norm(global_only))
+    model.router.views = "all"
+    model.prepare_llm_inputs(dict(data))
+    assert model.last_granularities == logits.argmax(dim=1).tolist()

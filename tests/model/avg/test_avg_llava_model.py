@@ -112,13 +112,12 @@ def test_per_sample_losses_equal_each_sample_alone(make_avg, make_batch):
             torch.testing.assert_close(losses[b, k], single_pass_loss(model, alone, k))
 
 
-def test_straight_through_routing_passes_the_lm_gradient_to_the_router(make_avg, make_batch):
+def test_routing_passes_no_lm_gradient_to_the_router(make_avg, make_batch):
+    """Neither stage trains the router through the language model (no straight-through selection): with the router
+    the only trainable module (RGLF), the routed LM loss has no graph at all."""
     model = make_avg(stage="rglf").train()
     llm_inputs = model.prepare_llm_inputs(make_batch(TEXTS, BOXES))
-    model.llm(**llm_inputs).loss.backward()
-    reached = grads_reached(model)
-    assert {"router.voter", "router.norm.weight"} <= reached and reached <= {
-        n for n, _ in model.named_parameters() if n.startswith("router.")}
+    assert model.router.voter.requires_grad and not model.llm(**llm_inputs).loss.requires_grad
 
 
 @torch.no_grad()

@@ -1,8 +1,7 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
-from mg_llava.model.avg import VisualGranularityRouter, select_instruction_tokens, straight_through_hard_softmax
+from mg_llava.model.avg import VisualGranularityRouter, select_instruction_tokens
 
 REAL_GRANULARITIES = (576, 288, 144, 72, 36)
 
@@ -17,8 +16,8 @@ def test_real_shapes_1148_tokens_and_one_decision_per_image():
     granularities = [torch.randn(3, n, width) for n in REAL_GRANULARITIES]
     logits = router(granularities, torch.randn(3, 32, width))
     assert logits.shape == (3, 5)
-    choice, weights = router.eval().select(logits)
-    assert choice.shape == (3,) and weights.sum(dim=1).tolist() == [1.0] * 3
+    choice = router.eval().select(logits)
+    assert choice.tolist() == logits.argmax(dim=1).tolist() and choice.shape == (3,)
     with pytest.raises(ValueError, match="built for granularities"):
         router(granularities[:4], torch.randn(3, 32, width))
 
@@ -44,21 +43,35 @@ def test_instruction_tokens_ranked_by_mean_cosine_kept_in_order():
     assert select_instruction_tokens(text, image, 32) is text
 
 
-def test_straight_through_is_one_hot_forward_and_softmax_backward():
-    logits = torch.tensor([[0.2, 1.5, -0.3]], requires_grad=True)
-    weights = straight_through_hard_softmax(logits)
-    assert weights.tolist() == [[0.0, 1.0, 0.0]]
-    upstream = torch.tensor([[1.0, 2.0, 3.0]])
-    (weights * upstream).sum().backward()
-    p = F.softmax(logits.detach(), dim=-1)
-    expected = p * (upstream - (p * upstream).sum())  # the softmax Jacobian applied to the upstream gradient
-    torch.testing.assert_close(logits.grad, expected)
+def test_views_are_averaged_before_the_norm_per_image():
+    """A tiled image's views (global + crops) are scored with the same instruction and their voter sums averaged
+    before the LayerNorm: two images of 1 and 3 views equal the per-view pre-norm logits averaged by hand."""
+    torch.manual_seed(0)
+    router = VisualGranularityRouter(8, (4, 1), num_instruction_tokens=2).eval()
+    with torch.no_grad():
+        router.norm.weight.uniform_(0.5, 2.0)
+        router.norm.bias.uniform_(-1.0, 1.0)
+    granularities = [torch.randn(4, 4, 8), torch.randn(4, 1, 8)]  # rows: image 0 (1 view), image 1 (3 views)
+    text = torch.randn(4, 2, 8)
+    text[2:] = text[1]  # the same instruction for each view of image 1
+    logits = router(granularities, text, views=[1, 3])
+    norm, router.norm = router.norm, torch.nn.Identity()
+    per_view = router(granularities, text)  # (4, 2) before the norm
+    router.norm = norm
+    expected = norm(torch.stack([per_view[0], per_view[1:].mean(dim=0)]))
+    torch.testing.assert_close(logits, expected)
+    global_only = router([g[[0, 1]] for g in granularities], text[[0, 1]])
+    assert logits.shape == (2, 2) and not torch.allclose(logits[1], global_only[1])
+    torch.testing.assert_close(logits[0], global_only[0])
+    with pytest.raises(ValueError, match="do not split"):
+        router(granularities, text, views=[1, 2])
 
 
-def test_select_is_straight_through_in_training_and_plain_argmax_at_inference():
-    router = VisualGranularityRouter(8, (4, 1), num_instruction_tokens=2)
-    logits = torch.tensor([[0.0, 1.0]], requires_grad=True)
-    choice, weights = router.train().select(logits)
-    assert choice.tolist() == [1] and weights.requires_grad
-    choice, weights = router.eval().select(logits.detach())
-    assert choice.tolist() == [1] and weights.tolist() == [[0.0, 1.0]] and not weights.requires_grad
+def test_views_setting_is_checked():
+    assert VisualGranularityRouter(8, (4, 1), views="global").views == "global"
+    with pytest.raises(ValueError, match="views must be one of"):
+        VisualGranularityRouter(8, (4, 1), views="crops")
+
+
+def test_select_is_the_argmax():
+    assert VisualGranularityRouter.select(torch.tensor([[0.0, 1.0], [2.0, -1.0]])).tolist() == [1, 0]
