@@ -29,6 +29,9 @@ def main(argv=None):
     parser.add_argument("--max-shard-size", default="5GB", help="LLM weight shard size")
     args = parser.parse_args(argv)
     args.device = args.device or "cpu"  # saving needs no accelerator
+    if args.load_4bit or args.load_8bit or args.device_map is not None:
+        parser.error("export writes full-precision weights from one device: --load-4bit, --load-8bit and "
+                     "--device-map are for chat, evaluation and serving")
     loaded = load_from_args(args)
     folder = export_model(loaded, args.out_dir, dtype=DTYPES.get(args.save_dtype), max_shard_size=args.max_shard_size)
     print(f"exported to {folder}")

@@ -1,4 +1,6 @@
 """An MG-LLaVA model from a spec (:mod:`.spec`), with freshly initialised trained modules."""
+from typing import Optional
+
 from mmengine.config import ConfigDict
 from transformers import AutoModelForCausalLM
 
@@ -8,12 +10,13 @@ from mg_llava.model import (AVGLLaVAModel, CLIPVisionEncoder, MGLLaVAModel, Open
 from .spec import views_from_spec
 
 
-def build_from_spec(spec: dict, trust_remote_code: bool = False) -> MGLLaVAModel:
+def build_from_spec(spec: dict, trust_remote_code: bool = False, llm_kwargs: Optional[dict] = None) -> MGLLaVAModel:
     """An MGLLaVAModel (an AVGLLaVAModel when the spec has ``avg_llava``) with the spec's LLM weights and freshly
     initialised fusion, projectors and router (and the data preprocessor of the spec's views, so the model also
-    trains on the training loader's uint8 views)."""
+    trains on the training loader's uint8 views). ``llm_kwargs`` go to the LLM's ``from_pretrained`` (device map,
+    quantisation: :mod:`.placement`)."""
     llm = ConfigDict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=spec["llm"],
-                     trust_remote_code=trust_remote_code)
+                     trust_remote_code=trust_remote_code, **(llm_kwargs or {}))
     aux = spec.get("visual_encoder_aux")
     avg_llava = spec.get("avg_llava")
     model_type, extra = MGLLaVAModel, {}

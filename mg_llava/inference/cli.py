@@ -7,6 +7,7 @@ from mmengine.config import DictAction
 from mg_llava.dataset import BOX_RULES, MAX_BOXES
 
 from .loading import DTYPES, LoadedModel, load_exported, load_from_config, load_from_spec
+from .placement import DEVICE_MAPS, LLMPlacement, PlacementError, parse_max_memory
 from .spec import spec_from_paths
 from .weights import is_export
 
@@ -45,13 +46,37 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                             "files you trust")
     group.add_argument("--trust-remote-code", action="store_true",
                        help="opt in to running the LLM's own modelling code from its folder or hub repo")
+    place = parser.add_argument_group(
+        "LLM placement", "quantise the LLM (needs a CUDA GPU) or split it across GPUs / offload it to CPU and disk "
+                         "(accelerate); the vision side goes to the device the LLM reads its inputs on")
+    bits = place.add_mutually_exclusive_group()
+    bits.add_argument("--load-4bit", action="store_true", help="the LLM in 4 bits (bitsandbytes NF4, double "
+                                                               "quantisation, bf16 compute); vision side in bf16")
+    bits.add_argument("--load-8bit", action="store_true", help="the LLM in 8 bits (bitsandbytes LLM.int8); "
+                                                               "vision side in bf16")
+    place.add_argument("--device-map", choices=DEVICE_MAPS,
+                       help="split the LLM's layers over the GPUs (and CPU/disk beyond --max-memory)")
+    place.add_argument("--max-memory", metavar="DEV=SIZE,...",
+                       help="memory per device for --device-map, e.g. 0=20GiB,1=20GiB,cpu=60GiB")
+    place.add_argument("--offload-folder", metavar="DIR",
+                       help="where --device-map puts the layers that fit nowhere else (disk offload)")
     group.add_argument("--granularity", type=int,
                        help="AVG-LLaVA models: give the LLM this many grid tokens per image (576, 288, 144, 72 or "
                             "36 on the real grid) instead of the router's choice")
 
 
+def placement_from_args(args: argparse.Namespace) -> LLMPlacement:
+    return LLMPlacement(load_in_4bit=getattr(args, "load_4bit", False), load_in_8bit=getattr(args, "load_8bit", False),
+                        device_map=getattr(args, "device_map", None),
+                        max_memory=parse_max_memory(getattr(args, "max_memory", None)),
+                        offload_folder=getattr(args, "offload_folder", None))
+
+
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
-    loaded = _load_from_args(args)
+    try:
+        loaded = _load_from_args(args, placement_from_args(args))
+    except PlacementError as err:
+        raise SystemExit(str(err)) from err
     if getattr(args, "granularity", None) is not None:
         force_granularity(loaded.model, args.granularity)
     return loaded
@@ -67,8 +92,10 @@ def force_granularity(model, num_tokens: int) -> None:
         raise SystemExit(f"--granularity {num_tokens}: {err}") from err
 
 
-def _load_from_args(args: argparse.Namespace) -> LoadedModel:
-    common = dict(device=args.device, dtype=args.dtype, system=args.system, box_rule=args.box_rule)
+def _load_from_args(args: argparse.Namespace, placement: LLMPlacement) -> LoadedModel:
+    placement.check()  # refuse what this machine cannot do before reading any weights
+    common = dict(device=args.device, dtype=args.dtype, system=args.system, box_rule=args.box_rule,
+                  placement=placement)
     cfg_options = getattr(args, "cfg_options", None)
     if cfg_options and args.config is None:
         raise SystemExit("--cfg-options changes a training config: give --config too")

@@ -13,6 +13,8 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from mg_llava.dataset import llava_box_collate_fn
 
+from .placement import llm_input_device
+
 STOP_CHECK_TOKENS = 16  # generated tokens decoded per step to look for a stop word
 
 
@@ -77,7 +79,7 @@ def generate(model, tokenizer, samples: Sequence[dict], max_new_tokens: int = 51
     """
     if streamer is not None and len(samples) != 1:
         raise ValueError(f"streaming needs one sample at a time, got {len(samples)}")
-    device = device if device is not None else next(model.llm.parameters()).device
+    device = device if device is not None else llm_input_device(model.llm)
     pad_id = pad_token_id(tokenizer)
     inputs = llm_inputs_for_generation(model, samples, pad_id, device)
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
@@ -93,7 +95,7 @@ def generate(model, tokenizer, samples: Sequence[dict], max_new_tokens: int = 51
 
 def first_token_logits(model, tokenizer, samples: Sequence[dict], device=None) -> torch.Tensor:
     """(B, V) logits of the first answer token, with the same left-padded inputs ``generate`` uses."""
-    device = device if device is not None else next(model.llm.parameters()).device
+    device = device if device is not None else llm_input_device(model.llm)
     inputs = llm_inputs_for_generation(model, samples, pad_token_id(tokenizer), device)
     mask = inputs["attention_mask"]
     position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -28,6 +28,7 @@ from mg_llava.model import MGLLaVAModel
 from mg_llava.registry import build as build_module
 
 from .build import build_from_spec
+from .placement import LLMPlacement, PlacementError, llm_input_device, place_vision_side
 from .preprocess import Preprocessor
 from .spec import check_model_paths, spec_from_config, views_from_spec
 from .weights import MODULES_FILE, load_state_dict_checked, load_vision_modules, read_checkpoint, read_export
@@ -52,25 +53,65 @@ def default_device() -> torch.device:
 
 
 def finish(model: MGLLaVAModel, tokenizer, spec: dict, device=None, dtype: Optional[str] = None,
-           system: Optional[str] = None, box_rule: Optional[str] = None) -> LoadedModel:
+           system: Optional[str] = None, box_rule: Optional[str] = None,
+           placement: Optional[LLMPlacement] = None) -> LoadedModel:
     """Device, dtype and the preprocessor; ``box_rule`` overrides the spec's (the rule the model was trained with:
-    the config's, the export's, or 'released' for a released checkpoint loaded from paths)."""
+    the config's, the export's, or 'released' for a released checkpoint loaded from paths). With an active
+    ``placement`` the LLM stays where it was loaded and the rest of the model goes to its input device."""
     boxes = dict(spec["boxes"])
     boxes.setdefault("rule", "clean")  # exports written before the rule was recorded
     if box_rule is not None:
         boxes["rule"] = box_rule
     spec = dict(spec, boxes=boxes)
     print_log(f"box rule: {spec['boxes']['rule']}", "current")
-    device = torch.device(device) if device is not None else default_device()
-    if dtype is not None:
-        model.to(DTYPES[dtype])
-    model.to(device).eval()
+    if placement is not None and placement.active:
+        placed = llm_input_device(model.llm)
+        if device is not None and torch.device(device) != placed:
+            raise PlacementError(f"--device {device} differs from the device the placed LLM reads its inputs on "
+                                 f"({placed}); leave --device out with --device-map / --load-4bit / --load-8bit")
+        device = placed
+        vision_dtype = torch.bfloat16 if placement.quantised else DTYPES[dtype] if dtype is not None else None
+        place_vision_side(model, device, vision_dtype)
+        model.eval()
+        print_log(f"LLM placement: {getattr(model.llm, 'hf_device_map', {'': str(device)})}; vision side on "
+                  f"{device}", "current")
+    else:
+        device = torch.device(device) if device is not None else default_device()
+        if dtype is not None:
+            model.to(DTYPES[dtype])
+        model.to(device).eval()
     model.is_first_iter = False  # XTuner's first-forward device move is done
     preprocessor = Preprocessor(tokenizer, PROMPT_TEMPLATE[spec["prompt_template"]], views_from_spec(spec["image"]),
                                 max_boxes=spec["boxes"]["max_boxes"], iou_threshold=spec["boxes"]["iou_threshold"],
                                 system=system, box_rule=spec["boxes"]["rule"],
                                 num_frames=spec.get("video", {}).get("num_frames", NUM_FRAMES))
     return LoadedModel(model, tokenizer, preprocessor, spec, device)
+
+
+def _llm_kwargs(placement: Optional[LLMPlacement], dtype: Optional[str], device) -> dict:
+    """``from_pretrained`` arguments for a placed LLM (empty without a placement)."""
+    if placement is None or not placement.active:
+        return {}
+    if placement.quantised and dtype not in (None, "bfloat16"):
+        raise PlacementError(f"--dtype {dtype} with a quantised LLM: its compute dtype is bfloat16, the vision side "
+                             f"runs in bfloat16 too; leave --dtype out")
+    kwargs = placement.llm_kwargs(device)
+    if dtype is not None and not placement.quantised:
+        kwargs["torch_dtype"] = DTYPES[dtype]
+    return kwargs
+
+
+def _check_no_llm_weights(state_dict: Optional[dict], checkpoint: Optional[str], placement) -> None:
+    """A placed LLM gets its weights from ``from_pretrained``; a checkpoint that holds LLM weights (full stage 2,
+    LoRA) must be exported first, so that the weights are in the LLM folder the placement loads."""
+    if state_dict is None or placement is None or not placement.active:
+        return
+    llm_keys = [k for k in state_dict if k.startswith("llm.")]
+    if llm_keys:
+        raise PlacementError(f"{checkpoint} holds {len(llm_keys)} LLM weights (e.g. {llm_keys[0]}); with "
+                             f"--device-map / --load-4bit / --load-8bit the LLM loads from a folder: export the "
+                             f"model first (python tools/export.py --config ... --checkpoint ... --out-dir DIR) and "
+                             f"load DIR")
 
 
 def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle: bool = False,
@@ -82,8 +123,14 @@ def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle
         cfg.merge_from_dict(cfg_options)
     spec = spec_from_config(cfg)
     state_dict = read_checkpoint(checkpoint, allow_unsafe_pickle) if checkpoint is not None else None
+    placement = kwargs.get("placement")
+    _check_no_llm_weights(state_dict, checkpoint, placement)
+    llm_kwargs = _llm_kwargs(placement, kwargs.get("dtype"), kwargs.get("device"))
     model_cfg = cfg.model.copy()
     model_cfg.update(pretrained_pth=None, use_activation_checkpointing=False)
+    if llm_kwargs:  # the placement's quantisation replaces a QLoRA config's
+        model_cfg.llm = {k: v for k, v in model_cfg.llm.items() if k not in ("quantization_config", "torch_dtype")}
+        model_cfg.llm.update(llm_kwargs)
     model = build_module(model_cfg)
     if state_dict is not None:
         load_state_dict_checked(model, state_dict, checkpoint)
@@ -94,8 +141,10 @@ def load_from_config(config: str, checkpoint: Optional[str], allow_unsafe_pickle
 def load_from_spec(spec: dict, checkpoint: Optional[str], allow_unsafe_pickle: bool = False,
                    trust_remote_code: bool = False, **kwargs) -> LoadedModel:
     state_dict = read_checkpoint(checkpoint, allow_unsafe_pickle) if checkpoint is not None else None
+    _check_no_llm_weights(state_dict, checkpoint, kwargs.get("placement"))
     check_model_paths(spec)
-    model = build_from_spec(spec, trust_remote_code=trust_remote_code)
+    model = build_from_spec(spec, trust_remote_code=trust_remote_code,
+                            llm_kwargs=_llm_kwargs(kwargs.get("placement"), kwargs.get("dtype"), kwargs.get("device")))
     if state_dict is not None:
         load_state_dict_checked(model, state_dict, checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(spec["llm"], trust_remote_code=trust_remote_code)
@@ -105,7 +154,8 @@ def load_from_spec(spec: dict, checkpoint: Optional[str], allow_unsafe_pickle: b
 def load_exported(folder: str, trust_remote_code: bool = False, **kwargs) -> LoadedModel:
     """A folder written by :func:`mg_llava.inference.export.export_model` (safetensors only, no pickle)."""
     spec, modules = read_export(folder)
-    model = build_from_spec(spec, trust_remote_code=trust_remote_code)
+    model = build_from_spec(spec, trust_remote_code=trust_remote_code,
+                            llm_kwargs=_llm_kwargs(kwargs.get("placement"), kwargs.get("dtype"), kwargs.get("device")))
     load_vision_modules(model, modules, osp.join(folder, MODULES_FILE))
     tokenizer = AutoTokenizer.from_pretrained(spec["llm"], trust_remote_code=trust_remote_code)
     return finish(model, tokenizer, spec, **kwargs)
