@@ -8,7 +8,7 @@
     python tools/chat.py --checkpoint mg_llava_vicuna7b_finetune.pth --llm lmsys/vicuna-7b-v1.5 \\
         --visual-encoder openai/clip-vit-large-patch14-336 --visual-encoder-aux convnext_large_d_320 \\
         --visual-encoder-aux-pretrained laion2b_s29b_b131k_ft_soup --template vicuna --image photo.jpg \\
-        --detector google/owlv2-large-patch14-ensemble --tagger clip --tagger-model openai/clip-vit-large-patch14
+        --detector google/owlv2-large-patch14-ensemble --tagger-model ram_plus_swin_large_14m.pth
     # an exported folder, text only
     python tools/chat.py --checkpoint exported/
     # a video (file or frames folder): the training config's frame count, per-frame boxes from a video box file
