@@ -70,21 +70,57 @@ def released_class_aware_nms(boxes: torch.Tensor, scores: torch.Tensor, labels, 
         scores: (N,) float32.
         labels: (N,) integer label of each box.
 
-    torchvision's NMS kernel per label (no label offsets: exact for any label id and coordinate): float32 IoU,
-    suppressed when above ``iou_threshold`` as a double, scores sorted stably. Survivors by descending score, ties by
-    input order, as torchvision's ``batched_nms`` returns them (unstably sorted above
+    torchvision's NMS kernel per label, on the boxes' own coordinates (exact for any label id and coordinate):
+    float32 IoU, suppressed when above ``iou_threshold`` as a double, scores sorted stably. Survivors by descending
+    score, ties by input order, as torchvision's ``batched_nms`` returns them (unstably sorted above
     :data:`TORCHVISION_BATCHED_NMS_LOOP_NUMEL` coordinates, as there).
     """
-    from torchvision.ops import nms
-
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    keep_mask = torch.zeros(len(scores), dtype=torch.bool)
-    for label in torch.unique(labels):
-        rows = torch.nonzero(labels == label).flatten()
-        keep_mask[rows[nms(boxes[rows], scores[rows], float(iou_threshold))]] = True
-    keep = torch.nonzero(keep_mask).flatten()
+    labels = np.asarray(labels).reshape(-1)
+    if boxes.numel() <= TORCHVISION_BATCHED_NMS_LOOP_NUMEL and exact_integer_label_offsets(boxes, labels):
+        return nms_with_integer_label_offsets(boxes, scores, labels, iou_threshold)
+    keep = nms_label_by_label(boxes, scores, labels, iou_threshold)
     stable = boxes.numel() <= TORCHVISION_BATCHED_NMS_LOOP_NUMEL
     return keep[torch.sort(scores[keep], descending=True, stable=stable).indices]
+
+
+def nms_label_by_label(boxes: torch.Tensor, scores: torch.Tensor, labels: np.ndarray, iou_threshold: float):
+    """Survivors (int64, ascending) of torchvision's NMS run on each label's boxes alone."""
+    from torchvision.ops import nms
+
+    by_label = np.argsort(labels, kind="stable")
+    kept = []
+    for rows in np.split(by_label, np.flatnonzero(np.diff(labels[by_label])) + 1):
+        if len(rows) > 1:  # a lone box always survives
+            index = torch.from_numpy(rows)
+            rows = rows[nms(boxes[index], scores[index], float(iou_threshold)).numpy()]
+        kept.append(rows)
+    return torch.from_numpy(np.sort(np.concatenate(kept)).astype(np.int64))
+
+
+def _integer_offsets(boxes: torch.Tensor, labels: np.ndarray):
+    """Per-box float32 shifts that move each label's boxes into its own band: whole numbers, so adding them to whole
+    coordinates below 2**24 is exact and every float32 IoU stays bit for bit what it was."""
+    low, high = boxes.min(), boxes.max()
+    _, band = np.unique(labels, return_inverse=True)
+    offsets = torch.from_numpy(band.reshape(-1).astype(np.float32)) * (high - low + 1) - low
+    return offsets, float(high - low + 1) * (int(band.max()) + 1)
+
+
+def exact_integer_label_offsets(boxes: torch.Tensor, labels: np.ndarray) -> bool:
+    """Whether :func:`nms_with_integer_label_offsets` is exact here: whole coordinates, shifted values < 2**24."""
+    if len(boxes) == 0 or not bool(torch.all(boxes == torch.round(boxes))):
+        return False
+    return _integer_offsets(boxes, labels)[1] < 2 ** 24
+
+
+def nms_with_integer_label_offsets(boxes: torch.Tensor, scores: torch.Tensor, labels: np.ndarray,
+                                   iou_threshold: float) -> torch.Tensor:
+    """One NMS call for all labels (what :func:`nms_label_by_label` finds, in torchvision's output order: descending
+    score, ties by input order); only for boxes :func:`exact_integer_label_offsets` accepts."""
+    from torchvision.ops import nms
+
+    offsets, _ = _integer_offsets(boxes, labels)
+    return nms(boxes + offsets[:, None], scores, float(iou_threshold))
 
 
 def released_per_label_boxes(keep: torch.Tensor, scores: torch.Tensor, label_ids, per_label: int) -> torch.Tensor:

@@ -98,3 +98,25 @@ def test_scores_compare_as_float32():
     out = prepare_boxes_released(np.float64([[0, 0, 10, 10], [100, 0, 110, 10]]), scores, np.int64([0, 0]),
                                  ViewGeometry.for_image(768, 768, 768))
     assert out.index.tolist() == [0, 1]
+
+
+def test_one_call_with_integer_label_offsets_equals_nms_label_by_label():
+    # the fast path for whole coordinates (the released box files) against torchvision's NMS run per label
+    from mg_llava.dataset.released_boxes import (exact_integer_label_offsets, nms_label_by_label,
+                                                 nms_with_integer_label_offsets)
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 80))
+        corner = rng.integers(-60, 700, (n, 2))
+        boxes = torch.from_numpy(np.concatenate([corner, corner + rng.integers(0, 200, (n, 2))], 1).astype(np.float32))
+        scores = torch.from_numpy(rng.choice([0.3, 0.5, 0.7], n).astype(np.float32))  # many ties
+        labels = rng.choice([0, 7, 4599], n)
+        assert exact_integer_label_offsets(boxes, labels)
+        loop = nms_label_by_label(boxes, scores, labels, 0.2)
+        loop = loop[torch.sort(scores[loop], descending=True, stable=True).indices]
+        assert nms_with_integer_label_offsets(boxes, scores, labels, 0.2).tolist() == loop.tolist()
+    assert not exact_integer_label_offsets(torch.tensor([[0.5, 0, 10, 10]]), np.zeros(1))
+    # labels take consecutive bands whatever their ids; 2,000 bands of 9,001 px pass 2**24
+    assert exact_integer_label_offsets(torch.tensor([[0.0, 0, 9000, 10]] * 2), np.array([0, 4599]))
+    assert not exact_integer_label_offsets(torch.tensor([[0.0, 0, 9000, 10]] * 2000), np.arange(2000))
