@@ -7,9 +7,9 @@
 
 For each scikit-image photograph the detector runs twice on the same tags: ``preprocess='transformers'`` (the
 official ``Owlv2ImageProcessor``, the default) and ``preprocess='torch'``. Printed per image: the boxes each keeps
-(score > threshold), how many of them are identical (the same int box with the same label), and over every patch's predicted
-box (all P of them, kept or not) the mean and largest coordinate difference in original-image pixels. Random weights
-say how much the resize alone moves a box, not how a trained detector's picks change.
+(score > threshold), how many of them are identical (the same int box with the same label), and over every patch's
+predicted box (all P of them, kept or not) the mean and largest coordinate difference in original-image pixels.
+Random weights say how much the resize alone moves a box, not how a trained detector's picks change.
 """
 import argparse
 import json

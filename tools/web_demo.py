@@ -44,7 +44,7 @@ def build_demo(args):
         loaded = load_from_args(args)
         if args.num_frames is not None:
             loaded.preprocessor.num_frames = args.num_frames
-        box_generator = build_box_generator(args, loaded.device)
+        box_generator = build_box_generator(args, loaded.device, loaded.preprocessor.box_rule)
     except (SystemExit, Exception) as err:  # noqa: B902 - every load failure is shown in the page
         message = str(err) or type(err).__name__
         print(f"[web demo] the model did not load: {message}", file=sys.stderr, flush=True)

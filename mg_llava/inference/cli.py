@@ -146,8 +146,12 @@ def choose_tagger(tagger: Optional[str], vocabulary=None) -> str:
     return tagger
 
 
-def build_box_generator(args: argparse.Namespace, device: Optional[str] = None):
-    """A :class:`~mg_llava.boxgen.BoxGenerator` from the options, or None without ``--detector``."""
+def build_box_generator(args: argparse.Namespace, device: Optional[str] = None, box_rule: str = "clean"):
+    """A :class:`~mg_llava.boxgen.BoxGenerator` from the options, or None without ``--detector``.
+
+    ``box_rule`` is the model's (:func:`~mg_llava.dataset.apply_box_rule`): under ``'released'`` the detector writes
+    its boxes as the released generation did (unclipped, truncated), the boxes that rule was trained on.
+    """
     if args.detector is None:
         return None
     from mg_llava.boxgen import BoxGenerator
@@ -170,5 +174,6 @@ def build_box_generator(args: argparse.Namespace, device: Optional[str] = None):
                              "ram_plus_swin_large_14m.pth)")
         tagger = dict(type="RAMPlusTagger", checkpoint=args.tagger_model, device=device)
     detector = dict(type="OWLv2Detector", model=args.detector, score_threshold=args.score_threshold,
-                    preprocess=args.detector_preprocess, device=device)
+                    preprocess=args.detector_preprocess, box_format="released" if box_rule == "released" else "clean",
+                    device=device)
     return BoxGenerator(tagger=tagger, detector=detector, precompute_tag_embeddings=False)

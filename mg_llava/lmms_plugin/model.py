@@ -125,7 +125,8 @@ class MGLLaVALmms(lmms):
         self.box_table = load_box_file(args.boxes) if args.boxes else None  # a bad box file fails before the model
         try:
             self.loaded = load_from_args(args)
-            self.box_generator = build_box_generator(args, device=self.loaded.device)
+            self.box_generator = build_box_generator(args, device=self.loaded.device,
+                                                     box_rule=self.loaded.preprocessor.box_rule)
         except SystemExit as err:  # the tools' messages for bad option combinations
             raise ModelArgsError(f"mg_llava --model_args: {as_model_args(str(err))}") from None
         if args.num_frames is not None:

@@ -53,3 +53,9 @@ def test_boxes_found_on_the_fly_use_the_official_owlv2_processor(tiny_models, wa
     fast = cli.build_box_generator(_args("--detector", tiny_models["owlv2"], "--tagger", "fixed",
                                          "--detector-preprocess", "torch"))
     assert fast.detector.preprocess == "torch"
+
+
+def test_a_released_rule_model_gets_boxes_in_the_released_format(tiny_models, warnings):
+    args = _args("--detector", tiny_models["owlv2"], "--tagger", "fixed")
+    assert cli.build_box_generator(args).detector.box_format == "clean"
+    assert cli.build_box_generator(args, box_rule="released").detector.box_format == "released"
