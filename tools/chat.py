@@ -8,7 +8,7 @@
     python tools/chat.py --checkpoint mg_llava_vicuna7b_finetune.pth --llm lmsys/vicuna-7b-v1.5 \\
         --visual-encoder openai/clip-vit-large-patch14-336 --visual-encoder-aux convnext_large_d_320 \\
         --visual-encoder-aux-pretrained laion2b_s29b_b131k_ft_soup --template vicuna --image photo.jpg \\
-        --detector google/owlv2-large-patch14-ensemble --tagger clip --tagger-model openai/clip-vit-large-patch14
+        --detector google/owlv2-large-patch14-ensemble --tagger-model ram_plus_swin_large_14m.pth
     # an exported folder, text only
     python tools/chat.py --checkpoint exported/
     # a video (file or frames folder): the training config's frame count, per-frame boxes from a video box file
@@ -48,8 +48,8 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def box_source(args, device):
-    """What the session's boxes come from, checked before the model is loaded where possible."""
+def box_source(args, device, box_rule="clean"):
+    """What the session's boxes come from; ``box_rule`` is the model's (boxes found on the fly are made for it)."""
     if args.image is None and args.video is None:
         return None
     chosen = [name for name, value in (("--boxes", args.boxes), ("--detector", args.detector),
@@ -60,7 +60,7 @@ def box_source(args, device):
     if args.no_boxes:
         return None
     if args.detector is not None:
-        return build_box_generator(args, device)
+        return build_box_generator(args, device, box_rule)
     table = load_box_file(args.boxes)
     video = args.video is not None
     path = args.video if video else args.image
@@ -82,7 +82,7 @@ def main(argv=None):
     loaded = load_from_args(args)
     if args.num_frames is not None:
         loaded.preprocessor.num_frames = args.num_frames
-    boxes = box_source(args, loaded.device)
+    boxes = box_source(args, loaded.device, loaded.preprocessor.box_rule)
     streamer = TextStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
     session = ChatSession(loaded, image=args.image, boxes=boxes, max_new_tokens=args.max_new_tokens,
                           temperature=args.temperature, top_p=args.top_p, streamer=streamer, video=args.video)

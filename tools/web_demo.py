@@ -5,7 +5,7 @@
         --checkpoint work_dirs/mg_llava_tiny_cpu_finetune/iter_40.pth --boxes work_dirs/tiny_assets/data/boxes.json
     # an exported folder, boxes found on the fly for every upload
     python tools/web_demo.py --checkpoint exported/ --detector google/owlv2-large-patch14-ensemble \\
-        --tagger clip --tagger-model openai/clip-vit-large-patch14
+        --tagger-model ram_plus_swin_large_14m.pth
 
 The model options are tools/chat.py's (config + checkpoint, an exported folder, or a released checkpoint with its
 model paths); so are the box options: --boxes is the box file used when the page gives none, --detector/--tagger
@@ -44,7 +44,7 @@ def build_demo(args):
         loaded = load_from_args(args)
         if args.num_frames is not None:
             loaded.preprocessor.num_frames = args.num_frames
-        box_generator = build_box_generator(args, loaded.device)
+        box_generator = build_box_generator(args, loaded.device, loaded.preprocessor.box_rule)
     except (SystemExit, Exception) as err:  # noqa: B902 - every load failure is shown in the page
         message = str(err) or type(err).__name__
         print(f"[web demo] the model did not load: {message}", file=sys.stderr, flush=True)

@@ -38,7 +38,13 @@ def add_generator_args(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--score-threshold", type=float, default=0.2)
     d.add_argument("--prompt", default="a photo of {tag}")
     d.add_argument("--nms-iou", type=float, default=None, help="class-aware NMS at this IoU (default: none)")
-    d.add_argument("--preprocess", choices=("torch", "transformers"), default="torch")
+    d.add_argument("--preprocess", choices=("transformers", "torch"), default="transformers",
+                   help="transformers: the official Owlv2Processor (as the released generation); torch: a fast "
+                        "approximate resize on the device (see README for the box difference)")
+    d.add_argument("--released-format", action="store_true",
+                   help="write boxes as the released generation did: original pixels, not clipped to the image, "
+                        "truncated toward zero, zero-area boxes kept, OWLv2's order, full scores (no --nms-iou); "
+                        "with --tagger ram_plus and box_rule='released' this reproduces the released boxes")
     r = parser.add_argument_group("runtime")
     r.add_argument("--device", default=None, help="default: cuda:$LOCAL_RANK if available, else cpu")
     r.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -62,6 +68,7 @@ def generator_config(args) -> dict:
         tagger = dict(type="FixedTagger", vocabulary=args.vocabulary)
     detector = dict(type="OWLv2Detector", model=args.detector, score_threshold=args.score_threshold,
                     prompt=args.prompt, nms_iou_threshold=args.nms_iou, preprocess=args.preprocess,
+                    box_format="released" if args.released_format else "clean",
                     device=device, dtype=args.dtype)
     return dict(type="BoxGenerator", tagger=tagger, detector=detector)
 

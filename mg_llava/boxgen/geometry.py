@@ -11,7 +11,8 @@ Coordinate spaces:
 
 So a normalised box maps back by ``* side``; there is no offset, because the padding is only bottom/right (unlike the
 centred padding MG-LLaVA's own pre-processing uses). Boxes are then clipped to the image, since a box may reach into
-the grey padding.
+the grey padding, and rounded to int; the released generation (``box_format='released'``) did neither: it truncated
+the unclipped boxes toward zero.
 """
 from typing import Sequence
 
@@ -41,13 +42,23 @@ def owlv2_pixel_values(image: torch.Tensor, size: int, mean: Sequence[float], st
     return (resized - mean_t) / std_t
 
 
-def owlv2_boxes_to_original(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(N, 4) cx, cy, w, h normalised to the padded square -> (N, 4) x1, y1, x2, y2 in original pixels, clipped."""
+def owlv2_boxes_to_original(boxes: torch.Tensor, height: int, width: int, clip: bool = True) -> torch.Tensor:
+    """(N, 4) cx, cy, w, h normalised to the padded square -> (N, 4) x1, y1, x2, y2 in original pixels, clipped to
+    the image unless ``clip`` is False (the released generation's boxes: they may reach into the padding and below 0).
+    """
     side = float(max(height, width))
     cx, cy, w, h = boxes.float().unbind(-1)
     xyxy = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1) * side
+    if not clip:
+        return xyxy
     limits = torch.tensor([width, height, width, height], dtype=xyxy.dtype, device=xyxy.device)
     return torch.minimum(xyxy.clamp(min=0), limits)
+
+
+def released_int_boxes(boxes: torch.Tensor) -> list:
+    """(N, 4) float original pixels -> N lists of 4 ints as the released generation wrote them: truncated toward
+    zero (``Tensor.int()``), neither clipped nor rounded, zero-area boxes kept."""
+    return boxes.trunc().to(torch.int64).tolist()
 
 
 def round_boxes(boxes: torch.Tensor):

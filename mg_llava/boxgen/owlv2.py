@@ -15,11 +15,12 @@ import torch
 from mg_llava.dataset.box_rules import class_aware_nms
 from mg_llava.registry import MODELS
 
-from .geometry import owlv2_boxes_to_original, owlv2_pixel_values, round_boxes
+from .geometry import owlv2_boxes_to_original, owlv2_pixel_values, released_int_boxes, round_boxes
 from .hf_models import model_and_processor
 
 DEFAULT_OWLV2 = "google/owlv2-large-patch14-ensemble"
-PREPROCESS_MODES = ("torch", "transformers")
+PREPROCESS_MODES = ("transformers", "torch")
+BOX_FORMATS = ("clean", "released")
 
 
 def _dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
@@ -37,8 +38,12 @@ class OWLv2Detector:
         score_threshold: keep a box when the sigmoid of its best tag's logit is above this (the released 0.2).
         prompt: text query per tag; ``{tag}`` is replaced by the tag.
         nms_iou_threshold: if set, class-aware NMS (mmcv ``batched_nms``) at this IoU per image.
-        preprocess: ``'torch'`` (pad + anti-aliased bilinear resize in torch, on the device: fast) or
-            ``'transformers'`` (the ``Owlv2ImageProcessor`` itself, scipy on the CPU: exact but ~0.2 s per image).
+        preprocess: ``'transformers'`` (default: the ``Owlv2ImageProcessor`` itself, as the released generation
+            used it; scipy on the CPU, ~0.2 s per image) or ``'torch'`` (pad + anti-aliased bilinear resize in torch,
+            on the device: fast, approximate; README gives the box difference measured between the two).
+        box_format: ``'clean'`` (boxes clipped to the image and rounded, zero-area boxes dropped, highest score
+            first) or ``'released'`` (as the released generation wrote them: not clipped, truncated toward zero,
+            zero-area boxes kept, in OWLv2's patch order; no NMS).
         device, dtype: where and in what precision the backbone runs. The box and class heads stay in float32 so
             coordinates keep full precision under bf16/fp16.
         text_batch_size: tags encoded per text-tower call.
@@ -46,13 +51,19 @@ class OWLv2Detector:
 
     def __init__(self, model: Union[str, torch.nn.Module] = DEFAULT_OWLV2, processor=None,
                  score_threshold: float = 0.2, prompt: str = "a photo of {tag}",
-                 nms_iou_threshold: Optional[float] = None, preprocess: str = "torch",
+                 nms_iou_threshold: Optional[float] = None, preprocess: str = "transformers",
+                 box_format: str = "clean",
                  device: Union[str, torch.device] = "cpu", dtype: Union[str, torch.dtype] = "float32",
                  text_batch_size: int = 256):
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
         if preprocess not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
+        if box_format not in BOX_FORMATS:
+            raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}")
+        if box_format == "released" and nms_iou_threshold is not None:
+            raise ValueError("box_format='released' writes boxes as the released generation did, which ran no NMS; "
+                             f"drop nms_iou_threshold={nms_iou_threshold} (the released rule applies NMS at load time)")
         if "{tag}" not in prompt:
             raise ValueError(f"prompt must contain '{{tag}}', got {prompt!r}")
         model, processor = model_and_processor(model, processor, Owlv2ForObjectDetection, Owlv2Processor, "OWLv2")
@@ -79,6 +90,7 @@ class OWLv2Detector:
         self.prompt = prompt
         self.nms_iou_threshold = nms_iou_threshold
         self.preprocess = preprocess
+        self.box_format = box_format
         self.text_batch_size = text_batch_size
         self._text_embeds = {}  # tag -> (E,) float32 on device
 
@@ -86,7 +98,8 @@ class OWLv2Detector:
         """JSON-able settings that change the boxes (recorded with a run; a resume must match them)."""
         return dict(type=type(self).__name__, model=self.model.config._name_or_path,
                     score_threshold=self.score_threshold, prompt=self.prompt,
-                    nms_iou_threshold=self.nms_iou_threshold, preprocess=self.preprocess, dtype=str(self.dtype))
+                    nms_iou_threshold=self.nms_iou_threshold, preprocess=self.preprocess, box_format=self.box_format,
+                    dtype=str(self.dtype))
 
     # ----------------------------------------------------------------------------------------------------- text
     @torch.no_grad()
@@ -123,7 +136,8 @@ class OWLv2Detector:
         Returns:
             B dicts ``{boxes: [[x1, y1, x2, y2] int, original pixels], scores: [float], labels: [tag],
             num_degenerate: int}``, highest score first; ``num_degenerate`` counts boxes dropped because they had no
-            area left inside the image.
+            area left inside the image. With ``box_format='released'``: unclipped, truncated, in patch order, full
+            float32 scores, nothing dropped.
         """
         if len(images) != len(tags):
             raise ValueError(f"got {len(images)} images but {len(tags)} tag lists")
@@ -154,8 +168,13 @@ class OWLv2Detector:
         for row, i in enumerate(todo):
             keep = scores[row] > self.score_threshold
             _, height, width = images[i].shape
-            boxes = owlv2_boxes_to_original(pred_boxes[row][keep], height, width)  # (N, 4) original pixels
             box_scores, box_tags = scores[row][keep], best_tag[row][keep]
+            if self.box_format == "released":
+                boxes = owlv2_boxes_to_original(pred_boxes[row][keep], height, width, clip=False)
+                results[i] = dict(boxes=released_int_boxes(boxes.cpu()), scores=box_scores.tolist(),
+                                  labels=[tags[i][k] for k in box_tags.tolist()], num_degenerate=0)
+                continue
+            boxes = owlv2_boxes_to_original(pred_boxes[row][keep], height, width)  # (N, 4) original pixels
             if self.nms_iou_threshold is not None:
                 order = class_aware_nms(boxes, box_scores, box_tags, self.nms_iou_threshold)
             else:

@@ -2,8 +2,9 @@
 
 Shape shorthand: N = boxes of one image. Coordinate spaces (docs/interfaces.md):
 original image pixels -> (+ pad offset) padded-square pixels -> (x scale = S_high / side) high-res input pixels.
-The released checkpoints' rules are in :mod:`.released_boxes`; both use :func:`class_aware_nms`, as does the box
-generator (:mod:`mg_llava.boxgen.owlv2`).
+The released checkpoints' rules are in :mod:`.released_boxes`, with the released code's own NMS (torchvision's, with
+its tie and threshold semantics); this rule and the box generator (:mod:`mg_llava.boxgen.owlv2`) use
+:func:`class_aware_nms` (mmcv's).
 """
 from dataclasses import dataclass
 

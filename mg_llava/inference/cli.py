@@ -1,8 +1,10 @@
 """Command-line options shared by tools/chat.py, tools/evaluate.py and tools/export.py."""
 import argparse
+import logging
 from typing import Optional
 
 from mmengine.config import DictAction
+from mmengine.logging import print_log
 
 from mg_llava.dataset import BOX_RULES, MAX_BOXES
 
@@ -118,20 +120,65 @@ def _load_from_args(args: argparse.Namespace, placement: LLMPlacement) -> Loaded
                           trust_remote_code=args.trust_remote_code, **common)
 
 
+TRAINING_TAGGER = "ram_plus"  # the tagger of the released boxes and of the boxes data_prep/ makes by default
+TAGGER_DIFFERENCE = {
+    "clip": "a CLIP model scoring the {vocabulary} vocabulary (top 10 tags per image)",
+    "fixed": "every image tagged with all of {vocabulary}",
+}
+
+
 def add_box_generator_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("boxes found on the fly (tagger + OWLv2), when no box file is given")
     group.add_argument("--detector", help="OWLv2 checkpoint (hub id or folder), e.g. "
                                           "google/owlv2-large-patch14-ensemble")
-    group.add_argument("--tagger", default="clip", choices=["clip", "fixed", "ram_plus"],
-                       help="what names the objects: a CLIP model scoring a vocabulary, a fixed vocabulary, or RAM++")
-    group.add_argument("--tagger-model", help="CLIP model folder/id (clip) or RAM++ checkpoint (ram_plus)")
+    group.add_argument("--tagger", default=None, choices=["ram_plus", "clip", "fixed"],
+                       help="what names the objects: RAM++ (the tagger training used; the default when its 'ram' "
+                            "package is installed, else this option is required), a CLIP model scoring a "
+                            "vocabulary, or a fixed vocabulary; the last two are logged with a WARNING")
+    group.add_argument("--tagger-model", help="RAM++ checkpoint (ram_plus) or CLIP model folder/id (clip)")
     group.add_argument("--vocabulary", default=None, help="tag vocabulary: 'lvis', 'coco80', a file, or "
                                                           "comma-separated names (clip/fixed)")
     group.add_argument("--score-threshold", type=float, default=0.2, help="OWLv2 score threshold (released 0.2)")
+    group.add_argument("--detector-preprocess", choices=["transformers", "torch"], default="transformers",
+                       help="OWLv2 input: the official Owlv2Processor (as in training) or a fast approximate torch "
+                            "resize")
 
 
-def build_box_generator(args: argparse.Namespace, device: Optional[str] = None):
-    """A :class:`~mg_llava.boxgen.BoxGenerator` from the options, or None without ``--detector``."""
+def ram_is_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ram") is not None
+
+
+def choose_tagger(tagger: Optional[str], vocabulary=None) -> str:
+    """The tagger to find boxes with on the fly: ``tagger``, else RAM++ when its package is installed.
+
+    Raises SystemExit without a choice and without RAM++; logs a WARNING naming how the boxes differ from training
+    for any tagger other than RAM++.
+    """
+    if tagger is None:
+        if not ram_is_installed():
+            raise SystemExit(
+                "boxes found on the fly: the training boxes were tagged by RAM++ (--tagger ram_plus), whose 'ram' "
+                "package is not installed (pip install git+https://github.com/xinyu1205/recognize-anything.git); "
+                "install it, or choose --tagger clip (CLIP over the LVIS names) or --tagger fixed, knowing that the "
+                "boxes then differ from the training boxes")
+        tagger = TRAINING_TAGGER
+    if tagger != TRAINING_TAGGER:
+        names = ", ".join(vocabulary) if isinstance(vocabulary, list) else vocabulary
+        what = TAGGER_DIFFERENCE[tagger].format(vocabulary=names or ("lvis" if tagger == "clip" else "coco80"))
+        print_log(f"boxes found on the fly with --tagger {tagger} ({what}), not RAM++ as in training (its own ~4.6K "
+                  "tags and per-tag thresholds): the tags, and so the boxes' labels, count and places, are "
+                  "distributed unlike the boxes the model was trained on", logger="current", level=logging.WARNING)
+    return tagger
+
+
+def build_box_generator(args: argparse.Namespace, device: Optional[str] = None, box_rule: str = "clean"):
+    """A :class:`~mg_llava.boxgen.BoxGenerator` from the options, or None without ``--detector``.
+
+    ``box_rule`` is the model's (:func:`~mg_llava.dataset.apply_box_rule`): under ``'released'`` the detector writes
+    its boxes as the released generation did (unclipped, truncated), the boxes that rule was trained on.
+    """
     if args.detector is None:
         return None
     from mg_llava.boxgen import BoxGenerator
@@ -140,16 +187,20 @@ def build_box_generator(args: argparse.Namespace, device: Optional[str] = None):
     if vocabulary is not None and "," in vocabulary:
         vocabulary = [v.strip() for v in vocabulary.split(",") if v.strip()]
     device = str(device or "cpu")
-    if args.tagger == "fixed":
+    tagger_name = choose_tagger(args.tagger, vocabulary)
+    if tagger_name == "fixed":
         tagger = dict(type="FixedTagger", vocabulary=vocabulary or "coco80")
-    elif args.tagger == "clip":
+    elif tagger_name == "clip":
         if args.tagger_model is None:
             raise SystemExit("--tagger clip needs --tagger-model (a full CLIP model, e.g. "
                              "openai/clip-vit-large-patch14)")
         tagger = dict(type="CLIPTagger", model=args.tagger_model, vocabulary=vocabulary or "lvis", device=device)
     else:
         if args.tagger_model is None:
-            raise SystemExit("--tagger ram_plus needs --tagger-model (the RAM++ checkpoint)")
+            raise SystemExit("--tagger ram_plus (the training tagger) needs --tagger-model (the RAM++ checkpoint, "
+                             "ram_plus_swin_large_14m.pth)")
         tagger = dict(type="RAMPlusTagger", checkpoint=args.tagger_model, device=device)
-    detector = dict(type="OWLv2Detector", model=args.detector, score_threshold=args.score_threshold, device=device)
+    detector = dict(type="OWLv2Detector", model=args.detector, score_threshold=args.score_threshold,
+                    preprocess=args.detector_preprocess, box_format="released" if box_rule == "released" else "clean",
+                    device=device)
     return BoxGenerator(tagger=tagger, detector=detector, precompute_tag_embeddings=False)

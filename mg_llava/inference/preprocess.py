@@ -262,7 +262,7 @@ class Preprocessor:
 def entry_arrays(entry: dict, where: str = ""):
     """A released box-file entry ``{boxes, scores, labels}`` -> (boxes (N, 4), scores (N,), label ids (N,))."""
     try:
-        raw = np.asarray(entry["boxes"], dtype=np.float32).reshape(-1, 4)
+        raw = np.asarray(entry["boxes"], dtype=np.float64).reshape(-1, 4)  # the released rule adds the pad in float64
         scores = np.asarray(entry["scores"], dtype=np.float32).reshape(-1)
         labels = list(entry["labels"])
     except (KeyError, TypeError, ValueError) as err:

@@ -9,7 +9,8 @@ batched generation (:mod:`mg_llava.inference`), so a task scores what ``tools/ev
   plus ``device``, ``dtype``, ``box_rule``, ``granularity`` (AVG-LLaVA), ``system``, ``allow_unsafe_pickle``, ...
 - the boxes (one of them is required, as for ``tools/evaluate.py``): ``boxes=<box file>`` looked up by the
   document's ``box_key`` field (default ``question_id``; ``allow_missing_boxes=True`` gives an unlisted image zero
-  boxes); ``detector=<OWLv2>,tagger=clip,tagger_model=<CLIP>`` to find them on the fly; or ``no_boxes=True``.
+  boxes); ``detector=<OWLv2>,tagger_model=<RAM++ checkpoint>`` to find them on the fly as in training
+  (``tagger=clip,tagger_model=<CLIP>``: another distribution, logged with a WARNING); or ``no_boxes=True``.
 - ``batch_size`` (or lmms-eval's ``--batch_size``), ``max_new_tokens`` (when the task does not set it; 128),
   ``on_bad_sample=raise|skip`` (an unreadable image or a missing box entry: stop naming the document, or answer
   ``""`` for it (log-likelihood -inf), counted and logged), ``num_frames`` (per video; default: the model's).
@@ -124,7 +125,8 @@ class MGLLaVALmms(lmms):
         self.box_table = load_box_file(args.boxes) if args.boxes else None  # a bad box file fails before the model
         try:
             self.loaded = load_from_args(args)
-            self.box_generator = build_box_generator(args, device=self.loaded.device)
+            self.box_generator = build_box_generator(args, device=self.loaded.device,
+                                                     box_rule=self.loaded.preprocessor.box_rule)
         except SystemExit as err:  # the tools' messages for bad option combinations
             raise ModelArgsError(f"mg_llava --model_args: {as_model_args(str(err))}") from None
         if args.num_frames is not None:
