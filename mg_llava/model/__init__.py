@@ -10,6 +10,8 @@ from .mg_llava_model import MGLLaVAModel
 from .multi_layer_deformable_fusion import MultiLayerDeformableFusion
 from .no_fusion import NoFusion
 from .object_features import MultiScaleRoIFeatures
+from .patch_info_mining import PatchInfoMining
+from .perceiver_resampler import PerceiverResampler
 from .token_assembler import ImageParts, assemble, image_sequences, place_visual_tokens
 from .views_data_preprocessor import ViewsDataPreprocessor
 from .zero3 import wait_for_gloo_all_gathers
@@ -28,6 +30,8 @@ __all__ = [
     "MultiScaleRoIFeatures",
     "NoFusion",
     "OpenCLIPConvNeXtEncoder",
+    "PatchInfoMining",
+    "PerceiverResampler",
     "VisualGranularityRouter",
     "ViewsDataPreprocessor",
     "VisualGranularityScaler",

@@ -29,6 +29,14 @@ def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> Project
                                           depth=depth))
 
 
+def module_class(cfg_or_module) -> type:
+    """The class a config dict's ``type`` names (a class or a registry name), or a built module's class."""
+    if not isinstance(cfg_or_module, dict):
+        return type(cfg_or_module)
+    kind = cfg_or_module["type"]
+    return MODELS.get(kind) if isinstance(kind, str) else kind
+
+
 def check_float_views(data: dict) -> None:
     """Raise when ``data`` still holds the loader's uint8 views (the data preprocessor did not run)."""
     aux, low = data.get("pixel_values_aux"), data.get("pixel_values")
@@ -57,9 +65,11 @@ class MGLLaVAModel(LLaVAModel):
         visual_encoder: the low-res encoder, returning tokens (I, T, C): ``CLIPVisionEncoder``.
         visual_encoder_aux: the high-res encoder, returning the stage maps: ``OpenCLIPConvNeXtEncoder``; None when
             neither the fusion nor the object branch reads it.
-        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` config, or ``MultiLayerDeformableFusion``
-            (MMFuser; it reads as many CLIP layers as the encoder's ``select_layer`` gives); its channels come from
-            the encoders.
+        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` / ``PatchInfoMining`` /
+            ``PerceiverResampler`` config, or ``MultiLayerDeformableFusion`` (MMFuser; it reads as many CLIP layers
+            as the encoder's ``select_layer`` gives); its channels come from the encoders (every stage's for a
+            fusion with ``reads_stages``, the last one's otherwise), and a fusion with ``takes_grid_tokens`` gets
+            the low-res grid's token count.
         object_features: ``MultiScaleRoIFeatures`` config, or None for no object tokens (ablation).
         freeze_llm: True in stage 1, False in stage 2. The encoders are always frozen; the fusion and both
             projectors always train.
@@ -92,12 +102,22 @@ class MGLLaVAModel(LLaVAModel):
             raise TypeError(f"visual_encoder must return tokens and expose hidden_size (CLIPVisionEncoder), "
                             f"got {type(self.visual_encoder).__name__}")
         channels = dict(low_channels=self.visual_encoder.hidden_size)
+        fusion_class = module_class(fusion)
+        grid_tokens = (self.visual_encoder.config.image_size // self.visual_encoder.config.patch_size) ** 2
+        if getattr(fusion_class, "takes_grid_tokens", False):
+            channels["grid_tokens"] = grid_tokens
         if visual_encoder_aux is None:
             self.visual_encoder_aux = None
         else:
             self.visual_encoder_aux = self._build_from_cfg_or_module(visual_encoder_aux)
-            channels["high_channels"] = self.visual_encoder_aux.out_channels[-1]
+            stages = list(self.visual_encoder_aux.out_channels)
+            channels["high_channels"] = stages if getattr(fusion_class, "reads_stages", False) else stages[-1]
         self.fuse_module = build(fusion, **channels)
+        # The training sequences reserve the low-res grid's tokens per image (max_length, the sequence check)
+        fused_tokens = getattr(self.fuse_module, "num_tokens", grid_tokens)
+        if fused_tokens > grid_tokens:
+            raise ValueError(f"{type(self.fuse_module).__name__} gives {fused_tokens} tokens per image, more than the "
+                             f"{grid_tokens} of the low-res grid that the training sequences reserve")
         layers, wanted = getattr(self.visual_encoder, "num_layers", 1), getattr(self.fuse_module, "in_layers", 1)
         if layers != wanted:
             raise ValueError(f"{type(self.fuse_module).__name__} reads {wanted} CLIP layer(s) but the visual encoder "
@@ -203,7 +223,8 @@ class MGLLaVAModel(LLaVAModel):
             if pixel_values_aux is None:
                 raise ValueError("this model reads the high-res view but the batch has no pixel_values_aux")
             stage_maps = run_in_chunks(self.visual_encoder_aux, pixel_values_aux, self.encoder_chunk_size)
-        fused = self.fuse_module(low, stage_maps[-1] if stage_maps is not None else None)
+        high = stage_maps if getattr(self.fuse_module, "reads_stages", False) or stage_maps is None else stage_maps[-1]
+        fused = self.fuse_module(low, high)
         image_tokens = self.projector(fused.to(self.projector.dtype))
         if self.object_features is None:
             return ImageParts(image_tokens, None)
