@@ -9,6 +9,7 @@ from .convnext_encoder import OpenCLIPConvNeXtEncoder
 from .mg_llava_model import MGLLaVAModel
 from .multi_layer_deformable_fusion import MultiLayerDeformableFusion
 from .no_fusion import NoFusion
+from .object_cross_attention import BoxToFusedCrossAttention, FusedToBoxCrossAttention
 from .object_features import MultiScaleRoIFeatures
 from .patch_info_mining import PatchInfoMining
 from .perceiver_resampler import PerceiverResampler
@@ -21,9 +22,11 @@ wait_for_gloo_all_gathers()
 __all__ = [
     "AVGLLaVAModel",
     "AnyResTokens",
+    "BoxToFusedCrossAttention",
     "CLIPVisionEncoder",
     "ChannelConcatFusion",
     "ConvGateFusion",
+    "FusedToBoxCrossAttention",
     "ImageParts",
     "MGLLaVAModel",
     "MultiLayerDeformableFusion",

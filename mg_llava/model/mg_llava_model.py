@@ -71,6 +71,9 @@ class MGLLaVAModel(LLaVAModel):
             fusion with ``reads_stages``, the last one's otherwise), and a fusion with ``takes_grid_tokens`` gets
             the low-res grid's token count.
         object_features: ``MultiScaleRoIFeatures`` config, or None for no object tokens (ablation).
+        object_merge: None (the paper's: one projected token per box, appended), or a cross-attention ablation
+            (Table 5b): ``FusedToBoxCrossAttention`` (the fused tokens read the boxes; no box tokens, no box
+            projector) or ``BoxToFusedCrossAttention`` (the box features read the fused tokens, then are appended).
         freeze_llm: True in stage 1, False in stage 2. The encoders are always frozen; the fusion and both
             projectors always train.
         pretrained_pth: trainable weights to load once every module exists (a stage-1 result or a released
@@ -89,7 +92,7 @@ class MGLLaVAModel(LLaVAModel):
     def __init__(self, llm, visual_encoder, *, visual_encoder_aux, fusion, object_features, freeze_llm=False,
                  pretrained_pth: Optional[str] = None, projector_depth: int = 2, llm_lora=None,
                  use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None,
-                 encoder_chunk_size: Optional[int] = None, data_preprocessor=None, anyres=None):
+                 encoder_chunk_size: Optional[int] = None, data_preprocessor=None, anyres=None, object_merge=None):
         # XTuner builds the LLM and the low-res encoder (and a projector we replace below: its input width is the
         # fusion's). Checkpointing, LoRA and weight loading must see our extra modules, so they run further down.
         super().__init__(llm, visual_encoder, freeze_llm=freeze_llm, freeze_visual_encoder=True,
@@ -125,14 +128,19 @@ class MGLLaVAModel(LLaVAModel):
 
         llm_hidden_size = self.llm.config.hidden_size
         self.projector = mlp_projector(self.fuse_module.out_channels, llm_hidden_size, projector_depth)
-        if object_features is None:
-            self.object_features = self.bbox_projector = None
-        elif self.visual_encoder_aux is None:
-            raise ValueError("object tokens are read from the high-res encoder: visual_encoder_aux is required")
-        else:
+        self.object_features = self.bbox_projector = self.object_merge = None
+        if object_features is not None:
+            if self.visual_encoder_aux is None:
+                raise ValueError("object tokens are read from the high-res encoder: visual_encoder_aux is required")
             self.object_features = build(object_features, in_channels=self.visual_encoder_aux.out_channels)
-            self.bbox_projector = mlp_projector(self.object_features.out_channels, llm_hidden_size,
-                                                projector_depth)
+            if object_merge is not None:
+                self.object_merge = build(object_merge, fused_channels=self.fuse_module.out_channels,
+                                          box_channels=self.object_features.out_channels)
+            if self.object_merge is None or self.object_merge.appends_boxes:
+                self.bbox_projector = mlp_projector(self.object_features.out_channels, llm_hidden_size,
+                                                    projector_depth)
+        elif object_merge is not None:
+            raise ValueError("object_merge merges object features into the image tokens: object_features is required")
         self.anyres = None if anyres is None else build(anyres, hidden_size=llm_hidden_size)
         crop_width = self.visual_encoder.hidden_size
         if self.anyres is not None and (layers != 1 or self.fuse_module.out_channels != crop_width):
@@ -223,14 +231,18 @@ class MGLLaVAModel(LLaVAModel):
             if pixel_values_aux is None:
                 raise ValueError("this model reads the high-res view but the batch has no pixel_values_aux")
             stage_maps = run_in_chunks(self.visual_encoder_aux, pixel_values_aux, self.encoder_chunk_size)
-        high = stage_maps if getattr(self.fuse_module, "reads_stages", False) or stage_maps is None else stage_maps[-1]
-        fused = self.fuse_module(low, high)
+        reads_stages = getattr(self.fuse_module, "reads_stages", False)
+        fused = self.fuse_module(low, stage_maps if reads_stages or stage_maps is None else stage_maps[-1])
+        box_features = None
+        if self.object_features is not None:
+            if boxes is None or len(boxes) != len(fused):
+                raise ValueError(f"{len(fused)} images but {'no' if boxes is None else len(boxes)} box tensors")
+            box_features = self.object_features(stage_maps, boxes, pixel_values_aux.shape[-2:])
+            if self.object_merge is not None:  # F-to-B gives no box features back, B-to-F enhanced ones
+                fused, box_features = self.object_merge(fused, box_features)
         image_tokens = self.projector(fused.to(self.projector.dtype))
-        if self.object_features is None:
+        if box_features is None:
             return ImageParts(image_tokens, None)
-        if boxes is None or len(boxes) != len(image_tokens):
-            raise ValueError(f"{len(image_tokens)} images but {'no' if boxes is None else len(boxes)} box tensors")
-        box_features = self.object_features(stage_maps, boxes, pixel_values_aux.shape[-2:])
         # One projector call for the whole batch; with zero boxes it still runs (on 0 rows), so the projector
         # stays in the graph and gets a (zero) gradient every step.
         box_tokens = self.bbox_projector(torch.cat(box_features).to(self.bbox_projector.dtype))
