@@ -69,13 +69,14 @@ class FusedToBoxCrossAttention(nn.Module):
         """fused (I, T, C_F), box_features I x (N_i, C_B) -> (fused (I, T, C_F), None)."""
         dtype = self.block.query_norm.weight.dtype
         fused = fused.to(dtype)
-        boxes, padding = pad_boxes([b.to(dtype) for b in box_features])
-        has_boxes = ~padding.all(dim=1)
-        if not has_boxes.any():
-            return fused, None
         # Images without boxes are left out: attention over no key at all is undefined (NaN)
-        enhanced = self.block(fused[has_boxes], boxes[has_boxes], padding[has_boxes])
-        return fused.index_put((has_boxes.nonzero().flatten(),), enhanced), None
+        with_boxes = [i for i, b in enumerate(box_features) if len(b)]
+        if not with_boxes:
+            return fused, None
+        boxes, padding = pad_boxes([box_features[i].to(dtype) for i in with_boxes])
+        index = torch.tensor(with_boxes, device=fused.device)
+        enhanced = self.block(fused[index], boxes, padding)
+        return fused.index_copy(0, index, enhanced), None
 
 
 @MODELS.register_module()

@@ -73,7 +73,9 @@ class PerceiverResampler(nn.Module):
         dtype = self.latents.dtype
         high_tokens = self.high_proj(high.to(dtype).flatten(2).transpose(1, 2))
         features = torch.cat([low.to(dtype), high_tokens], dim=1)
-        latents = self.latents.unsqueeze(0).expand(low.shape[0], -1, -1)
+        # repeat, not expand: a view of a parameter taken under no_grad still requires grad, and torch's module
+        # tracker (FlopCounterMode, tools/flops_table5.py) refuses such an input
+        latents = self.latents.unsqueeze(0).repeat(low.shape[0], 1, 1)
         for layer in self.layers:
             latents = layer(latents, features)
         return self.norm(latents)
