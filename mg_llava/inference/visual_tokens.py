@@ -16,7 +16,8 @@ def visual_token_counts(model, samples: Sequence[dict]) -> List[dict]:
     a sample with tiled images ``"tile_tokens"``: the tokens of their crop grids (included in ``visual_tokens``)."""
     boxes = [b for sample in samples for b in sample["boxes"]]
     # box tokens: one per box unless the model has none (no object features, or F-to-B cross-attention)
-    appends_boxes = getattr(model, "bbox_projector", None) is not None
+    appends_boxes = model.object_features is not None and getattr(getattr(model, "object_merge", None),
+                                                                  "appends_boxes", True)
     boxes_per_image = [len(b) for b in boxes] if appends_boxes else [0] * len(boxes)
     if hasattr(model, "last_visual_tokens"):  # AVG-LLaVA: what the router (or --granularity) chose
         tokens = list(model.last_visual_tokens)
@@ -26,7 +27,7 @@ def visual_token_counts(model, samples: Sequence[dict]) -> List[dict]:
         side = math.isqrt(grid)
         tiles = [t for sample in samples for t in sample.get("image_tiles", ())]
         crops = [model.anyres.num_tokens(t, (side, side)) for t in tiles] if tiles else [0] * len(boxes)
-        fused = getattr(model.fuse_module, "num_tokens", grid)  # a Perceiver Resampler's latents
+        fused = getattr(getattr(model, "fuse_module", None), "num_tokens", grid)  # a Perceiver Resampler's latents
         tokens = [fused + n + c for n, c in zip(boxes_per_image, crops)]
         granularities = [fused] * len(boxes)
     if len(tokens) != len(boxes):
