@@ -32,6 +32,8 @@ SETTINGS = {
     "rope_factor": "the LLM's linear RoPE scaling (model.llm.rope_scaling), so the sequence check's max_positions",
     "fusion_type": "the model's fusion",
     "object_tokens": "the model's object features (False: none)",
+    "object_merge": "how the model merges object features (None: one appended token per box; a cross-attention "
+                    "class of Table 5b)",
     "object_roi_size": "the object features' RoIAlign grid",
     "max_boxes": "the datasets' box limit",
     "box_rule": "the datasets' box rule",
@@ -93,6 +95,8 @@ def derive_settings(cfg: MutableMapping) -> MutableMapping:
         model["object_features"] = None
     elif model.get("object_features") is not None:
         model["object_features"]["output_size"] = cfg["object_roi_size"]
+    if "object_merge" in cfg:
+        model["object_merge"] = None if cfg["object_merge"] is None else dict(type=cfg["object_merge"])
     if "pretrained_pth" in cfg:
         model["pretrained_pth"] = cfg["pretrained_pth"]
     if "rope_factor" in cfg:  # positions past the trained ones (an export carries it in the LLM's config)

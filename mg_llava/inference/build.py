@@ -26,6 +26,8 @@ def build_from_spec(spec: dict, trust_remote_code: bool = False, llm_kwargs: Opt
         extra = dict(scaler=dict(avg_llava["scaler"]), router=dict(dict(views="global"), **avg_llava["router"]))
     if spec.get("anyres") is not None:
         extra["anyres"] = dict(spec["anyres"])
+    if spec.get("object_merge") is not None:  # a Table 5b cross-attention ablation
+        extra["object_merge"] = dict(spec["object_merge"])
     return model_type(
         llm=llm,
         visual_encoder=dict(type=CLIPVisionEncoder, **spec["visual_encoder"]),

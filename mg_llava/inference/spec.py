@@ -107,6 +107,7 @@ def spec_from_config(cfg: Config) -> dict:
         visual_encoder_aux=aux,
         fusion=_module_spec(model.fusion, keep_type=True),
         object_features=_module_spec(model.get("object_features"), keep_type=True),
+        object_merge=_module_spec(model.get("object_merge"), keep_type=True),
         projector_depth=model.get("projector_depth", 2),
         image=image_spec(build_module(data.image_views)),
         boxes=dict(max_boxes=data.max_boxes, iou_threshold=data.iou_threshold, rule=data.box_rule),

@@ -15,7 +15,10 @@ def visual_token_counts(model, samples: Sequence[dict]) -> List[dict]:
     ``{"visual_tokens": grid + box tokens of all its images, "granularity": [grid tokens of each image]}``, and for
     a sample with tiled images ``"tile_tokens"``: the tokens of their crop grids (included in ``visual_tokens``)."""
     boxes = [b for sample in samples for b in sample["boxes"]]
-    boxes_per_image = [len(b) for b in boxes] if model.object_features is not None else [0] * len(boxes)
+    # box tokens: one per box unless the model has none (no object features, or F-to-B cross-attention)
+    appends_boxes = model.object_features is not None and getattr(getattr(model, "object_merge", None),
+                                                                  "appends_boxes", True)
+    boxes_per_image = [len(b) for b in boxes] if appends_boxes else [0] * len(boxes)
     if hasattr(model, "last_visual_tokens"):  # AVG-LLaVA: what the router (or --granularity) chose
         tokens = list(model.last_visual_tokens)
         granularities = [model.granularity_tokens[k] for k in model.last_granularities]
@@ -24,8 +27,9 @@ def visual_token_counts(model, samples: Sequence[dict]) -> List[dict]:
         side = math.isqrt(grid)
         tiles = [t for sample in samples for t in sample.get("image_tiles", ())]
         crops = [model.anyres.num_tokens(t, (side, side)) for t in tiles] if tiles else [0] * len(boxes)
-        tokens = [grid + n + c for n, c in zip(boxes_per_image, crops)]
-        granularities = [grid] * len(boxes)
+        fused = getattr(getattr(model, "fuse_module", None), "num_tokens", grid)  # a Perceiver Resampler's latents
+        tokens = [fused + n + c for n, c in zip(boxes_per_image, crops)]
+        granularities = [fused] * len(boxes)
     if len(tokens) != len(boxes):
         raise RuntimeError(f"the model placed {len(tokens)} images but the samples hold {len(boxes)}; count the "
                            f"tokens right after generating for these samples")

@@ -9,7 +9,10 @@ from .convnext_encoder import OpenCLIPConvNeXtEncoder
 from .mg_llava_model import MGLLaVAModel
 from .multi_layer_deformable_fusion import MultiLayerDeformableFusion
 from .no_fusion import NoFusion
+from .object_cross_attention import BoxToFusedCrossAttention, FusedToBoxCrossAttention
 from .object_features import MultiScaleRoIFeatures
+from .patch_info_mining import PatchInfoMining
+from .perceiver_resampler import PerceiverResampler
 from .token_assembler import ImageParts, assemble, image_sequences, place_visual_tokens
 from .views_data_preprocessor import ViewsDataPreprocessor
 from .zero3 import wait_for_gloo_all_gathers
@@ -19,15 +22,19 @@ wait_for_gloo_all_gathers()
 __all__ = [
     "AVGLLaVAModel",
     "AnyResTokens",
+    "BoxToFusedCrossAttention",
     "CLIPVisionEncoder",
     "ChannelConcatFusion",
     "ConvGateFusion",
+    "FusedToBoxCrossAttention",
     "ImageParts",
     "MGLLaVAModel",
     "MultiLayerDeformableFusion",
     "MultiScaleRoIFeatures",
     "NoFusion",
     "OpenCLIPConvNeXtEncoder",
+    "PatchInfoMining",
+    "PerceiverResampler",
     "VisualGranularityRouter",
     "ViewsDataPreprocessor",
     "VisualGranularityScaler",

@@ -20,11 +20,12 @@ DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
 ZERO3_WEIGHTS_FILE = "trainable_weights_16bit.pt"  # written by mg_llava.engine.ZeRO3TrainableWeightsHook
 # State-dict prefixes of the trainable weights, the one list of them: what trains and is saved
 # (``MGLLaVAModel.trainable_prefixes``), what an export holds besides the LLM (``inference.weights.vision_prefixes``).
-VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.")  # the fusion and both projectors
+# the fusion, both projectors and (Table 5b's cross-attention ablations only) the object-merging block
+VISION_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.", "object_merge.")
 ROUTER_PREFIXES = ("router.",)  # AVG-LLaVA's router (its scaler has no weights)
 ANYRES_PREFIXES = ("anyres.",)  # the learned row-end token of tiled images
 LLM_PREFIXES = ("llm.",)  # stage 2 trains the LLM
-RELEASED_PREFIXES = VISION_PREFIXES + LLM_PREFIXES  # the released files' keys
+RELEASED_PREFIXES = ("fuse_module.", "projector.", "bbox_projector.") + LLM_PREFIXES  # the released files' keys
 
 
 def _deepspeed_model_file(folder: str) -> str:

@@ -29,6 +29,14 @@ def mlp_projector(in_channels: int, llm_hidden_size: int, depth: int) -> Project
                                           depth=depth))
 
 
+def module_class(cfg_or_module) -> type:
+    """The class a config dict's ``type`` names (a class or a registry name), or a built module's class."""
+    if not isinstance(cfg_or_module, dict):
+        return type(cfg_or_module)
+    kind = cfg_or_module["type"]
+    return MODELS.get(kind) if isinstance(kind, str) else kind
+
+
 def check_float_views(data: dict) -> None:
     """Raise when ``data`` still holds the loader's uint8 views (the data preprocessor did not run)."""
     aux, low = data.get("pixel_values_aux"), data.get("pixel_values")
@@ -57,10 +65,15 @@ class MGLLaVAModel(LLaVAModel):
         visual_encoder: the low-res encoder, returning tokens (I, T, C): ``CLIPVisionEncoder``.
         visual_encoder_aux: the high-res encoder, returning the stage maps: ``OpenCLIPConvNeXtEncoder``; None when
             neither the fusion nor the object branch reads it.
-        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` config, or ``MultiLayerDeformableFusion``
-            (MMFuser; it reads as many CLIP layers as the encoder's ``select_layer`` gives); its channels come from
-            the encoders.
+        fusion: ``ConvGateFusion`` / ``ChannelConcatFusion`` / ``NoFusion`` / ``PatchInfoMining`` /
+            ``PerceiverResampler`` config, or ``MultiLayerDeformableFusion`` (MMFuser; it reads as many CLIP layers
+            as the encoder's ``select_layer`` gives); its channels come from the encoders (every stage's for a
+            fusion with ``reads_stages``, the last one's otherwise), and a fusion with ``takes_grid_tokens`` gets
+            the low-res grid's token count.
         object_features: ``MultiScaleRoIFeatures`` config, or None for no object tokens (ablation).
+        object_merge: None (the paper's: one projected token per box, appended), or a cross-attention ablation
+            (Table 5b): ``FusedToBoxCrossAttention`` (the fused tokens read the boxes; no box tokens, no box
+            projector) or ``BoxToFusedCrossAttention`` (the box features read the fused tokens, then are appended).
         freeze_llm: True in stage 1, False in stage 2. The encoders are always frozen; the fusion and both
             projectors always train.
         pretrained_pth: trainable weights to load once every module exists (a stage-1 result or a released
@@ -79,7 +92,7 @@ class MGLLaVAModel(LLaVAModel):
     def __init__(self, llm, visual_encoder, *, visual_encoder_aux, fusion, object_features, freeze_llm=False,
                  pretrained_pth: Optional[str] = None, projector_depth: int = 2, llm_lora=None,
                  use_activation_checkpointing: bool = True, max_position_embeddings: Optional[int] = None,
-                 encoder_chunk_size: Optional[int] = None, data_preprocessor=None, anyres=None):
+                 encoder_chunk_size: Optional[int] = None, data_preprocessor=None, anyres=None, object_merge=None):
         # XTuner builds the LLM and the low-res encoder (and a projector we replace below: its input width is the
         # fusion's). Checkpointing, LoRA and weight loading must see our extra modules, so they run further down.
         super().__init__(llm, visual_encoder, freeze_llm=freeze_llm, freeze_visual_encoder=True,
@@ -92,12 +105,22 @@ class MGLLaVAModel(LLaVAModel):
             raise TypeError(f"visual_encoder must return tokens and expose hidden_size (CLIPVisionEncoder), "
                             f"got {type(self.visual_encoder).__name__}")
         channels = dict(low_channels=self.visual_encoder.hidden_size)
+        fusion_class = module_class(fusion)
+        grid_tokens = (self.visual_encoder.config.image_size // self.visual_encoder.config.patch_size) ** 2
+        if getattr(fusion_class, "takes_grid_tokens", False):
+            channels["grid_tokens"] = grid_tokens
         if visual_encoder_aux is None:
             self.visual_encoder_aux = None
         else:
             self.visual_encoder_aux = self._build_from_cfg_or_module(visual_encoder_aux)
-            channels["high_channels"] = self.visual_encoder_aux.out_channels[-1]
+            stages = list(self.visual_encoder_aux.out_channels)
+            channels["high_channels"] = stages if getattr(fusion_class, "reads_stages", False) else stages[-1]
         self.fuse_module = build(fusion, **channels)
+        # The training sequences reserve the low-res grid's tokens per image (max_length, the sequence check)
+        fused_tokens = getattr(self.fuse_module, "num_tokens", grid_tokens)
+        if fused_tokens > grid_tokens:
+            raise ValueError(f"{type(self.fuse_module).__name__} gives {fused_tokens} tokens per image, more than the "
+                             f"{grid_tokens} of the low-res grid that the training sequences reserve")
         layers, wanted = getattr(self.visual_encoder, "num_layers", 1), getattr(self.fuse_module, "in_layers", 1)
         if layers != wanted:
             raise ValueError(f"{type(self.fuse_module).__name__} reads {wanted} CLIP layer(s) but the visual encoder "
@@ -105,14 +128,19 @@ class MGLLaVAModel(LLaVAModel):
 
         llm_hidden_size = self.llm.config.hidden_size
         self.projector = mlp_projector(self.fuse_module.out_channels, llm_hidden_size, projector_depth)
-        if object_features is None:
-            self.object_features = self.bbox_projector = None
-        elif self.visual_encoder_aux is None:
-            raise ValueError("object tokens are read from the high-res encoder: visual_encoder_aux is required")
-        else:
+        self.object_features = self.bbox_projector = self.object_merge = None
+        if object_features is not None:
+            if self.visual_encoder_aux is None:
+                raise ValueError("object tokens are read from the high-res encoder: visual_encoder_aux is required")
             self.object_features = build(object_features, in_channels=self.visual_encoder_aux.out_channels)
-            self.bbox_projector = mlp_projector(self.object_features.out_channels, llm_hidden_size,
-                                                projector_depth)
+            if object_merge is not None:
+                self.object_merge = build(object_merge, fused_channels=self.fuse_module.out_channels,
+                                          box_channels=self.object_features.out_channels)
+            if self.object_merge is None or self.object_merge.appends_boxes:
+                self.bbox_projector = mlp_projector(self.object_features.out_channels, llm_hidden_size,
+                                                    projector_depth)
+        elif object_merge is not None:
+            raise ValueError("object_merge merges object features into the image tokens: object_features is required")
         self.anyres = None if anyres is None else build(anyres, hidden_size=llm_hidden_size)
         crop_width = self.visual_encoder.hidden_size
         if self.anyres is not None and (layers != 1 or self.fuse_module.out_channels != crop_width):
@@ -203,13 +231,18 @@ class MGLLaVAModel(LLaVAModel):
             if pixel_values_aux is None:
                 raise ValueError("this model reads the high-res view but the batch has no pixel_values_aux")
             stage_maps = run_in_chunks(self.visual_encoder_aux, pixel_values_aux, self.encoder_chunk_size)
-        fused = self.fuse_module(low, stage_maps[-1] if stage_maps is not None else None)
+        reads_stages = getattr(self.fuse_module, "reads_stages", False)
+        fused = self.fuse_module(low, stage_maps if reads_stages or stage_maps is None else stage_maps[-1])
+        box_features = None
+        if self.object_features is not None:
+            if boxes is None or len(boxes) != len(fused):
+                raise ValueError(f"{len(fused)} images but {'no' if boxes is None else len(boxes)} box tensors")
+            box_features = self.object_features(stage_maps, boxes, pixel_values_aux.shape[-2:])
+            if self.object_merge is not None:  # F-to-B gives no box features back, B-to-F enhanced ones
+                fused, box_features = self.object_merge(fused, box_features)
         image_tokens = self.projector(fused.to(self.projector.dtype))
-        if self.object_features is None:
+        if box_features is None:
             return ImageParts(image_tokens, None)
-        if boxes is None or len(boxes) != len(image_tokens):
-            raise ValueError(f"{len(image_tokens)} images but {'no' if boxes is None else len(boxes)} box tensors")
-        box_features = self.object_features(stage_maps, boxes, pixel_values_aux.shape[-2:])
         # One projector call for the whole batch; with zero boxes it still runs (on 0 rows), so the projector
         # stays in the graph and gets a (zero) gradient every step.
         box_tokens = self.bbox_projector(torch.cat(box_features).to(self.bbox_projector.dtype))

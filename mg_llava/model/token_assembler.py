@@ -1,8 +1,8 @@
 """The token assembler: the one place that orders visual tokens (SPEC 1.7, 1.8).
 
 Shape shorthand: B samples, L tokens, I images in the batch (a video counts its frames), P placeholders (images +
-videos), T_i grid tokens of image i (576 real, 16 tiny; T_k after AVG-LLaVA's pooling), C_i tokens of its crop grid
-(tiled images), N_i its box tokens, H the LLM width.
+videos), T_i grid tokens of image i (576 real, 16 tiny; T_k after AVG-LLaVA's pooling; a Perceiver Resampler's
+latents, at most the grid's count), C_i tokens of its crop grid (tiled images), N_i its box tokens, H the LLM width.
 
 The producers hand over blocks, never sequences:
 

@@ -13,12 +13,15 @@ high_res = 768
 object_roi_size = 56  # RoIAlign output grid before averaging (the released weights were trained with 56)
 max_boxes = 100  # object tokens per image (frame) at most
 box_rule = "clean"  # "released": the released checkpoints' box handling, to fine-tune them on what they saw
-# Ablation switches, one line each in a config:
-#   fusion_type = ChannelConcatFusion     (or NoFusion: the low-res tokens only)
+# Ablation switches, one line each in a config (paper Table 5; vicuna_7b_v15/table5/ has a config for each row):
+#   fusion_type = ChannelConcatFusion     (or PatchInfoMining, PerceiverResampler; NoFusion: the low-res tokens only)
 #   object_tokens = False                 (no object tokens; a stage-1 file's bbox_projector.* is then ignored with a
 #                                          warning)
+#   object_merge = FusedToBoxCrossAttention  (F-to-B: the fused tokens read the boxes, no box tokens; or
+#                                             BoxToFusedCrossAttention, B-to-F: the box tokens read the fused tokens)
 fusion_type = ConvGateFusion
 object_tokens = True
+object_merge = None  # the paper's: one projected token per box, after its image's tokens
 
 mg_llava_branches = dict(
     visual_encoder_aux=dict(
