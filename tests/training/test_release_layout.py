@@ -63,7 +63,8 @@ def test_every_planted_bad_sample_is_listed_in_the_work_dir(run):
     for record in records:
         when, reason = KINDS[replica["planted"][record["id"]]]
         assert record["when"] == when and record["reason"].startswith(reason), record
-        assert record["file"] == "./data/train_json/pretrain_blip_allava_1266k.json" and record["where"].startswith("item")
+        assert record["file"] == "./data/train_json/pretrain_blip_allava_1266k.json"
+        assert record["where"].startswith("item ")
         if when == "replaced":  # met in a worker of some rank, recorded by rank 0
             assert record["rank"] in (0, 1) and 1 <= record["iteration"] <= ITERS
     startup = sum(r["when"] == "start-up" for r in records)

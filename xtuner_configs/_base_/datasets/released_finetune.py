@@ -20,7 +20,7 @@ released_dataset = dict(
     # train_json/ in the authors' model repository (PhoenixZ/MG-LLaVA); the name is assumed to be the box file's
     # without "_only_box" (data_prep/README.md)
     data_path=data_root + "train_json/instruct_llava_allava_doc_dvqa_share_ai2d_1383k.json",
-    box_file=data_root + "bbox_json/train/instruct_llava_allava_doc_dvqa_share_ai2d_1383k_only_box.json",  # as published
+    box_file=data_root + "bbox_json/train/instruct_llava_allava_doc_dvqa_share_ai2d_1383k_only_box.json",  # published
     image_folder=data_root,
     # the text pre-tokenised by xtuner/tools/process_untokenized_llava_data.py (data_prep/README.md): then data_path
     # is not read
