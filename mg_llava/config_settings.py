@@ -248,6 +248,10 @@ def merge_options(current, options: dict, merge) -> None:
     replace it)."""
     cfg = current()
     roots = {key: key.split(".")[0] for key in options}
+    if "released_dataset" in roots.values() and "released_dataset" not in cfg and "train_dataloader" in cfg:
+        raise ValueError("--cfg-options released_dataset...: this config reads its recipe's sources, not the release's "
+                         "layout; import _base_/datasets/released_pretrain.py (or released_finetune.py) after the "
+                         "recipe to read the release's files (data_prep/README.md)")
     settings = sorted(key for key, root in roots.items() if root in SETTINGS and root in cfg)
     copied = sorted(key for key, root in roots.items() if root not in SETTINGS and root not in READ_AS_IS and root in cfg)
     if not (settings or copied) or "train_dataloader" not in cfg:

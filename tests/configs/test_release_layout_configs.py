@@ -70,6 +70,12 @@ def test_the_release_layout_follows_settings_and_command_line_options(configs):
     assert dataset.tokenizer.pretrained_model_name_or_path == "meta-llama/Meta-Llama-3-8B-Instruct"
 
 
+def test_an_option_on_the_release_layout_of_a_config_without_it_is_refused():
+    cfg = Config.fromfile(osp.join(ROOT, "xtuner_configs", "vicuna_7b_v15", "mg_llava_vicuna_7b_v15_pretrain.py"))
+    with pytest.raises(ValueError, match="reads its recipe's sources, not the release's layout"):
+        cfg.merge_from_dict({"released_dataset.data_path": "data/mine.json"})
+
+
 def test_the_tiny_release_layout_config_reads_a_replica(tiny_models, tmp_path, monkeypatch):
     """The shipped tiny config builds its dataset from ./data laid out as the release (image paths relative to it)."""
     import os
