@@ -41,6 +41,9 @@ SETTINGS = {
     "data_path": "the tiny configs' llava_dataset",
     "image_folder": "the tiny configs' llava_dataset",
     "box_file": "the tiny configs' llava_dataset",
+    "released_dataset": "the data loader's dataset: the release's one-file layout of a stage (one LLaVA JSON, one box "
+                        "JSON, image_folder the data folder) in place of the stage's sources, with the settings they "
+                        "share (imported from _base_/datasets/released_*.py)",
     "pretrained_pth": "the model's starting weights (stage 2 onwards)",
     "batch_size": "the data loader, the DeepSpeed micro batch and the length-grouped sampler",
     "accumulative_counts": "gradient accumulation and the length-grouped sampler",
@@ -66,6 +69,11 @@ def _datasets(cfg) -> List[MutableMapping]:
     return [d for d in (cfg.get("llava_dataset"), cfg.get("video_dataset"), cfg["train_dataloader"]["dataset"])
             if d is not None]
 
+
+# The fields that say where one source's data is: a dataset that replaces a stage's sources (the release's layout)
+# brings its own and takes the other fields, the settings the sources share, from the loader's dataset.
+SOURCE_FIELDS = ("type", "datasets", "data_path", "image_folder", "video_folder", "box_file",
+                 "offline_processed_text_folder", "max_positions", "image_tokens")
 
 # The fields of a dataset's sequence check (mg_llava.dataset.LLaVABoxDataset): a dataset dict asks for the check by
 # holding them (``max_positions=None, image_tokens=None``); derive_settings fills them in, and no config writes them.
@@ -115,6 +123,10 @@ def derive_settings(cfg: MutableMapping) -> MutableMapping:
         train = loader["dataset"]
         if "datasets" not in train and "video_folder" not in train:  # the loader reads it (not a mixture/video)
             loader["dataset"] = copy.deepcopy(cfg["llava_dataset"])
+    released = cfg.get("released_dataset")
+    if released is not None:  # the release's layout: its one dataset reads the stage's data, sharing their settings
+        shared = {key: value for key, value in loader["dataset"].items() if key not in SOURCE_FIELDS}
+        loader["dataset"] = copy.deepcopy(dict(shared, **released))
     for dataset in _datasets(cfg):
         dataset.update(tokenizer=cfg["tokenizer"], image_views=cfg["image_views"], max_length=cfg["max_length"],
                        resize_on_device=cfg["resize_on_device"])
@@ -240,6 +252,10 @@ def merge_options(current, options: dict, merge) -> None:
     replace it)."""
     cfg = current()
     roots = {key: key.split(".")[0] for key in options}
+    if "released_dataset" in roots.values() and "released_dataset" not in cfg and "train_dataloader" in cfg:
+        raise ValueError("--cfg-options released_dataset...: this config reads its recipe's sources, not the release's "
+                         "layout; import _base_/datasets/released_pretrain.py (or released_finetune.py) after the "
+                         "recipe to read the release's files (data_prep/README.md)")
     settings = sorted(key for key, root in roots.items() if root in SETTINGS and root in cfg)
     copied = sorted(key for key, root in roots.items() if root not in SETTINGS and root not in READ_AS_IS and root in cfg)
     if not (settings or copied) or "train_dataloader" not in cfg:
@@ -276,4 +292,4 @@ def merge_options(current, options: dict, merge) -> None:
     merge({k: v for k, v in options.items() if k not in settings})  # explicit fields win over the derived ones
 
 
-__all__ = ["READ_AS_IS", "SEQUENCE_CHECK", "SETTINGS", "derive_settings", "merge_options"]
+__all__ = ["READ_AS_IS", "SEQUENCE_CHECK", "SETTINGS", "SOURCE_FIELDS", "derive_settings", "merge_options"]

@@ -20,7 +20,9 @@ def llava_box_collate_fn(
 ) -> Dict:
     """Batch ``instances`` (dicts from ``LLaVABoxDataset.__getitem__``).
 
-    Returns ``{'data': data, 'data_samples': None}`` (or ``data`` with ``return_hf_format``) where ``data`` has
+    Returns ``{'data': data, 'data_samples': None}`` (or ``data`` with ``return_hf_format``; ``data_samples`` is
+    ``{'replaced': [...]}`` when samples of the batch stood in for unreadable ones, see ``LLaVABoxDataset``) where
+    ``data`` has
     ``input_ids`` (B, L) right-padded with ``pad_index``; ``attention_mask`` (B, L) bool, True on real tokens;
     ``labels`` (B, L) with IGNORE_INDEX (-100) on padding; and, only when I > 0, ``pixel_values_aux``
     (I, 3, S_high, S_high) in sample order (uint8 from the training dataset, which the model's data preprocessor
@@ -83,7 +85,10 @@ def llava_box_collate_fn(
         tiles = [tile for inst in instances for tile in inst.get("image_tiles", ())]
         if tiles:
             _collate_tiles(instances, data, tiles, num_images)
-    return data if return_hf_format else {"data": data, "data_samples": None}
+    # samples that stood in for unreadable ones name them (LLaVABoxDataset, on_bad_sample='skip'): the model ignores
+    # data_samples; mg_llava.engine.BadSamplesHook records them
+    replaced = [record for inst in instances for record in inst.get("replaced", ())]
+    return data if return_hf_format else {"data": data, "data_samples": dict(replaced=replaced) if replaced else None}
 
 
 def _form(inst: dict) -> str:

@@ -31,6 +31,10 @@ class BadSample:
         sample = f"id {self.sample_id!r}" if self.sample_id is not None else "no id"
         return f"{self.file} {self.where} ({sample}): {self.reason}"
 
+    def record(self, **extra) -> dict:
+        """The sample as one line of a run's ``skipped_samples.jsonl``: id, file, where, reason (and ``extra``)."""
+        return dict(id=self.sample_id, file=self.file, where=self.where, reason=self.reason, **extra)
+
 
 class BadSampleError(ValueError):
     """Raised for bad samples under ``on_bad_sample='raise'``; ``.samples`` lists them.

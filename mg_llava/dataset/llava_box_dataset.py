@@ -20,7 +20,10 @@ tokens there. Text-only, image and video samples mix freely in one dataset and o
 Bad data (``on_bad_sample``): ``'raise'`` stops with a :class:`BadSampleError` naming every bad sample (id, file,
 line/image); ``'skip'`` leaves samples found bad at start-up out of the dataset and logs a counted summary. An image
 that turns out unreadable in ``__getitem__`` cannot leave the dataset (the sampler has already counted it), so under
-``'skip'`` the next index is returned in its place, counted in ``num_replaced`` and logged.
+``'skip'`` the next index is returned in its place, counted in ``num_replaced`` and logged, and the returned sample
+lists what it replaced under ``replaced`` (``BadSample.record()`` each), which the batch carries to the training loop
+(:class:`~mg_llava.engine.BadSamplesHook` writes every one to the work dir, also from DataLoader workers and other
+ranks).
 
 In a config (XTuner style)::
 
@@ -74,6 +77,9 @@ TEXT_COLUMNS = ("sample_index", "where", "id", "image", "input_ids", "labels", "
 MAX_CONSECUTIVE_REPLACEMENTS = 16  # unreadable images in a row before '__getitem__' gives up
 LOG_FIRST_EVENTS = 10  # per kind of event; afterwards every LOG_EVERY_EVENTS-th is logged with its running count
 LOG_EVERY_EVENTS = 1000
+# A sample served in place of unreadable ones lists them under this key (BadSample.record() each); the collate hands
+# them on in ``data_samples`` and mg_llava.engine.BadSamplesHook writes them to the work dir.
+REPLACED_KEY = "replaced"
 
 
 @MODELS.register_module()
@@ -343,10 +349,11 @@ class LLaVABoxDataset(Dataset):
 
     # ----------------------------------------------------------------------------------------- hot path
     def __getitem__(self, index: int) -> dict:
+        replaced = []
         for attempt in range(MAX_CONSECUTIVE_REPLACEMENTS + 1):
             current = (index + attempt) % len(self)
             try:
-                return self._check_positions(self._load(current), current)
+                sample = self._check_positions(self._load(current), current)
             except ImageDecodeError as err:
                 row = self.text_data[current]
                 kind = "video" if row.get("video") else "image"
@@ -354,8 +361,13 @@ class LLaVABoxDataset(Dataset):
                 if self.on_bad_sample == "raise":
                     raise BadSampleError([bad]) from err
                 self.num_replaced += 1
+                replaced.append(bad.record())
                 served_by = (current + 1) % len(self)
                 self._log_event("replaced", f"{bad.describe()}; index {current} served by index {served_by}")
+                continue
+            if replaced:  # travels with the batch to the main process (DataLoader workers keep their own counts)
+                sample[REPLACED_KEY] = replaced
+            return sample
         raise RuntimeError(
             f"{MAX_CONSECUTIVE_REPLACEMENTS + 1} consecutive samples from index {index} have unreadable images; "
             f"check {self.image_folder}"

@@ -209,3 +209,27 @@ def test_unreadable_image_in_a_dataloader_worker_arrives_as_our_error(make_datas
     loader = DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=llava_box_collate_fn)
     with pytest.raises(BadSampleError, match=r"\(id 'bad'\): unreadable image \(unreadable\): .*broken.jpg"):
         list(loader)
+
+
+def test_a_replaced_sample_travels_with_the_batch_from_a_dataloader_worker(make_dataset):
+    """The worker's dataset copy counts the replacement where the main process never looks: the served sample names
+    what it replaced (id, file, where, reason), and the collate hands that on in data_samples."""
+    from torch.utils.data import DataLoader
+
+    from mg_llava.dataset import llava_box_collate_fn
+
+    samples = [image_sample("c", "chelsea.png"), image_sample("a", "astronaut.jpg"), image_sample("bad", "broken.jpg"),
+               image_sample("gone", "missing.png"), image_sample("p", "coffee_portrait.png")]
+    dataset = make_dataset(samples, boxes_for("c", "a", "bad", "gone", "p"), on_bad_sample="skip")
+    loader = DataLoader(dataset, batch_size=2, num_workers=1, collate_fn=llava_box_collate_fn)
+    batches = list(loader)
+    assert dataset.num_replaced == 0  # the main process's copy saw nothing
+    assert batches[0]["data_samples"] is None and batches[2]["data_samples"] is None
+    # index 2 (bad) is served by index 4 past index 3 (gone); index 3 by index 4 again
+    replaced = batches[1]["data_samples"]["replaced"]
+    assert [(r["id"], r["where"], r["reason"].split(" (")[0]) for r in replaced] == [
+        ("bad", "line 3", "unreadable image"), ("gone", "line 4", "unreadable image"),
+        ("gone", "line 4", "unreadable image")]
+    assert all(r["file"] == dataset.source for r in replaced)
+    assert "broken.jpg" in replaced[0]["reason"] and "missing.png: image file not found" in replaced[1]["reason"]
+    assert sum(len(b["data"]["input_ids"]) for b in batches) == 5  # every index served once

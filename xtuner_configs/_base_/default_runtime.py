@@ -1,7 +1,7 @@
 # Hooks, environment and logging shared by every recipe.
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 
-from mg_llava.engine import SampleAnswersHook
+from mg_llava.engine import BadSamplesHook, SampleAnswersHook
 
 save_steps = 500
 save_total_limit = 2  # -1 keeps all
@@ -28,8 +28,11 @@ evaluation_samples = [
     ),
     dict(image="chelsea.jpg", question="Please describe this picture.", boxes=None),
 ]
+# Every sample the datasets leave out or replace (on_bad_sample='skip') is listed in <work_dir>/skipped_samples.jsonl
+# at the start, at each checkpoint and at the end, and counted in the log's last lines.
 custom_hooks = [
     dict(type=SampleAnswersHook, samples=evaluation_samples, every_n_iters=evaluation_freq, max_new_tokens=64),
+    dict(type=BadSamplesHook),
 ]
 
 env_cfg = dict(

@@ -19,15 +19,18 @@ lr = 2e-5
 batch_size = 16  # per device
 accumulative_counts = 1  # global batch 128 = 16 x 8 x 1
 
-# Data: LLaVA-665K mix + ALLaVA instructions (692K) + 25K (ShareGPT4V, DocVQA, DVQA, AI2D), with their box files
+# Data: LLaVA-665K mix + ALLaVA instructions (692K) + 25K (ShareGPT4V, DocVQA, DVQA, AI2D), with their box files. The
+# images are the release's tree under data/ (coco/train2017, gqa/images, ..., allava_laion/images; data_prep/README.md),
+# which every file's image paths start from. Or the release's one file for all of them: a config's one import line,
+# `from .._base_.datasets.released_finetune import *`.
 llava_mix_data_path = data_root + "LLaVA-Instruct-150K/llava_v1_5_mix665k.json"
-llava_mix_image_folder = data_root + "llava_images"
+llava_mix_image_folder = data_root
 llava_mix_box_file = data_root + "boxes/llava_v1_5_mix665k_boxes.json"
-allava_instruct_data_path = data_root + "ALLaVA/allava_instruct_692k.json"
-allava_instruct_image_folder = data_root + "ALLaVA/images"
+allava_instruct_data_path = data_root + "ALLaVA/allava_instruct_692k.json"  # data_prep/convert_allava.py
+allava_instruct_image_folder = data_root
 allava_instruct_box_file = data_root + "boxes/allava_instruct_692k_boxes.json"
 extra_data_path = data_root + "extra/sharegpt4v_docvqa_dvqa_ai2d_25k.json"
-extra_image_folder = data_root + "extra/images"
+extra_image_folder = data_root
 extra_box_file = data_root + "boxes/sharegpt4v_docvqa_dvqa_ai2d_25k_boxes.json"
 
 train_dataloader.dataset.datasets = [

@@ -11,12 +11,14 @@ with read_base():
     from .default_runtime import *
     from .schedules.deepspeed_zero2_bf16 import *
 
-# Data: LLaVA-Pretrain (558K LAION/CC/SBU captions) + ALLaVA captions (708K), with their box files
+# Data: LLaVA-Pretrain (558K LAION/CC/SBU captions) + ALLaVA captions (708K), with their box files; the images in the
+# release's tree under data/ (data_prep/README.md). Or the release's one file for both: a config's one import line,
+# `from .._base_.datasets.released_pretrain import *`.
 llava_pretrain_data_path = data_root + "LLaVA-Pretrain/blip_laion_cc_sbu_558k.json"
 llava_pretrain_image_folder = data_root + "LLaVA-Pretrain/images"
 llava_pretrain_box_file = data_root + "boxes/blip_laion_cc_sbu_558k_boxes.json"
-allava_caption_data_path = data_root + "ALLaVA/allava_caption_708k.json"
-allava_caption_image_folder = data_root + "ALLaVA/images"
+allava_caption_data_path = data_root + "ALLaVA/allava_caption_708k.json"  # data_prep/convert_allava.py
+allava_caption_image_folder = data_root
 allava_caption_box_file = data_root + "boxes/allava_caption_708k_boxes.json"
 
 train_dataloader.dataset.datasets = [

@@ -3,7 +3,7 @@
 #   NPROC_PER_NODE=2 xtuner train xtuner_configs/tiny/mg_llava_tiny_cpu_zero3_finetune.py
 from mmengine.config import read_base
 
-from mg_llava.engine import ZeRO3TrainableWeightsHook
+from mg_llava.engine import BadSamplesHook, ZeRO3TrainableWeightsHook
 
 with read_base():
     from .mg_llava_tiny_cpu_zero2_finetune import *  # noqa: F401,F403
@@ -13,6 +13,6 @@ pretrained_pth = "work_dirs/mg_llava_tiny_cpu_zero3_pretrain"  # stage 1's work 
 zero_stage = 3
 strategy.config.zero_optimization = dict(stage=zero_stage, overlap_comm=True,
                                          stage3_gather_16bit_weights_on_model_save=True)
-custom_hooks = [dict(type=ZeRO3TrainableWeightsHook)]
+custom_hooks = [dict(type=BadSamplesHook), dict(type=ZeRO3TrainableWeightsHook)]  # no sample answers (untried)
 
 derive_settings(globals())  # every part that holds a setting above

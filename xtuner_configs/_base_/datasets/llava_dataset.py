@@ -24,4 +24,9 @@ llava_dataset = dict(
     template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
     max_length=max_length,
     resize_on_device=resize_on_device,
+    # Bad data stops the run, naming every bad sample: a missing image or box entry usually means an incomplete
+    # download or a wrong folder, better fixed before hours of GPU time than trained around. 'skip' leaves them out
+    # (or serves the next sample) and lists each one in <work_dir>/skipped_samples.jsonl (mg_llava.engine.
+    # BadSamplesHook): --cfg-options train_dataloader.dataset.on_bad_sample=skip
+    on_bad_sample="raise",
 )
