@@ -64,6 +64,21 @@ def image_sequences(grids: Sequence[torch.Tensor], crops: Optional[Sequence[torc
     return [pieces[0] if len(pieces) == 1 else torch.cat(pieces) for pieces in zip(*blocks)]
 
 
+def image_views(global_grids: torch.Tensor, crops: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The views of each tiled image one after another, ``[global view][crop 1]..[crop n_i]`` for image 0, then
+    image 1, ...: the router's input rows (AVG-LLaVA scores every view of an image).
+
+    Args:
+        global_grids: (I, T, H), each image's global grid.
+        crops: I tensors (n_i, T, H), each image's crop grids (row-major).
+
+    Returns (sum_i (1 + n_i), T, H).
+    """
+    if len(crops) != len(global_grids):
+        raise ValueError(f"{len(global_grids)} images but {len(crops)} crop stacks")
+    return torch.cat([torch.cat([grid[None], image_crops]) for grid, image_crops in zip(global_grids, crops)])
+
+
 def group_frames(input_ids: torch.Tensor, attention_mask: torch.Tensor, frame_tokens: Sequence[torch.Tensor],
                  frames_per_video: Optional[torch.Tensor]) -> List[torch.Tensor]:
     """Per-image/frame tokens -> one tensor per placeholder, in the batch's row-major placeholder order.

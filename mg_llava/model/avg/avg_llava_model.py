@@ -37,7 +37,7 @@ from mg_llava.registry import MODELS, build
 from ..anyres_tokens import is_tiled
 from ..checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, ROUTER_PREFIXES, VISION_PREFIXES
 from ..mg_llava_model import MGLLaVAModel, check_float_views
-from ..token_assembler import assemble, image_sequences
+from ..token_assembler import assemble, image_sequences, image_views
 from .losses import RANK_FORMS, rglf_loss
 from .router import VisualGranularityRouter, select_instruction_tokens
 from .scaler import VisualGranularityScaler
@@ -166,8 +166,7 @@ class AVGLLaVAModel(MGLLaVAModel):
             return self.router(encoded.grids, instruction, keep)
         num_images = len(encoded.boxes)
         views = [1 + len(encoded.crops[0][i]) for i in range(num_images)]
-        per_view = [torch.cat([torch.cat([grid[i:i + 1], crops[i]]) for i in range(num_images)])
-                    for grid, crops in zip(encoded.grids, encoded.crops)]  # K x (V, T_k, H), each image's views
+        per_view = [image_views(grid, crops) for grid, crops in zip(encoded.grids, encoded.crops)]  # K x (V, T_k, H)
         rows = torch.repeat_interleave(torch.arange(num_images, device=keep.device),
                                        torch.tensor(views, device=keep.device))
         return self.router(per_view, instruction[rows], keep[rows], views=views)
