@@ -47,9 +47,11 @@ def print_report(report: dict) -> None:
         hours = f", {row['hours']:.1f} h" if row["hours"] is not None else ""
         print(f"    {row['gpus']:>4} GPUs: global batch {row['global_batch']}, {row['iterations']} iterations, "
               f"{row['optimizer_steps']} optimizer steps{hours}")
-    seconds = report["seconds"]
-    print(f"  check took {sum(seconds.values()):.1f} s (text {seconds['text']:.1f}, media {seconds['media']:.1f}, "
-          f"report {seconds['report']:.1f}) with {report['workers']} workers; report: {report['report_path']}")
+    seconds, cpu = report["seconds"], report["cpu_seconds"]
+    phases = ", ".join(f"{phase} {seconds[phase]:.1f} s (CPU: {cpu[phase]['main']:.1f} s main, "
+                       f"{cpu[phase]['workers']:.1f} s workers)" for phase in seconds)
+    print(f"  check took {sum(seconds.values()):.1f} s with {report['workers']} workers: {phases}; "
+          f"report: {report['report_path']}")
     if "clean" in report:
         print(f"  clean files ({report['clean']['samples_left_out']} samples left out): "
               + ", ".join(report["clean"]["data"]))

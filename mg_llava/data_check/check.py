@@ -8,6 +8,7 @@ the rules), and the report, its histograms and the run estimate are written.
 import json
 import os
 import os.path as osp
+import resource
 import time
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
@@ -36,16 +37,12 @@ def check_config(cfg, out_dir: str, workers: int = 1, accept: Sequence[str] = ()
     if unknown:
         raise ValueError(f"--accept {unknown}: unknown kinds; the kinds are {sorted(KINDS)}")
     os.makedirs(out_dir, exist_ok=True)
-    seconds, start = {}, time.perf_counter()
+    clock = _PhaseClock()
     sources = [read_source(i, config, workers) for i, config in enumerate(dataset_configs(cfg))]
-    seconds["text"] = time.perf_counter() - start
-
-    start = time.perf_counter()
+    clock.lap("text")
     tasks = media_tasks(sources)
     results = check_media(sources, tasks, workers)
-    seconds["media"] = time.perf_counter() - start
-
-    start = time.perf_counter()
+    clock.lap("media")
     problems = [p for source in sources for p in source.problems]
     problems += _media_problems(sources, tasks, results)
     problems += _orphan_entries(sources)
@@ -79,13 +76,33 @@ def check_config(cfg, out_dir: str, workers: int = 1, accept: Sequence[str] = ()
     if write_clean_to is not None:
         drop = samples_to_drop(problems, accept)
         report["clean"] = dict(write_clean(sources, drop, write_clean_to), samples_left_out=len(drop))
-    seconds["report"] = time.perf_counter() - start
-    report["seconds"] = seconds
+    clock.lap("report")
+    report["seconds"], report["cpu_seconds"] = clock.seconds, clock.cpu
     report["problem_list"] = [p.as_dict() for p in problems]
     with open(osp.join(out_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
     report["report_path"] = osp.join(out_dir, "report.json")
     return report
+
+
+class _PhaseClock:
+    """Wall seconds and CPU seconds per phase: this process's (``main``: what does not spread over workers) and its
+    finished child processes' (``workers``: the tokenisation and decoding pools)."""
+
+    def __init__(self):
+        self.seconds, self.cpu = {}, {}
+        self._last = self._now()
+
+    @staticmethod
+    def _now():
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (time.perf_counter(), own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime)
+
+    def lap(self, phase: str) -> None:
+        now = self._now()
+        self.seconds[phase] = now[0] - self._last[0]
+        self.cpu[phase] = dict(main=now[1] - self._last[1], workers=now[2] - self._last[2])
+        self._last = now
 
 
 def _media_problems(sources: List[SourceText], tasks, results) -> List[Problem]:

@@ -108,3 +108,20 @@ def build_faulty_dataset(out_dir: str, num_samples: int, max_length: int, side: 
     num_text = sum("image" not in s for s in samples)
     return dict(paths, faults=faults, orphan_id=ORPHAN_ID, num_samples=len(samples),
                 num_images=len(samples) - num_text, num_text=num_text)
+
+
+def main(argv=None):
+    """``python -m mg_llava.testing.faulty_dataset OUT_DIR [--samples N] [--max-length L]``: write the set."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out_dir")
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--max-length", type=int, default=512, help="the reading config's max_length (tiny: 512)")
+    args = parser.parse_args(argv)
+    written = build_faulty_dataset(args.out_dir, args.samples, args.max_length)
+    print(json.dumps(written, indent=1))
+
+
+if __name__ == "__main__":
+    main()
