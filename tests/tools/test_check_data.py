@@ -162,3 +162,36 @@ def test_clean_files_train(workspace, checked):
     run = subprocess.run([sys.executable, train_py, PRETRAIN, "--work-dir", work_dir, "--cfg-options", *options],
                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert osp.exists(osp.join(work_dir, "iter_2.pth")), (run.stdout + run.stderr)[-4000:]
+
+
+def test_videos_in_a_mixture(tmp_path, tiny_models, tiny_videos):
+    """The tiny video config (a mixture: image captions + video captions) with one video missing and one that is not
+    a video: exactly those two are found, and every other video's sampled frames are decoded."""
+    from mg_llava.testing.tiny_dataset import build_tiny_dataset
+
+    data = tmp_path / "work_dirs" / "tiny_assets" / "data"
+    data.mkdir(parents=True)
+    os.symlink(osp.dirname(tiny_models["clip"]), data.parent / "models")
+    build_tiny_dataset(str(data))
+    (data / "videos").mkdir()
+    for name in os.listdir(tiny_videos["video_folder"]):
+        os.symlink(osp.join(tiny_videos["video_folder"], name), data / "videos" / name)
+    (data / "videos" / "broken.mp4").write_text("not a video\n")
+    with open(tiny_videos["video_pretrain"]) as f:
+        samples = json.load(f)
+    samples[0]["video"], samples[1]["video"] = "gone.mp4", "broken.mp4"
+    (data / "video_pretrain.json").write_text(json.dumps(samples))
+    os.symlink(tiny_videos["video_boxes"], data / "video_boxes.json")
+
+    config = osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_video_pretrain.py")
+    with working_directory(tmp_path):
+        code = check_data.main([config, "--workers", "2", "--out", str(tmp_path / "report")])
+    with open(tmp_path / "report" / "report.json") as f:
+        report = json.load(f)
+    found = {(p["kind"], p["sample_id"]) for p in report["problem_list"]}
+    assert found == {("missing_media", samples[0]["id"]), ("corrupt_media", samples[1]["id"])} and code == 1
+    assert len(report["datasets"]) == 2
+    assert report["modality"]["read"] == dict(text=0, image=8, video=len(samples))
+    frames = 2 * (len(samples) - 2)  # num_frames = 2 in the tiny video config
+    assert report["image_sizes"]["width"]["count"] == 8 + frames
+    assert report["boxes_per_image"]["in_box_file"]["count"] == 8 + frames
