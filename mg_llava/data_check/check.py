@@ -52,8 +52,8 @@ def check_config(cfg, out_dir: str, workers: int = 1, accept: Sequence[str] = ()
     kept_tokens = np.asarray([t for key, t in tokens.items() if key not in lost], dtype=np.int64)
     samples = sum(len(s.ids) + len(s.dataset.skipped) for s in sources)
     kept = samples - len(lost)
-    figures = save_histograms(out_dir, size_arrays(results), kept_tokens, boxes, raw_boxes,
-                              max(s.max_length for s in sources))
+    sizes = size_arrays(results)
+    figures = save_histograms(out_dir, sizes, kept_tokens, boxes, raw_boxes, max(s.max_length for s in sources))
     report = dict(
         config=cfg.filename, workers=workers, accepted=sorted(accept),
         datasets=[dict(data_path=s.data_path, image_folder=s.dataset.image_folder, box_file=s.box_file,
@@ -65,14 +65,14 @@ def check_config(cfg, out_dir: str, workers: int = 1, accept: Sequence[str] = ()
         llm_tokens=dict(summary(kept_tokens), image_tokens=budget.image_tokens,
                         note="per sample training keeps: text within max_length + image_tokens per image/frame + "
                              "its boxes after the rules"),
-        image_sizes=dict(width=summary(size_arrays(results)[:, 0]), height=summary(size_arrays(results)[:, 1]),
+        image_sizes=dict(width=summary(sizes[:, 0]), height=summary(sizes[:, 1]),
                          files=len(tasks), unreadable_files=sum(r.kind is not None for r in results)),
         boxes_per_image=dict(in_box_file=summary(raw_boxes), after_rules=summary(boxes)),
         figures=figures,
         estimate=estimate(cfg, kept, float(kept_tokens.mean()) if len(kept_tokens) else 0.0, gpus, step_json),
     )
-    lost = {kind: entry["count"] for kind, entry in report["problems"].items() if not entry["accepted"]}
-    report.update(ok=not lost, not_accepted=lost)
+    not_accepted = {kind: entry["count"] for kind, entry in report["problems"].items() if not entry["accepted"]}
+    report.update(ok=not not_accepted, not_accepted=not_accepted)
     if write_clean_to is not None:
         drop = samples_to_drop(problems, accept)
         report["clean"] = dict(write_clean(sources, drop, write_clean_to), samples_left_out=len(drop))
