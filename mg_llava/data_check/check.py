@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..dataset.box_table import FRAME_SEPARATOR
+from ..dataset.sample import sequence_length
 from ..token_budget import config_budget
 from .clean import samples_to_drop, write_clean
 from .estimate import estimate
@@ -156,7 +157,8 @@ def _tokens(sources, tasks, results, image_tokens: int, problems: List[Problem])
             raw, kept = box_counts.get((source.index, row), ([], []))
             raw_all.extend(raw)
             kept_all.extend(kept)
-            count = int(source.kept_length[row] - source.placeholders[row]) + len(kept) * image_tokens + sum(kept)
+            count = sequence_length(int(source.kept_length[row]), int(source.placeholders[row]), len(kept),
+                                    image_tokens, sum(kept))
             tokens[source.index, source.where[row]] = count
             if limit is not None and count > limit:
                 problems.append(Problem("over_max_positions", source.ids[row], source.data_path, source.where[row],
