@@ -265,6 +265,7 @@ class WebDemo:
             send.click(self.on_ask, ask_inputs, ask_outputs)
             question.submit(self.on_ask, ask_inputs, ask_outputs)
             clear.click(self.on_clear, [session], [session, chat, status])
+            chat.clear(self.on_clear, [session], [session, chat, status])  # the chat's own bin icon: the same
         return page.queue(default_concurrency_limit=concurrency)
 
 
