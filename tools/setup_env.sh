@@ -61,20 +61,19 @@ if ! ls "$wheels"/mmcv-"$mmcv_version"-*.whl >/dev/null 2>&1; then
 fi
 
 "${pip[@]}" --no-build-isolation -e ".[dev,lmms-eval]"
-# lmms-eval (the evaluation harness; `--model mg_llava`): its requirements are the [lmms-eval] extra, less three it
-# cannot have here (README, "Installing it"): av<16 (ours: 18), opencv-python-headless (the cv2 of mmcv's
-# opencv-python) and latex2sympy2 (its antlr pin clashes with math-verify's). --no-deps keeps pip from refusing the
-# av pin; pip check may report exactly those three.
+# lmms-eval (the evaluation harness; `--model mg_llava`): its requirements are the [lmms-eval] extra, less two it
+# cannot have here (README, "Installing it"): opencv-python-headless (the cv2 of mmcv's opencv-python) and
+# latex2sympy2 (its antlr pin clashes with math-verify's). --no-deps keeps pip from installing them; pip check may
+# report exactly those two.
 "${pip[@]}" --no-deps lmms-eval
 expected_check="lmms-eval 0.7 requires latex2sympy2, which is not installed.
-lmms-eval 0.7 requires opencv-python-headless, which is not installed.
-lmms-eval 0.7 has requirement av<16.0.0, but you have av 18.1.0."
+lmms-eval 0.7 requires opencv-python-headless, which is not installed."
 if ! check=$("$venv/bin/python" -m pip check); then
     if [ "$(sort <<<"$check")" != "$(sort <<<"$expected_check")" ]; then
         echo "$check"
         exit 1
     fi
-    echo "[setup] pip check: only lmms-eval's three documented conflicts (av<16, opencv-python-headless, latex2sympy2)"
+    echo "[setup] pip check: only lmms-eval's two documented conflicts (opencv-python-headless, latex2sympy2)"
 fi
 echo "$stamp" > "$venv/.mg_llava_stamp"
 echo "[setup] $venv ready in $(( $(date +%s) - start )) s"

@@ -33,8 +33,8 @@ def pope_rows():
     rows = []
     for name in PHOTOS:
         for thing, shows in YES_NO.items():
-            rows.append(dict(id=str(len(rows)), question_id=str(len(rows)), question=f"Is there a {thing} in the image?",
-                             answer="yes" if name in shows else "no", image_source=name, image=name,
+            rows.append(dict(id=str(len(rows)), question_id=str(len(rows)),
+                             question=f"Is there a {thing} in the image?", answer="yes" if name in shows else "no", image_source=name, image=name,
                              category="random"))
     return rows
 

@@ -438,7 +438,8 @@ def test_boxes_found_on_the_fly_are_chat_py_s(loaded, model_paths, trained_check
     auto = demo.on_upload(upload, AUTO, None, "")
     assert auto[3] == f"cat.jpg: {boxes} object boxes (not in box file boxes.json: found on the fly)"
     assert torch_equal(auto[0].image.boxes, session.image.boxes)
-    assert demo.on_upload(photo, AUTO, None, "")[3] == "chelsea.jpg: 2 object boxes (box file boxes.json, entry 'chelsea')"
+    in_file = demo.on_upload(photo, AUTO, None, "")[3]
+    assert in_file == "chelsea.jpg: 2 object boxes (box file boxes.json, entry 'chelsea')"
     # without a detector the photo gets no boxes, and the status says why
     plain = WebDemo(loaded, boxes=tiny_data["boxes"])
     assert plain.on_upload(upload, AUTO, None, "")[3] == ("cat.jpg: 0 object boxes (not in box file boxes.json "
