@@ -256,6 +256,12 @@ def test_answers_in_the_page_equal_chat_py_and_clear_history_works(browser, serv
     page.ask(QUESTIONS[0])  # asked again after the clear: a first turn again, with the first answer
     page.wait_status("1 turn,")
     assert page.bot_messages() == reference_answers[:1]
+    # the chat's own bin icon clears the conversation the model sees, not only the messages shown
+    browser.find_element("css selector", "#chat button[aria-label=Clear]").click()
+    page.wait_status("history cleared")
+    page.ask(QUESTIONS[0])
+    page.wait_status("1 turn,")
+    assert page.bot_messages() == reference_answers[:1]
 
 
 def test_two_users_at_once_one_with_a_photo_in_no_box_file(browser, second_browser, server, reference_answers,
