@@ -15,13 +15,14 @@ setup:
 demo: setup
 	$(PY) tools/demo.py
 
-# The web page on the model `make demo` trained (http://127.0.0.1:7860; WEB_DEMO_ARGS="--port 8080" etc.).
+# The web page on the model `make demo` trained (http://127.0.0.1:7860; WEB_DEMO_ARGS="--port 8080" etc.): the tiny
+# photos' boxes from their box file, any other photo's found on the fly by the tiny (random-weight) OWLv2.
 TINY_FINETUNE := work_dirs/mg_llava_tiny_cpu_finetune
 web-demo: setup
 	@test -f $(TINY_FINETUNE)/last_checkpoint || { echo "no trained tiny model: run 'make demo' first"; exit 1; }
 	$(PY) tools/web_demo.py --config xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py \
 		--checkpoint "$$(cat $(TINY_FINETUNE)/last_checkpoint)" --boxes work_dirs/tiny_assets/data/boxes.json \
-		--device cpu $(WEB_DEMO_ARGS)
+		--detector work_dirs/tiny_assets/models/owlv2 --tagger fixed --score-threshold 0 --device cpu $(WEB_DEMO_ARGS)
 
 # Two pytest workers, each test file on one (its module fixtures are built once); the suite's processes leave a
 # core idle much of the time (imports, one-process runs), so two workers cut its wall time by about 30 %.

@@ -1,29 +1,32 @@
 """The web demo: chat with a loaded MG-LLaVA about an uploaded image or video, its object boxes drawn.
 
-One :class:`~mg_llava.inference.ChatSession` per browser tab (a ``gr.State``), built when the upload or the box
-settings change: the image (or the video's sampled frames) is shown with the boxes the model gets, i.e. after the
-load-time box rules, mapped back to original pixels. Answers stream token by token; the final text is the session's
-answer, the same string ``tools/chat.py`` returns. Every failure (no upload, an unreadable file, a box file without
-the image's entry, a model that did not load) is shown as a message in the page.
+One :class:`~mg_llava.inference.ChatSession` per browser tab (a ``gr.State``: each user has their own conversation),
+built when the upload or the box settings change: the image (or the video's sampled frames) is shown with the boxes
+the model gets, i.e. after the load-time box rules, mapped back to original pixels. By default the boxes are the box
+file's entry for the upload when it has one, else found on the fly. Answers stream token by token; the final text is
+the session's answer, the same string ``tools/chat.py`` returns. Every failure (no upload, an unreadable file, a box
+file without the image's entry, a model that did not load) is shown as a one-line message in the page.
 """
 import os.path as osp
 import threading
 from typing import List, Optional, Tuple
 
 import gradio as gr
+from gradio.themes.utils.fonts import LocalFont
 from PIL import Image
 from transformers import TextIteratorStreamer
 
 from mg_llava.boxgen.draw import draw_boxes, make_grid
 from mg_llava.dataset import MissingBoxEntryError, entry_for_file, load_box_file, read_video
+from mg_llava.dataset.box_table import find_entry
 from mg_llava.dataset.image_views import ViewGeometry
 from mg_llava.inference.chat import ChatSession
 from mg_llava.inference.preprocess import decode_image
 
-from .gradio_compat import patch_gradio
-
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-BOX_FILE, ON_THE_FLY, NO_BOXES = "box file", "found on the fly", "none"
+AUTO, BOX_FILE, ON_THE_FLY, NO_BOXES = "box file, else found on the fly", "box file", "found on the fly", "none"
+# the sources' own names for the file being read, which the page replaces by the upload's name
+WHERE = ("chat image: ", "chat video: ")
 
 
 class DemoError(Exception):
@@ -51,6 +54,16 @@ def box_key(table, name: str, box_id: str, video: bool) -> str:
                         f"{err.wanted!r} for {name}; give its id") from None
 
 
+def one_line(err, path: str, name: str) -> str:
+    """``err`` as the page shows it: one line that names the upload once, by its name (not the server's copy at
+    ``path``); the decoders' own mentions of the file are dropped."""
+    text = " ".join(str(err).split()).replace(path, name)
+    for where in WHERE:
+        text = text.replace(where, "")
+    text = text.replace(f"{name}: ", "").replace(f" '{name}'", "")
+    return f"{name}: {text}"
+
+
 class WebDemo:
     """The page and its callbacks.
 
@@ -74,34 +87,53 @@ class WebDemo:
         self.settings = (max_new_tokens, temperature, top_p)
 
     # --------------------------------------------------------------------------------------------- sessions
-    def box_source(self, mode: str, name: str, box_file, box_id: str, video: bool):
-        """What :class:`ChatSession` takes as ``boxes`` for the upload ``name`` under ``mode``."""
+    def box_source(self, mode: str, name: str, box_file: Optional[str], box_id: str, video: bool):
+        """What :class:`ChatSession` takes as ``boxes`` for the upload ``name`` under ``mode``, and where they come
+        from (for the status line)."""
         if mode == NO_BOXES:
-            return None
+            return None, "no boxes"
         if mode == ON_THE_FLY:
-            if self.box_generator is None:
-                raise DemoError("boxes found on the fly need a detector: start the demo with --detector (and "
-                                "--tagger)")
-            return self.box_generator
-        path = box_file.name if box_file is not None else self.boxes
+            return self.require_generator(), "found on the fly"
+        path = box_file or self.boxes
         if path is None:
+            if mode == AUTO:
+                return self.auto_generator()
             raise DemoError("upload a box file (or choose boxes 'found on the fly' or 'none')")
         try:
             table = load_box_file(path)
         except (OSError, ValueError) as err:
-            shown = getattr(box_file, "orig_name", None) or osp.basename(path)
-            raise DemoError(f"box file {shown}: {err}") from err
-        return table, box_key(table, name, (box_id or "").strip(), video)
+            raise DemoError(one_line(err, path, f"box file {osp.basename(path)}")) from err
+        box_id = (box_id or "").strip()
+        if mode == AUTO and not box_id:  # only the entry named by the file counts: never "the only entry"
+            key = find_entry(table, [name, osp.splitext(name)[0]] if video else [osp.splitext(name)[0]], video)
+            if key is None:
+                return self.auto_generator(f"not in box file {osp.basename(path)}")
+        else:
+            key = box_key(table, name, box_id, video)
+        return (table, key), f"box file {osp.basename(path)}, entry {key!r}"
 
-    def new_session(self, upload, mode: str, box_file, box_id: str) -> Tuple[ChatSession, Image.Image, str]:
-        """A session about the upload, the picture of its boxes and a status line."""
+    def require_generator(self):
+        if self.box_generator is None:
+            raise DemoError("boxes found on the fly need a detector: start the demo with --detector (and --tagger)")
+        return self.box_generator
+
+    def auto_generator(self, why: str = "no box file"):
+        """Boxes found on the fly for an upload without a box-file entry, or none when there is no detector."""
+        if self.box_generator is None:
+            return None, f"{why} and no --detector: no boxes"
+        return self.box_generator, f"{why}: found on the fly"
+
+    def new_session(self, upload: Optional[str], mode: str, box_file: Optional[str],
+                    box_id: str) -> Tuple[ChatSession, Image.Image, str]:
+        """A session about the uploaded file (gradio's copy, under the upload's own name), the picture of its boxes
+        and a status line."""
         if self.loaded is None:
             raise DemoError(self.load_error)
         if upload is None:
             raise DemoError("no image or video: upload one first")
-        path, name = upload.name, getattr(upload, "orig_name", None) or osp.basename(upload.name)
+        path, name = upload, osp.basename(upload)
         video = name.lower().endswith(VIDEO_EXTENSIONS)
-        boxes = self.box_source(mode, name, box_file, box_id, video)
+        boxes, source = self.box_source(mode, name, box_file, box_id, video)
         try:
             if video:
                 session = ChatSession(self.loaded, video=path, boxes=boxes)
@@ -109,14 +141,14 @@ class WebDemo:
                 panels = [(boxes_picture(frame, b, views.geometry), f"frame {i}: {len(b)} boxes") for frame, b, views, i
                           in zip(frames, session.video.boxes, session.video.frames, session.video.indices)]
                 picture = make_grid(panels, cell=256, cols=4)
-                status = f"{name}: frames {session.video.indices}, {session.num_boxes} object boxes"
+                status = f"{name}: frames {session.video.indices}, {session.num_boxes} object boxes ({source})"
             else:
                 session = ChatSession(self.loaded, image=path, boxes=boxes)
                 image, _ = decode_image(path, where=name)
                 picture = boxes_picture(image, session.image.boxes, session.image.views.geometry)
-                status = f"{name}: {session.num_boxes} object boxes"
+                status = f"{name}: {session.num_boxes} object boxes ({source})"
         except Exception as err:  # unreadable file, bad boxes, a failing detector: shown in the page
-            raise DemoError(f"{name}: {err}".replace(path, name)) from err
+            raise DemoError(one_line(err, path, name)) from err
         return session, picture, status
 
     # --------------------------------------------------------------------------------------------- callbacks
@@ -151,7 +183,7 @@ class WebDemo:
         session.top_p = float(top_p)
         failure = []
         for partial in self.stream(session, question, failure):
-            yield session, picture, turns(session) + [[question, partial]], "answering...", ""
+            yield session, picture, turns(session) + message_pair(question, partial), "answering...", ""
             picture = gr.update()
         if failure:
             yield session, picture, turns(session), error_text(failure[0]), question
@@ -187,12 +219,13 @@ class WebDemo:
         return session, [], "history cleared"
 
     # --------------------------------------------------------------------------------------------- page
-    def build(self) -> gr.Blocks:
-        patch_gradio()
+    def build(self, concurrency: int = 1) -> gr.Blocks:
+        """The page; ``concurrency`` events (answers, uploads) run at once, the others wait in gradio's queue."""
         max_new_tokens, temperature, top_p = self.settings
-        box_modes = [BOX_FILE, ON_THE_FLY, NO_BOXES]
-        default_mode = ON_THE_FLY if self.box_generator is not None else (BOX_FILE if self.boxes else NO_BOXES)
-        with gr.Blocks(title="MG-LLaVA", analytics_enabled=False) as page:  # no telemetry calls
+        box_modes = [AUTO, BOX_FILE, ON_THE_FLY, NO_BOXES]
+        # the default theme's font comes from Google's servers; a lab server may have no internet
+        theme = gr.themes.Default(font=[LocalFont("IBM Plex Sans"), "ui-sans-serif", "sans-serif"])
+        with gr.Blocks(title="MG-LLaVA", analytics_enabled=False, theme=theme) as page:  # no telemetry calls
             gr.Markdown("# MG-LLaVA\nUpload an image or a video, choose where its object boxes come from, and ask.")
             if self.load_error:
                 gr.Markdown(error_text(f"the model did not load: {self.load_error}"), elem_id="load-error")
@@ -200,17 +233,18 @@ class WebDemo:
             with gr.Row():
                 with gr.Column(scale=1):
                     upload = gr.File(label="Image or video", file_types=["image", "video"], elem_id="upload")
-                    # no label badge: it would cover the caption of a box at the image's top-left corner
+                    # no label badge: it would cover the caption of a box at the image's top-left corner; PNG: the
+                    # picture is shown as drawn (gradio's default, WebP, is lossy)
                     picture = gr.Image(label="What the model sees: the image and its object boxes", type="pil",
-                                       show_label=False, interactive=False, elem_id="picture")
+                                       format="png", show_label=False, interactive=False, elem_id="picture")
                     with gr.Accordion("Object boxes", open=True):
-                        mode = gr.Radio(box_modes, value=default_mode, show_label=False, elem_id="box-mode")
+                        mode = gr.Radio(box_modes, value=AUTO, show_label=False, elem_id="box-mode")
                         box_file = gr.File(label="Box file (released format; default: the server's --boxes)",
                                            file_types=[".json"], elem_id="box-file")
-                        box_id = gr.Textbox(label="Box entry id (default: the only entry, else the file name)",
-                                            elem_id="box-id")
+                        box_id = gr.Textbox(label="Box entry id (default: the file name; in 'box file' mode also "
+                                                  "the only entry)", elem_id="box-id")
                 with gr.Column(scale=1):
-                    chat = gr.Chatbot(label="Chat", elem_id="chat")
+                    chat = gr.Chatbot(label="Chat", type="messages", elem_id="chat")
                     status = gr.Markdown(elem_id="status")
                     question = gr.Textbox(label="Question", placeholder="Ask about the image", elem_id="question")
                     with gr.Row():
@@ -222,6 +256,8 @@ class WebDemo:
                         temp = gr.Slider(0.0, 2.0, value=temperature, step=0.05, label="Temperature (0 = greedy)")
                         nucleus = gr.Slider(0.05, 1.0, value=top_p, step=0.05, label="Top-p")
             box_inputs = [upload, mode, box_file, box_id]
+            # change events run once more after a pending one with the latest value ("always_last"): an upload
+            # made while the previous one is being prepared is not lost
             for trigger in (upload.change, mode.change, box_file.change, box_id.submit):
                 trigger(self.on_upload, box_inputs, [session, picture, chat, status])
             ask_inputs = [session, *box_inputs, question, new_tokens, temp, nucleus]
@@ -229,12 +265,17 @@ class WebDemo:
             send.click(self.on_ask, ask_inputs, ask_outputs)
             question.submit(self.on_ask, ask_inputs, ask_outputs)
             clear.click(self.on_clear, [session], [session, chat, status])
-        return page.queue()
+            chat.clear(self.on_clear, [session], [session, chat, status])  # the chat's own bin icon: the same
+        return page.queue(default_concurrency_limit=concurrency)
 
 
-def turns(session: Optional[ChatSession]) -> List[List[str]]:
-    """The chatbot's value: a fresh list of [question, answer] pairs from the session's history."""
-    return [] if session is None else [[q, a] for q, a in session.history]
+def turns(session: Optional[ChatSession]) -> List[dict]:
+    """The chatbot's value: a fresh list of user/assistant messages from the session's history."""
+    return [] if session is None else [m for q, a in session.history for m in message_pair(q, a)]
+
+
+def message_pair(question: str, answer: str) -> List[dict]:
+    return [dict(role="user", content=question), dict(role="assistant", content=answer)]
 
 
 def error_text(err) -> str:

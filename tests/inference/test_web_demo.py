@@ -1,8 +1,10 @@
-"""The web demo as a person uses it: tools/web_demo.py's page serves the trained tiny model on localhost and a real
-headless Chromium (Debian's chromium + chromium-driver, driven by selenium; nothing is downloaded) uploads a photo,
-asks two questions and reads the answers in the page, which must equal tools/chat.py's for the same input. Also in
-the page: bad input and a model that failed to load show a message; clear-history empties the conversation. A video
-upload is checked through the page's callbacks.
+"""The web demo as a person uses it: tools/web_demo.py's page (gradio 5) serves the trained tiny model on localhost,
+behind --auth, and a real headless Chromium (Debian's chromium + chromium-driver, driven by selenium; nothing is
+downloaded) logs in, uploads a photo, asks two questions and reads the answers in the page, which must equal
+tools/chat.py's for the same input. Two browsers at once (two users, each their own conversation) ask about a photo
+of the box file and a photo in no box file (boxes found on the fly); a second upload right after the first is not
+lost. Also in the page: bad input and a model that failed to load show a one-line message; clear-history empties
+the conversation. A video upload is checked through the page's callbacks.
 
 The screenshot (the image with its boxes and the answers) is saved in the test's tmp dir and copied to
 test_artifacts/web_demo.png in the repository root (gitignored).
@@ -12,6 +14,7 @@ import io
 import os.path as osp
 import shutil
 import socket
+import time
 
 import pytest
 from PIL import Image, ImageChops
@@ -29,6 +32,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 QUESTIONS = (MEMORISED[1], "Is there a cat in the image? Please answer the question with yes or no.")
 MAX_NEW_TOKENS = 8
 WAIT_S = 120
+AUTH = ("alice", "s3cret:pw")  # a colon in the password: --auth splits at the first one
+# boxes found on the fly: the tiny OWLv2 (random weights: the path is what counts), every candidate kept
+BOX_OPTIONS = ["--tagger", "fixed", "--vocabulary", "cat,dog", "--score-threshold", "0.0"]
 
 
 def free_port() -> int:
@@ -80,27 +86,40 @@ def test_the_pages_items_have_answers_that_depend_on_the_image(model_paths, trai
 
 
 @pytest.fixture(scope="module")
-def server(model_paths, trained_checkpoint, tiny_data):
-    """tools/web_demo.py's page for the trained tiny model (the tiny box file as its --boxes), served on localhost
-    from this process (the model loads in seconds here, not in a fresh interpreter)."""
+def new_photo(tmp_path_factory):
+    """A photo that is in no box file (its name is no entry of the tiny data's)."""
+    path = tmp_path_factory.mktemp("uploads") / "holiday_snap.jpg"
+    Image.open(ROOT / "mg_llava" / "engine" / "samples" / "chelsea.jpg").convert("RGB").rotate(90, expand=True).save(
+        path, quality=92)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def server(model_paths, trained_checkpoint, tiny_data, tiny_models):
+    """tools/web_demo.py's page for the trained tiny model (the tiny box file as its --boxes, the tiny OWLv2 for other
+    photos, a password, two answers at once), served on localhost from this process (the model loads in seconds
+    here, not in a fresh interpreter)."""
     web_demo = load_tool("web_demo")
-    demo = web_demo.build_demo(web_demo.parse_args(["--checkpoint", trained_checkpoint, *model_paths, "--boxes",
-                                                    tiny_data["boxes"], "--max-new-tokens", str(MAX_NEW_TOKENS)]))
+    args = web_demo.parse_args(["--checkpoint", trained_checkpoint, *model_paths, "--boxes", tiny_data["boxes"],
+                                "--detector", tiny_models["owlv2"], *BOX_OPTIONS, "--max-new-tokens",
+                                str(MAX_NEW_TOKENS), "--auth", ":".join(AUTH), "--concurrency", "2"])
+    assert args.auth == AUTH
+    demo = web_demo.build_demo(args)
     assert demo.load_error is None, demo.load_error
-    app, url = serve(demo)
+    app, url = serve(demo, args.auth, args.concurrency)
     yield url
     app.close()
 
 
-def serve(demo):
-    app = demo.build()
+def serve(demo, auth=None, concurrency=1):
+    app = demo.build(concurrency=concurrency)
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, auth=auth, ssr_mode=False,
+               quiet=True)
     return app, f"http://127.0.0.1:{port}/"
 
 
-@pytest.fixture(scope="module")
-def browser():
+def start_browser():
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.skip("no headless browser (Debian package): apt-get install chromium chromium-driver")
     options = webdriver.ChromeOptions()
@@ -108,24 +127,46 @@ def browser():
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                  "--window-size=1400,1300"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = start_browser()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def second_browser():
+    """Another user: a browser of its own (its own cookies and gradio session)."""
+    driver = start_browser()
     yield driver
     driver.quit()
 
 
 class Page:
-    """The demo page in the browser, by the elem_ids mg_llava/web/demo.py gives its components."""
+    """The demo page in the browser, by the elem_ids mg_llava/web/demo.py gives its components; logs in first when
+    the server asks for ``auth``."""
 
-    def __init__(self, driver, url):
+    def __init__(self, driver, url, auth=None):
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.driver = driver
+        driver.delete_all_cookies()
         driver.get(url)
         self.wait = WebDriverWait(driver, WAIT_S)
+        if auth is not None:
+            login(driver, self.wait, *auth)
         self.wait.until(lambda d: d.find_elements("css selector", "#upload input[type=file]"))
 
     def upload(self, path):
         self.driver.find_element("css selector", "#upload input[type=file]").send_keys(path)
+
+    def remove_upload(self):
+        """The file component's clear button: the upload field comes back."""
+        self.wait.until(lambda d: d.find_elements("css selector", "#upload button[aria-label=Clear]"))[0].click()
+        self.wait.until(lambda d: d.find_elements("css selector", "#upload input[type=file]"))
 
     def ask(self, question):
         box = self.driver.find_element("css selector", "#question textarea")
@@ -144,33 +185,55 @@ class Page:
         return self.status()
 
     def bot_messages(self):
-        return [m.text for m in self.driver.find_elements("css selector", "#chat .message.bot")]
+        return [m.text for m in self.driver.find_elements("css selector", "#chat [data-testid=bot]")]
 
     def picture(self) -> Image.Image:
+        """The shown picture's bytes, fetched by the page itself (with its login cookie)."""
         src = self.driver.find_element("css selector", "#picture img").get_attribute("src")
-        return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
+        data = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(arguments[0]).then(r => r.blob()).then(b => { const f = new FileReader();"
+            " f.onload = () => done(f.result); f.readAsDataURL(b); });", src)
+        return Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("RGB")
+
+
+def login(driver, wait, user, password):
+    """gradio's login form: user name, password, the Login button."""
+    wait.until(lambda d: d.find_elements("css selector", "input[type=password]"))
+    driver.find_element("css selector", "input[type=text]").send_keys(user)
+    driver.find_element("css selector", "input[type=password]").send_keys(password)
+    driver.find_element("xpath", "//button[normalize-space()='Login']").click()
+
+
+def expected_picture(loaded, photo, boxes):
+    """The photo with the boxes the model gets (``boxes`` as ChatSession takes them), drawn."""
+    from mg_llava.inference import ChatSession
+    from mg_llava.inference.preprocess import decode_image
+    from mg_llava.web.demo import boxes_picture
+
+    session = ChatSession(loaded, image=photo, boxes=boxes)
+    image, _ = decode_image(photo)
+    return boxes_picture(image, session.image.boxes, session.image.views.geometry), image
+
+
+def same_picture(shown, expected) -> bool:
+    return shown.size == expected.size and ImageChops.difference(shown, expected).getbbox() is None
 
 
 def test_answers_in_the_page_equal_chat_py_and_clear_history_works(browser, server, reference_answers, loaded,
                                                                     tiny_data, tmp_path):
     from mg_llava.dataset import load_box_file
-    from mg_llava.inference import ChatSession
-    from mg_llava.inference.preprocess import decode_image
-    from mg_llava.web.demo import boxes_picture
 
-    page = Page(browser, server)
+    page = Page(browser, server, AUTH)
     photo = osp.join(tiny_data["image_folder"], f"{MEMORISED[0]}.jpg")
     page.upload(photo)
-    page.wait_status("chelsea.jpg: 2 object boxes")
+    page.wait_status("chelsea.jpg: 2 object boxes (box file boxes.json, entry 'chelsea')")
 
     # the picture shown is the photo with the boxes the model gets, drawn
-    session = ChatSession(loaded, image=photo, boxes=(load_box_file(tiny_data["boxes"]), MEMORISED[0]))
-    image, _ = decode_image(photo)
-    expected = boxes_picture(image, session.image.boxes, session.image.views.geometry)
+    expected, image = expected_picture(loaded, photo, (load_box_file(tiny_data["boxes"]), MEMORISED[0]))
     shown = page.picture()
-    assert shown.size == expected.size
-    assert ImageChops.difference(shown, expected).getbbox() is None
-    assert ImageChops.difference(shown, image).getbbox() is not None  # the boxes are drawn on it
+    assert same_picture(shown, expected)
+    assert not same_picture(shown, image)  # the boxes are drawn on it
 
     page.ask(QUESTIONS[0])
     page.wait_status("1 turn,")
@@ -193,23 +256,103 @@ def test_answers_in_the_page_equal_chat_py_and_clear_history_works(browser, serv
     page.ask(QUESTIONS[0])  # asked again after the clear: a first turn again, with the first answer
     page.wait_status("1 turn,")
     assert page.bot_messages() == reference_answers[:1]
+    # the chat's own bin icon clears the conversation the model sees, not only the messages shown
+    browser.find_element("css selector", "#chat button[aria-label=Clear]").click()
+    page.wait_status("history cleared")
+    page.ask(QUESTIONS[0])
+    page.wait_status("1 turn,")
+    assert page.bot_messages() == reference_answers[:1]
 
 
-def test_bad_input_shows_a_message_in_the_page(browser, server, tmp_path):
-    page = Page(browser, server)
+def test_two_users_at_once_one_with_a_photo_in_no_box_file(browser, second_browser, server, reference_answers,
+                                                           loaded, model_paths, trained_checkpoint, tiny_models,
+                                                           tiny_data, new_photo):
+    """Two browsers ask at the same moment: each gets the answers chat.py gives for its own photo and boxes. The
+    second photo is in no box file: its boxes are found on the fly (chat.py's --detector options), not an error."""
+    web_demo = load_tool("web_demo")
+    generator = web_demo.build_box_generator(web_demo.parse_args(["--detector", tiny_models["owlv2"],
+                                                                  *BOX_OPTIONS]), "cpu")
+    expected, _ = expected_picture(loaded, new_photo, generator)
+    new_answers = load_tool("chat").main(["--checkpoint", trained_checkpoint, *model_paths, "--image", new_photo,
+                                          "--detector", tiny_models["owlv2"], *BOX_OPTIONS, "--prompt",
+                                          QUESTIONS[0], "--prompt", QUESTIONS[1], "--max-new-tokens",
+                                          str(MAX_NEW_TOKENS)])
+
+    first, second = Page(browser, server, AUTH), Page(second_browser, server, AUTH)
+    first.upload(osp.join(tiny_data["image_folder"], f"{MEMORISED[0]}.jpg"))
+    second.upload(new_photo)
+    first.wait_status("chelsea.jpg: 2 object boxes (box file")
+    status = second.wait_status("holiday_snap.jpg: ", "(not in box file boxes.json: found on the fly)")
+    assert " 0 object boxes" not in status
+    assert same_picture(second.picture(), expected)
+    for turn in (1, 2):
+        first.ask(QUESTIONS[turn - 1])
+        second.ask(QUESTIONS[turn - 1])
+        first.wait_status(f"{turn} turn")
+        second.wait_status(f"{turn} turn")
+    assert first.bot_messages() == reference_answers
+    assert second.bot_messages() == new_answers
+
+
+def test_an_upload_right_after_another_is_not_lost(browser, server, loaded, tiny_data, tmp_path):
+    """gradio 3's queue dropped an upload made while the previous one was being prepared; the page must end on the
+    last upload. The first is a 4-megapixel photo with boxes found on the fly (seconds to prepare and show)."""
+    from mg_llava.dataset import load_box_file
+
+    big = tmp_path / "big_photo.jpg"
+    Image.open(ROOT / "mg_llava" / "engine" / "samples" / "chelsea.jpg").convert("RGB").resize((2400, 1800)).save(big)
+    photo = osp.join(tiny_data["image_folder"], f"{MEMORISED[0]}.jpg")
+    page = Page(browser, server, AUTH)
+    start = time.monotonic()
+    page.upload(str(big))
+    page.remove_upload()
+    page.upload(photo)
+    elapsed = time.monotonic() - start
+    assert "big_photo" not in page.status(), "the first upload was ready before the second: nothing was tested"
+    page.wait_status("chelsea.jpg: 2 object boxes")
+    expected, _ = expected_picture(loaded, photo, (load_box_file(tiny_data["boxes"]), MEMORISED[0]))
+    assert same_picture(page.picture(), expected)
+    time.sleep(1.0)  # nothing arrives later to replace it
+    assert page.status().startswith("chelsea.jpg: 2 object boxes")
+    print(f"second upload {elapsed:.2f} s after the first")
+
+
+def test_a_wrong_password_does_not_open_the_page(browser, server):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.delete_all_cookies()
+    browser.get(server)
+    wait = WebDriverWait(browser, WAIT_S)
+    login(browser, wait, AUTH[0], "wrong")
+    wait.until(lambda d: "Incorrect" in d.find_element("tag name", "body").text)
+    assert not browser.find_elements("css selector", "#upload")
+    # gradio's API behind the page refuses too
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    with pytest.raises(HTTPError) as err:
+        urlopen(server + "config")
+    assert err.value.code == 401
+
+
+def test_bad_input_shows_a_one_line_message_in_the_page(browser, server, tmp_path):
+    page = Page(browser, server, AUTH)
     page.ask("What is in the image?")
     page.wait_status("Error", "no image or video: upload one first")
 
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a JPEG at all" * 10)
     page.upload(str(broken))
-    page.wait_status("Error", "broken.jpg")
+    status = page.wait_status("Error", "broken.jpg")
+    assert status.startswith("Error: broken.jpg: cannot identify image") and "\n" not in status
+    assert status.count("broken.jpg") == 1 and str(tmp_path) not in status  # named once, not the server's copy
     assert page.bot_messages() == []
     page.ask("What is in the image?")  # the page still answers requests: an error, not a dead server
     page.wait_status("Error", "broken.jpg")
 
 
 def test_a_model_that_fails_to_load_shows_a_message_in_the_page(browser, model_paths, tmp_path):
+    """Also the page without --auth: no login asked."""
     web_demo = load_tool("web_demo")
     missing = str(tmp_path / "missing.pth")
     demo = web_demo.build_demo(web_demo.parse_args(["--checkpoint", missing, *model_paths]))
@@ -222,6 +365,15 @@ def test_a_model_that_fails_to_load_shows_a_message_in_the_page(browser, model_p
         page.wait_status("Error", "no checkpoint at", "missing.pth")
     finally:
         app.close()
+
+
+def test_auth_takes_user_and_password():
+    web_demo = load_tool("web_demo")
+    assert web_demo.parse_args(["--auth", "bob:a:b"]).auth == ("bob", "a:b")
+    assert web_demo.parse_args([]).auth is None
+    for bad in ("bob", ":pw", "bob:"):
+        with pytest.raises(SystemExit):
+            web_demo.parse_args(["--auth", bad])
 
 
 def test_boxes_are_drawn_in_original_pixels():
@@ -242,25 +394,22 @@ def test_boxes_are_drawn_in_original_pixels():
 def test_a_video_upload_shows_its_frames_and_answers_as_chat_py(loaded, model_paths, trained_checkpoint, tmp_path):
     """The page's callbacks without a browser: a video upload (no boxes) becomes a session over its sampled frames,
     the picture tiles them, and the streamed answer equals `tools/chat.py --video`'s."""
-    from types import SimpleNamespace
-
     from mg_llava.testing.videos import write_video
     from mg_llava.web import WebDemo
     from mg_llava.web.demo import NO_BOXES
 
     photo = Image.open(ROOT / "mg_llava" / "engine" / "samples" / "chelsea.jpg").convert("RGB").resize((96, 64))
-    video = write_video(str(tmp_path / "upload_1a2b.mp4"), [photo.rotate(15 * k) for k in range(4)])
-    upload = SimpleNamespace(name=video, orig_name="cat.mp4")  # what gradio's File gives the callbacks
+    upload = write_video(str(tmp_path / "cat.mp4"), [photo.rotate(15 * k) for k in range(4)])  # gradio's copy
     demo = WebDemo(loaded, max_new_tokens=MAX_NEW_TOKENS)
     session, picture, chat, status = demo.on_upload(upload, NO_BOXES, None, "")
     frames = loaded.preprocessor.num_frames
     assert session.video is not None and len(session.video.frames) == frames
-    assert status == f"cat.mp4: frames {session.video.indices}, 0 object boxes" and chat == []
+    assert status == f"cat.mp4: frames {session.video.indices}, 0 object boxes (no boxes)" and chat == []
     assert picture.size == (256 * min(frames, 4), (256 + 20) * -(-frames // 4))  # make_grid's tiles
 
     updates = list(demo.on_ask(session, upload, NO_BOXES, None, "", QUESTIONS[0], MAX_NEW_TOKENS, 0.0, 1.0))
-    answer = updates[-1][2][-1][1]
-    expected = load_tool("chat").main(["--checkpoint", trained_checkpoint, *model_paths, "--video", video,
+    answer = updates[-1][2][-1]["content"]
+    expected = load_tool("chat").main(["--checkpoint", trained_checkpoint, *model_paths, "--video", upload,
                                        "--no-boxes", "--prompt", QUESTIONS[0], "--max-new-tokens",
                                        str(MAX_NEW_TOKENS)])
     assert [answer] == expected
@@ -268,57 +417,60 @@ def test_a_video_upload_shows_its_frames_and_answers_as_chat_py(loaded, model_pa
 
 
 def test_boxes_found_on_the_fly_are_chat_py_s(loaded, model_paths, trained_checkpoint, tiny_models, tiny_data,
-                                              capsys):
-    """--detector/--tagger as in chat.py (the tiny OWLv2, random weights: the path is what counts): the upload gets
-    the boxes chat.py finds for the same image, and the same answer."""
-    from types import SimpleNamespace
-
+                                              tmp_path, capsys):
+    """--detector/--tagger as in chat.py: the upload gets the boxes chat.py finds for the same image, and the same
+    answer; in the default mode, for a photo the box file has no entry for (a photo it has gets its entry)."""
     from mg_llava.web import WebDemo
-    from mg_llava.web.demo import ON_THE_FLY
+    from mg_llava.web.demo import AUTO, ON_THE_FLY
 
-    box_options = ["--detector", tiny_models["owlv2"], "--tagger", "fixed", "--vocabulary", "cat,dog",
-                   "--score-threshold", "0.0"]
     web_demo = load_tool("web_demo")
-    generator = web_demo.build_box_generator(web_demo.parse_args(box_options), "cpu")
-    demo = WebDemo(loaded, box_generator=generator, max_new_tokens=4)
+    generator = web_demo.build_box_generator(web_demo.parse_args(["--detector", tiny_models["owlv2"],
+                                                                  *BOX_OPTIONS]), "cpu")
+    demo = WebDemo(loaded, box_generator=generator, boxes=tiny_data["boxes"], max_new_tokens=4)
     photo = osp.join(tiny_data["image_folder"], f"{MEMORISED[0]}.jpg")
-    upload = SimpleNamespace(name=photo, orig_name="cat.jpg")
+    upload = str(tmp_path / "cat.jpg")  # gradio's copy keeps the upload's name: not an entry of the box file
+    shutil.copy(photo, upload)
     session, _, _, status = demo.on_upload(upload, ON_THE_FLY, None, "")
-    answer = list(demo.on_ask(session, upload, ON_THE_FLY, None, "", QUESTIONS[0], 4, 0.0, 1.0))[-1][2][-1][1]
+    answer = list(demo.on_ask(session, upload, ON_THE_FLY, None, "", QUESTIONS[0], 4, 0.0, 1.0))[-1][2][-1]["content"]
 
     capsys.readouterr()
     expected = load_tool("chat").main(["--checkpoint", trained_checkpoint, *model_paths, "--image", photo,
-                                       *box_options, "--prompt", QUESTIONS[0], "--max-new-tokens", "4"])
+                                       "--detector", tiny_models["owlv2"], *BOX_OPTIONS, "--prompt", QUESTIONS[0],
+                                       "--max-new-tokens", "4"])
     boxes = int(capsys.readouterr().out.split(": ")[1].split(" object")[0])
-    assert boxes > 0 and status == f"cat.jpg: {boxes} object boxes"
+    assert boxes > 0 and status == f"cat.jpg: {boxes} object boxes (found on the fly)"
     assert [answer] == expected
+
+    auto = demo.on_upload(upload, AUTO, None, "")
+    assert auto[3] == f"cat.jpg: {boxes} object boxes (not in box file boxes.json: found on the fly)"
+    assert torch_equal(auto[0].image.boxes, session.image.boxes)
+    in_file = demo.on_upload(photo, AUTO, None, "")[3]
+    assert in_file == "chelsea.jpg: 2 object boxes (box file boxes.json, entry 'chelsea')"
+    # without a detector the photo gets no boxes, and the status says why
+    plain = WebDemo(loaded, boxes=tiny_data["boxes"])
+    assert plain.on_upload(upload, AUTO, None, "")[3] == ("cat.jpg: 0 object boxes (not in box file boxes.json "
+                                                          "and no --detector: no boxes)")
+    # the box-file mode stays: an upload without an entry is an error there
+    assert plain.on_upload(upload, "box file", None, "")[3] == ("**Error:** box file boxes.json has no entry 'cat' "
+                                                                "for cat.jpg; give its id")
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
 
 
 def test_the_answer_streams(loaded, tiny_data):
     """The page gets the answer piece by piece while it is generated, then the session's final answer."""
-    from types import SimpleNamespace
-
     from mg_llava.web import WebDemo
     from mg_llava.web.demo import BOX_FILE
 
     demo = WebDemo(loaded, boxes=tiny_data["boxes"])
     photo = osp.join(tiny_data["image_folder"], f"{MEMORISED[0]}.jpg")
-    updates = list(demo.on_ask(None, SimpleNamespace(name=photo, orig_name="chelsea.jpg"), BOX_FILE, None, "",
-                               QUESTIONS[0], MAX_NEW_TOKENS, 0.0, 1.0))
-    partial = [chat[-1][1] for _, _, chat, status, _ in updates if status == "answering..."]
+    updates = list(demo.on_ask(None, photo, BOX_FILE, None, "", QUESTIONS[0], MAX_NEW_TOKENS, 0.0, 1.0))
+    partial = [chat[-1]["content"] for _, _, chat, status, _ in updates if status == "answering..."]
     assert len(partial) >= 2 and all(b.startswith(a) and b != a for a, b in zip(partial, partial[1:]))
     final = updates[-1][2]
-    assert final == [[QUESTIONS[0], MEMORISED[2]]] and partial[-1].strip() == MEMORISED[2]
-
-
-def test_gradio_requests_validate_on_pydantic_2():
-    """The page's requests leave event_id out: under pydantic 2, gradio 3.18's models need the patch to accept them
-    (without it every event of the page waits forever)."""
-    from gradio.data_classes import Estimation, PredictBody
-
-    from mg_llava.web.gradio_compat import patch_gradio
-
-    patch_gradio()
-    body = PredictBody(data=["a question"], fn_index=3, session_hash="tab")
-    assert body.event_id is None and body.batched is False
-    assert Estimation(queue_size=1, queue_eta=0.5).avg_event_process_time is None
+    assert final == [dict(role="user", content=QUESTIONS[0]), dict(role="assistant", content=MEMORISED[2])]
+    assert partial[-1].strip() == MEMORISED[2]
