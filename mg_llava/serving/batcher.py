@@ -122,7 +122,7 @@ class Batcher:
                 self._lock.wait()
             if not self._running:
                 return []
-        if self.max_batch_size > 1 and self.batch_wait_s > 0:
+        if 1 < self.max_batch_size and self.batch_wait_s > 0 and len(self._waiting) < self.max_batch_size:
             time.sleep(self.batch_wait_s)
         with self._lock:
             self._drop_cancelled()

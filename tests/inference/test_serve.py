@@ -11,6 +11,7 @@ import json
 import os
 import os.path as osp
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import openai  # the dev extra installs it: a missing client is an error, not a skip
 import pytest
@@ -49,8 +50,8 @@ def serve_tool():
 def server_options(model_paths, trained_checkpoint, tiny_data, tiny_models):
     return ["--checkpoint", trained_checkpoint, *model_paths, "--boxes", tiny_data["boxes"], "--detector",
             tiny_models["owlv2"], *DETECTOR_OPTIONS, "--api-key", KEY, "--max-batch-size", "4",
-            "--max-pending", "32", "--max-body-mb", "1", "--allow-local-images", tiny_data["image_folder"],
-            "--max-new-tokens", str(MAX_TOKENS)]
+            "--max-pending", "32", "--batch-wait-ms", "50", "--max-body-mb", "1", "--allow-local-images",
+            tiny_data["image_folder"], "--max-new-tokens", str(MAX_TOKENS)]
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_answers_equal_chat_py_for_each_box_mode_and_text_only(client, model_nam
         ask(client, model_name, image_message(url), extra_body=dict(boxes="none"))
 
 
-def test_streaming_adds_up_to_the_answer_and_stop_and_max_tokens(client, model_name, photos):
+def test_streaming_adds_up_to_the_answer_and_stop_and_max_tokens(client, model_name, photos, model_server):
     for name in ("chelsea", "coffee", "rocket"):
         messages = image_message(data_url(photos[name]), DESCRIBE)
         for extra in (dict(), dict(stop=[" orange", "ph"]), dict(max_tokens=2)):
@@ -148,6 +149,21 @@ def test_streaming_adds_up_to_the_answer_and_stop_and_max_tokens(client, model_n
             assert whole.usage.prompt_tokens > 16  # text and visual tokens
             if "max_tokens" in extra:
                 assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 2
+    # streamed together: rows of one batch, each streaming its own answer
+    def streamed(name):
+        stream = client.chat.completions.create(model=model_name, messages=image_message(data_url(photos[name]),
+                                                                                         DESCRIBE),
+                                                max_tokens=MAX_TOKENS, temperature=0, stream=True,
+                                                extra_body=dict(boxes="none"))
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    names = ["chelsea", "coins", "moon", "rocket"]
+    sizes = dict(model_server.batcher.batch_sizes)
+    with ThreadPoolExecutor(len(names)) as pool:
+        together = list(pool.map(streamed, names))
+    assert together == [ask(client, model_name, image_message(data_url(photos[name]), DESCRIBE),
+                            extra_body=dict(boxes="none")) for name in names]
+    assert any(size > 1 and count > sizes.get(size, 0) for size, count in model_server.batcher.batch_sizes.items())
     coffee = image_message(data_url(photos["coffee"]), DESCRIBE)
     full = ask(client, model_name, coffee, extra_body=dict(boxes="none"))
     stop = " " + full.split()[1]  # a word in the middle of the answer ends it there
