@@ -159,8 +159,12 @@ class ModelServer:
             self.batcher.release()
             raise
         events = asyncio.Queue()
-        job = Job(sample, chat.decoding, lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
-                  stream=chat.stream)
+
+        def deliver(event):  # from the batcher's thread
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: the server is shutting down
+                loop.call_soon_threadsafe(events.put_nowait, event)
+
+        job = Job(sample, chat.decoding, deliver, stream=chat.stream)
         self.batcher.submit(job)
         deadline = start + self.settings.request_timeout_s
         if chat.stream:

@@ -140,6 +140,8 @@ class Batcher:
             if batch:
                 try:
                     self.run(batch)
+                except Exception as err:  # noqa: BLE001 - e.g. a delivery to a closed event loop: keep serving
+                    print_log(f"a batch of {len(batch)} failed after generation: {err!r}", "current", level="ERROR")
                 finally:
                     with self._lock:
                         self.pending -= len(batch)

@@ -2,8 +2,8 @@
 
 The final answer is :func:`~mg_llava.inference.generation.clean_answer` of the decoded tokens (cut at the first stop
 word, special tokens dropped, stripped). While generating, :func:`visible_text` shows only what that final answer
-is sure to start with: the text before a stop word, holding back a tail that may become a stop word, an incomplete
-character (``\\ufffd``) and trailing white space.
+is sure to start with: the text before a stop word, holding back a tail that may become a stop word or a special
+token, an incomplete character (``\\ufffd``) and trailing white space.
 """
 from typing import Callable, List, Optional, Sequence
 
@@ -14,9 +14,9 @@ from transformers import StoppingCriteria
 def visible_text(text: str, stop_words: Sequence[str], special_tokens: Sequence[str]) -> str:
     """The part of the decoded ``text`` so far that the final answer starts with."""
     cut = min([text.find(w) for w in stop_words if w in text], default=None)
-    if cut is None:  # no stop word yet: hold back the longest tail that begins one
+    if cut is None:  # no stop word yet: hold back the longest tail that begins one (or a special token)
         cut = len(text)
-        for word in stop_words:
+        for word in list(stop_words) + list(special_tokens):
             for k in range(min(len(word) - 1, len(text)), 0, -1):
                 if text.endswith(word[:k]):
                     cut = min(cut, len(text) - k)

@@ -262,3 +262,23 @@ def test_queue_full_gets_429_and_timeout_gets_504(model_server, photos):
             time.sleep(0.01)
         assert ask(client, settings.model_name, good, extra_body=dict(boxes="none")) == expected
         assert small.batcher.pending == 0
+
+
+def test_visible_text_is_always_a_start_of_the_final_answer():
+    """Each prefix of a generated text shows only what the final answer (clean_answer) starts with."""
+    from mg_llava.inference.generation import clean_answer
+    from mg_llava.serving.batcher import completion_length
+    from mg_llava.serving.streaming import visible_text
+
+    stop, special = ["###", "</s>"], ["</s>", "<unk>"]
+    for text in (" a cup# of\ufffd coffee##x###tail", "a cat</s></s>", "  two <unk>words ##", "no stop at all \ufffd"):
+        final = clean_answer(text, stop, special)
+        shown = [visible_text(text[:k], stop, special) for k in range(len(text) + 1)]
+        assert all(final.startswith(s) for s in shown), (text, shown, final)
+        assert all(b.startswith(a) for a, b in zip(shown, shown[1:])), shown  # it only grows: nothing to take back
+    assert visible_text("a cat</s></s>", stop, special) == "a cat"
+    assert visible_text("a cup#", stop, special) == "a cup"  # '#' may begin '###': held back
+    assert visible_text("a cup# of", stop, special) == "a cup# of"
+    assert completion_length([5, 6, 2, 2], eos_id=2, pad_id=2) == (3, True)
+    assert completion_length([5, 6, 0, 0], eos_id=2, pad_id=0) == (2, False)  # stopped by a stop word, then padded
+    assert completion_length([5, 6, 7], eos_id=2, pad_id=0) == (3, False)
