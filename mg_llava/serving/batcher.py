@@ -44,6 +44,7 @@ class Job:
     deliver: Callable[[tuple], None]
     stream: bool = False
     cancelled: bool = False
+    finished: bool = False  # its place released and its last event delivered
     batch_sizes: List[int] = field(default_factory=list)  # the size of the batch it ran in (for tests and logs)
 
 
@@ -144,7 +145,17 @@ class Batcher:
                     print_log(f"a batch of {len(batch)} failed after generation: {err!r}", "current", level="ERROR")
                 finally:
                     with self._lock:
-                        self.pending -= len(batch)
+                        self.pending -= sum(not job.finished for job in batch)
+                        for job in batch:
+                            job.finished = True
+
+    def finish(self, job: Job, event: tuple) -> None:
+        """Release the job's place, then deliver its last event: a client that sends its next request as soon as
+        it has an answer finds the place free."""
+        with self._lock:
+            self.pending -= 1
+            job.finished = True
+        job.deliver(event)
 
     def run(self, jobs: List[Job]) -> None:
         """Generate the answers of ``jobs`` (equal decoding settings) together and deliver them."""
@@ -167,7 +178,7 @@ class Batcher:
         except Exception as err:  # noqa: BLE001 - every request of the batch gets the error, the server goes on
             print_log(f"generation failed for a batch of {len(jobs)}: {err!r}", "current", level="ERROR")
             for job in jobs:
-                job.deliver(("error", f"generation failed: {err!r}"))
+                self.finish(job, ("error", f"generation failed: {err!r}"))
             return
         self.batch_sizes[len(jobs)] += 1
         eos_id, pad_id = tokenizer.eos_token_id, pad_token_id(tokenizer)
@@ -176,7 +187,7 @@ class Batcher:
             count, ended = completion_length(row, eos_id, pad_id)
             stopped = ended or any(w in decoded for w in stop_words if w)
             reason = "length" if count >= decoding.max_new_tokens and not stopped else "stop"
-            job.deliver(("done", Answer(text, reason, int(prompt_tokens), count)))
+            self.finish(job, ("done", Answer(text, reason, int(prompt_tokens), count)))
 
 
 __all__ = ["Answer", "Batcher", "Job", "QueueFull", "completion_length"]
