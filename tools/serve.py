@@ -5,7 +5,7 @@
         --tagger clip --tagger-model openai/clip-vit-large-patch14 --api-key "$MG_LLAVA_API_KEY"
     # the tiny model `make demo` trained, boxes from its box file
     python tools/serve.py --config xtuner_configs/tiny/mg_llava_tiny_cpu_finetune.py \\
-        --checkpoint work_dirs/mg_llava_tiny_cpu_finetune/iter_40.pth --boxes work_dirs/tiny_assets/data/boxes.json
+        --checkpoint work_dirs/mg_llava_tiny_cpu_finetune/iter_360.pth --boxes work_dirs/tiny_assets/data/boxes.json
 
 Endpoints: POST /v1/chat/completions (text and image_url parts; data URLs, local paths under --allow-local-images;
 stream or not; max_tokens, temperature, top_p, stop; extra body fields `boxes` = auto | file | none and `box_id`),
