@@ -6,7 +6,7 @@ The batch goes through the training collate (``llava_box_collate_fn``) and the m
 (``MGLLaVAModel.prepare_llm_inputs``), which pads on the right; generation needs the padding on the left (every
 sequence must end where the next token goes), so the placed embeddings are shifted right before ``generate``.
 """
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
@@ -71,6 +71,32 @@ def llm_inputs_for_generation(model, samples: Sequence[dict], pad_id: int, devic
 
 
 @torch.no_grad()
+def generate_ids(model, tokenizer, samples: Sequence[dict], max_new_tokens: int = 512, stop_words: Sequence[str] = (),
+                 temperature: float = 0.0, top_p: float = 1.0, streamer=None, device=None,
+                 stopping_criteria: Sequence[StoppingCriteria] = ()) -> Tuple[torch.Tensor, List[int]]:
+    """The new tokens (B, T) of ``samples`` (finished sequences padded with :func:`pad_token_id`) and each prompt's
+    length in LLM positions (text and visual tokens). ``streamer`` receives each step's (B,) tokens (transformers'
+    own streamers take B = 1); ``stopping_criteria`` are added to the stop words'."""
+    device = device if device is not None else llm_input_device(model.llm)
+    pad_id = pad_token_id(tokenizer)
+    inputs = llm_inputs_for_generation(model, samples, pad_id, device)
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad_id,
+                              eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, **sampling)
+    criteria = StoppingCriteriaList([StopWordsCriteria(tokenizer, stop_words)] if stop_words else [])
+    criteria.extend(stopping_criteria)
+    # With only inputs_embeds, generate returns just the new tokens.
+    output = model.llm.generate(**inputs, generation_config=config, stopping_criteria=criteria, streamer=streamer)
+    return output, inputs["attention_mask"].sum(dim=1).tolist()
+
+
+def decode_answers(tokenizer, output: torch.Tensor, stop_words: Sequence[str] = ()) -> List[str]:
+    """(B, T) new tokens -> the answers: cut at the first stop word, special tokens dropped, stripped."""
+    texts = tokenizer.batch_decode(output, skip_special_tokens=False)
+    special = [t for t in tokenizer.all_special_tokens if t]
+    return [clean_answer(t, stop_words, special) for t in texts]
+
+
 def generate(model, tokenizer, samples: Sequence[dict], max_new_tokens: int = 512, stop_words: Sequence[str] = (),
              temperature: float = 0.0, top_p: float = 1.0, streamer=None, device=None) -> List[str]:
     """Answers to ``samples`` (``Preprocessor.sample`` dicts); greedy unless ``temperature > 0``.
@@ -79,18 +105,9 @@ def generate(model, tokenizer, samples: Sequence[dict], max_new_tokens: int = 51
     """
     if streamer is not None and len(samples) != 1:
         raise ValueError(f"streaming needs one sample at a time, got {len(samples)}")
-    device = device if device is not None else llm_input_device(model.llm)
-    pad_id = pad_token_id(tokenizer)
-    inputs = llm_inputs_for_generation(model, samples, pad_id, device)
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
-    config = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad_id,
-                              eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, **sampling)
-    criteria = StoppingCriteriaList([StopWordsCriteria(tokenizer, stop_words)] if stop_words else [])
-    # With only inputs_embeds, generate returns just the new tokens.
-    output = model.llm.generate(**inputs, generation_config=config, stopping_criteria=criteria, streamer=streamer)
-    texts = tokenizer.batch_decode(output, skip_special_tokens=False)
-    special = [t for t in tokenizer.all_special_tokens if t]
-    return [clean_answer(t, stop_words, special) for t in texts]
+    output, _ = generate_ids(model, tokenizer, samples, max_new_tokens=max_new_tokens, stop_words=stop_words,
+                             temperature=temperature, top_p=top_p, streamer=streamer, device=device)
+    return decode_answers(tokenizer, output, stop_words)
 
 
 def first_token_logits(model, tokenizer, samples: Sequence[dict], device=None) -> torch.Tensor:
@@ -104,5 +121,5 @@ def first_token_logits(model, tokenizer, samples: Sequence[dict], device=None) -
     return logits[:, -1]
 
 
-__all__ = ["StopWordsCriteria", "clean_answer", "first_token_logits", "generate", "llm_inputs_for_generation",
-           "pad_token_id", "to_left_padding"]
+__all__ = ["StopWordsCriteria", "clean_answer", "decode_answers", "first_token_logits", "generate", "generate_ids",
+           "llm_inputs_for_generation", "pad_token_id", "to_left_padding"]
