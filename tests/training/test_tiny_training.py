@@ -25,7 +25,7 @@ PRETRAIN = osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_pretrain.
 FINETUNE = osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_finetune.py")
 # 8 captions, global batch 4: 2 iterations an epoch. Stage 1 runs 3 epochs, saving every 3 iterations.
 STAGE1_EPOCHS, STAGE1_ITERS, SAVE_STEPS = 3, 6, 3
-# The recipes' optimizer as it is (AdamW, eps 1e-8) on the bundled captions, whose lengths differ (8 to 20 words): the
+# The recipes' optimizer as it is (AdamW, eps 1e-8) on the bundled captions, whose lengths differ (8 to 17 words): the
 # processes of a two-process run hold different numbers of answer tokens, and Adam's second moment sets each step.
 STAGE1_OPTIONS = [f"train_cfg.max_epochs={STAGE1_EPOCHS}", f"default_hooks.checkpoint.interval={SAVE_STEPS}"]
 # Two processes (fp32) against one: the processes add the same products as one process, in another order (two batches
