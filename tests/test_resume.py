@@ -1,6 +1,7 @@
 """mmengine's Runner saves and resumes under torch >= 2.6 (weights_only loading) and continues identically."""
 import copy
 
+import pytest
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
@@ -30,7 +31,7 @@ class _Points(Dataset):
         return dict(x=x, y=x.sum() * 0.5)
 
 
-def _runner(work_dir, max_iters, resume=False, load_from=None):
+def _runner(work_dir, max_iters, resume=False, load_from=None, optim_wrapper="OptimWrapper"):
     return Runner(
         model=dict(type=_Regression),  # built after the runner seeds, so both runs start alike
         work_dir=str(work_dir),
@@ -42,7 +43,7 @@ def _runner(work_dir, max_iters, resume=False, load_from=None):
             num_workers=0,
         ),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.05)),
+        optim_wrapper=dict(type=optim_wrapper, optimizer=dict(type="AdamW", lr=0.05)),
         param_scheduler=[dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=4)],
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=3, by_epoch=False)),
         randomness=dict(seed=11),
@@ -52,10 +53,22 @@ def _runner(work_dir, max_iters, resume=False, load_from=None):
     )
 
 
+def _assert_same_training(runner, expected, expected_moments):
+    """The same operations on the same bits: exact, AdamW's moments included."""
+    for key, value in runner.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
+    moments = runner.optim_wrapper.optimizer.state_dict()["state"]
+    assert moments.keys() == expected_moments.keys()
+    for index, state in moments.items():
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(state[name], expected_moments[index][name], rtol=0, atol=0, msg=name)
+
+
 def test_resume_continues_like_an_uninterrupted_run(tmp_path):
     full = _runner(tmp_path / "full", max_iters=6)
     full.train()
     expected = copy.deepcopy(full.model.state_dict())
+    expected_moments = copy.deepcopy(full.optim_wrapper.optimizer.state_dict()["state"])
 
     _runner(tmp_path / "part", max_iters=3).train()
     ckpt = tmp_path / "part" / "iter_3.pth"
@@ -65,5 +78,11 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path):
     resumed = _runner(tmp_path / "part", max_iters=6, resume=True, load_from=str(ckpt))
     resumed.train()
     assert resumed.iter == 6
-    for key, value in resumed.model.state_dict().items():
-        torch.testing.assert_close(value, expected[key], rtol=0, atol=1e-6)
+    _assert_same_training(resumed, expected, expected_moments)
+
+    # a test of the check: resumed without AdamW's second moments, the run leaves it
+    broken = _runner(tmp_path / "broken", max_iters=6, resume=True, load_from=str(ckpt),
+                     optim_wrapper="mg_llava.testing.broken_variants.ResumeWithoutExpAvgSq")
+    broken.train()
+    with pytest.raises(AssertionError):
+        _assert_same_training(broken, expected, expected_moments)

@@ -18,6 +18,7 @@ from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 from .checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, VISION_PREFIXES, load_trainable_state_dict
 from .anyres_tokens import is_tiled
 from .token_assembler import ImageParts, assemble, image_sequences
+from .token_mean import mean_over_processes, tokens_per_process
 from .video_tokens import run_in_chunks
 from .work_dir import resolve_checkpoint
 from .zero3 import is_partitioned, load_partitioned_state_dict
@@ -279,6 +280,15 @@ class MGLLaVAModel(LLaVAModel):
             self.to(data["input_ids"].device)  # as XTuner: puts QLoRA / ZeRO-3 buffers on the device once
             self.is_first_iter = False
         return super().forward(self.prepare_llm_inputs(data), data_samples, mode)
+
+    def compute_loss(self, data, data_samples=None):
+        """The global batch's answer-token mean, whatever each process holds (``token_mean.py``; XTuner's
+        ``LLaVAModel`` returns each process's own mean)."""
+        return {"loss": self.llm(**data, num_items_in_batch=tokens_per_process(data["labels"])).loss}
+
+    def parse_losses(self, losses):
+        loss, log_vars = super().parse_losses(losses)
+        return loss, mean_over_processes(log_vars)
 
     def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs=None, save_format="xtuner", **kwargs):
         """What ``xtuner convert pth_to_hf <config> <pth> <dir>`` calls: the whole model, as ``tools/export.py``

@@ -23,15 +23,18 @@ def write_tsv(path, header, rows):
     return str(path)
 
 
+# The good questions of write_mc_tsv: index, question, hint, options A-D, answer, category, photo
+MC_ROWS = [
+    ["10", "What animal is it?", "Look closely.", "a dog", "a cat", "a bird", "a fish", "B", "animals", "chelsea"],
+    ["11", "What is in the cup?", "nan", "tea", "coffee", "milk", "", "B", "objects", "coffee"],
+    ["12", "Is the animal sleeping?", "", "yes", "no", "", "", "B", "animals", "chelsea"],
+    ["13", "What flies here?", "", "a rocket", "a plane", "", "", "A", "objects", "rocket"],
+]
+
+
 def write_mc_tsv(path, extra_rows=()):
     """4 good questions: 10 (hint, 4 options), 11 (3 options), 12 (reuses row 10's image), 13 (2 options)."""
-    rows = [
-        ["10", "What animal is it?", "Look closely.", "a dog", "a cat", "a bird", "a fish", "B", "animals",
-         b64_image("chelsea")],
-        ["11", "What is in the cup?", "nan", "tea", "coffee", "milk", "", "B", "objects", b64_image("coffee")],
-        ["12", "Is the animal sleeping?", "", "yes", "no", "", "", "B", "animals", "10"],
-        ["13", "What flies here?", "", "a rocket", "a plane", "", "", "A", "objects", b64_image("rocket")],
-    ]
+    rows = [row[:-1] + ["10" if row[0] == "12" else b64_image(row[-1])] for row in MC_ROWS]
     return write_tsv(path, MC_HEADER, rows + list(extra_rows))
 
 

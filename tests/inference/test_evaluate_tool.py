@@ -6,7 +6,8 @@ import os.path as osp
 import pytest
 
 from inference_helpers import MEMORISED
-from eval_helpers import boxes_for, check_answers_depend_on_the_image, image_folder, write_jsonl, write_mc_tsv
+from eval_helpers import (MC_HEADER, MC_ROWS, b64_image, boxes_for, check_answers_depend_on_the_image, image_folder,
+                          write_jsonl, write_mc_tsv, write_tsv)
 from tool_helpers import load_tool
 
 
@@ -19,7 +20,7 @@ def test_batched_equals_one_by_one(evaluate, model_paths, trained_checkpoint, ti
     folder = image_folder(tmp_path)
     name, question, answer = MEMORISED
     files = {
-        "mmbench": (write_mc_tsv(tmp_path / "mc.tsv"), ["10", "11", "12", "13"]),
+        "mmbench": (mc_tsv(tmp_path / "mc.tsv"), [row[0] for row in MC_ITEMS]),
         "vqa": (write_jsonl(tmp_path / "vqa.jsonl", vqa_items()), ["q1", "q2", "q3"]),
     }
     for fmt, (path, ids) in files.items():
@@ -38,6 +39,11 @@ def test_batched_equals_one_by_one(evaluate, model_paths, trained_checkpoint, ti
                 predictions[out] = {r["id"]: r["prediction"] for r in map(json.loads, f)}
         assert predictions["b3"] == predictions["b1"]
         assert all(predictions["b1"].values()), predictions["b1"]  # the model wrote something for every item
+        if fmt == "mmbench":
+            # on these very items the chosen options depend on the photo (a constant answer fails: the test below)
+            check_answers_depend_on_the_image(
+                lambda photos: mc_answers(evaluate, common, tmp_path, photos, predictions["b1"]),
+                [row[-1] for row in MC_ITEMS], mc_right)
         if fmt == "vqa":
             assert predictions["b1"]["q1"] == answer  # the learned answer, through the evaluation path
             assert batched["metrics"]["accuracy"] >= 100.0 / 3
@@ -68,6 +74,48 @@ def vqa_answers(evaluate, common, tmp_path, photos, own):
     with open(osp.join(tmp_path / "vqa_swapped", "predictions.shard0of1.jsonl")) as f:
         by_id = {r["id"]: r["prediction"] for r in map(json.loads, f)}
     return [by_id[item["question_id"]] for item in vqa_items()]
+
+
+# write_mc_tsv's questions and two yes/no ones (the tiny model learned one answer, and picks no right option of the
+# others: 0 % on those four alone, a score that a constant answer meets too)
+MC_ITEMS = MC_ROWS + [["14", "Is it a dog?", "", "yes", "no", "", "", "B", "animals", "chelsea"],
+                      ["15", "Is it a rocket?", "", "yes", "no", "", "", "A", "objects", "rocket"]]
+
+
+def mc_tsv(path, photos=None):
+    """The multiple-choice items of the test, each about its own photo or ``photos[i]``."""
+    photos = photos or [row[-1] for row in MC_ITEMS]
+    return write_tsv(path, MC_HEADER, [row[:-1] + [b64_image(photo)] for row, photo in zip(MC_ITEMS, photos)])
+
+
+def mc_right(i, text):
+    """Whether ``text`` names the right option of MC_ITEMS[i] (as tools/evaluate.py scores it)."""
+    from mg_llava.inference.metrics import extract_option
+
+    row = MC_ITEMS[i]
+    options = {letter: option for letter, option in zip("ABCD", row[3:7]) if option}
+    return extract_option(text, options) == row[7]
+
+
+def mc_answers(evaluate, common, tmp_path, photos, own):
+    """tools/evaluate.py's answers to the multiple-choice items asked about ``photos`` (``own``: about their own)."""
+    if list(photos) == [row[-1] for row in MC_ITEMS]:
+        return [own[row[0]] for row in MC_ITEMS]
+    options = list(common)
+    options[options.index("--benchmark") + 1] = mc_tsv(tmp_path / "mc_swapped.tsv", photos)
+    evaluate(options + ["--out-dir", str(tmp_path / "mc_swapped"), "--batch-size", "3"])
+    with open(osp.join(tmp_path / "mc_swapped", "predictions.shard0of1.jsonl")) as f:
+        by_id = {r["id"]: r["prediction"] for r in map(json.loads, f)}
+    return [by_id[row[0]] for row in MC_ITEMS]
+
+
+def test_a_constant_answer_model_fails_the_multiple_choice_check():
+    """The multiple-choice check rejects one answer for every item ("B" is right on four of the six) and a model
+    that picks from the question alone."""
+    photos = [row[-1] for row in MC_ITEMS]
+    for model in (lambda photos: ["B"] * 6, lambda photos: ["B", "B", "A", "A", "no", "no"]):
+        with pytest.raises(AssertionError):
+            check_answers_depend_on_the_image(model, photos, mc_right)
 
 
 def test_a_constant_answer_model_fails_the_image_check():

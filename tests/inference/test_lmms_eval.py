@@ -215,33 +215,78 @@ def test_video_documents_equal_our_video_qa(model_paths, trained_checkpoint, tin
     tools/evaluate.py --format msvd_qa gives them (per-frame boxes by question id)."""
     from mg_llava.testing.tiny_video_dataset import NUM_FRAMES
 
-    with open(tiny_videos["video_qa"]) as f:
-        docs = [json.loads(line) for line in f][:4]
+    docs, box_file = video_documents(tiny_videos, tmp_path)
     benchmark = write_jsonl(tmp_path / "video_qa.jsonl", docs)
     folder = tiny_videos["video_folder"]
     result = load_tool("evaluate").main([
         "--checkpoint", trained_checkpoint, *model_paths, "--benchmark", benchmark, "--format", "msvd_qa",
-        "--image-folder", folder, "--boxes", tiny_videos["video_qa_boxes"], "--max-new-tokens", MAX_NEW_TOKENS,
+        "--image-folder", folder, "--boxes", box_file, "--max-new-tokens", MAX_NEW_TOKENS,
         "--prompt-suffix", "", "--batch-size", "3", "--num-workers", "0", "--no-progress",
         "--num-frames", str(NUM_FRAMES), "--out-dir", str(tmp_path / "ours")])
     assert result["num_items"] == len(docs)
     with open(tmp_path / "ours" / "predictions.shard0of1.jsonl") as f:
         ours = {r["id"]: r["prediction"] for r in map(json.loads, f)}
 
-    model = build_in_process(model_paths, trained_checkpoint, tiny_videos["video_qa_boxes"], num_frames=NUM_FRAMES)
+    model = build_in_process(model_paths, trained_checkpoint, box_file, num_frames=NUM_FRAMES)
     requests = requests_for(model, docs, lambda doc: [osp.join(folder, doc["video_name"])])
     answers = model.generate_until(requests)
     assert dict(zip([d["question_id"] for d in docs], answers)) == ours
     assert all(answers), answers
 
     # a box file keyed by video (entries without an id): found by the video's file name
-    with open(tiny_videos["video_qa_boxes"]) as f:
+    with open(box_file) as f:
         by_video = {e["video"]: {k: v for k, v in e.items() if k != "id"} for e in json.load(f)}
     (tmp_path / "by_video.json").write_text(json.dumps(list(by_video.values())))
     by_name = build_in_process(model_paths, trained_checkpoint, str(tmp_path / "by_video.json"),
                                num_frames=NUM_FRAMES)
     assert by_name.generate_until(requests_for(by_name, docs, lambda doc: [osp.join(folder, doc["video_name"])])) \
         == answers
+    # on these very documents the answers depend on the video (a constant-answer model fails here: the test below);
+    # the model that finds the boxes by the video's name, so that a swapped video brings its own boxes
+    first, _ = check_answers_depend_on_the_video(
+        lambda docs, visual: by_name.generate_until(requests_for(by_name, docs, visual)), docs, folder)
+    assert first == answers
+
+
+def video_documents(tiny_videos, tmp_path):
+    """The video documents of the tests and their box file: four held-out videos asked what they end on (the tiny
+    model, trained on photos only, answers none of them right: "An orange sp" after a clock, "No" after an
+    astronaut), and the first asked a yes/no question (a score of 0 % would be met by a constant answer too)."""
+    with open(tiny_videos["video_qa"]) as f:
+        docs = [json.loads(line) for line in f][:4]
+    docs.append(dict(docs[0], question_id=docs[0]["question_id"] + "_yes_no",
+                     question="Is a clock shown at the end of the video?", answer="no"))
+    with open(tiny_videos["video_qa_boxes"]) as f:
+        boxes = json.load(f)
+    boxes += [dict(entry, id=docs[-1]["question_id"]) for entry in boxes if entry["id"] == docs[0]["question_id"]]
+    box_file = tmp_path / "video_qa_boxes.json"
+    box_file.write_text(json.dumps(boxes))
+    return docs, str(box_file)
+
+
+def check_answers_depend_on_the_video(generate_until, docs, folder):
+    """check_answers_depend_on_the_image on video documents: ``generate_until(docs, doc_to_visual)`` answers each
+    document about its own video or another document's; right when the answer is the document's."""
+    from mg_llava.inference.metrics import normalize_vqa_answer
+
+    def answer(videos):
+        by_id = {doc["question_id"]: video for doc, video in zip(docs, videos)}
+        return generate_until(docs, lambda doc: [osp.join(folder, by_id[doc["question_id"]])])
+
+    return check_answers_depend_on_the_image(
+        answer, [doc["video_name"] for doc in docs],
+        lambda i, text: normalize_vqa_answer(text) == normalize_vqa_answer(docs[i]["answer"]))  # tools/evaluate.py
+
+
+def test_a_constant_or_blind_model_fails_the_video_check(tiny_videos, tmp_path):
+    """The video check above fails for a model that always gives one answer (right on the four videos that end on
+    the cat) and for one that answers from the question alone (right on all five)."""
+    docs, _ = video_documents(tiny_videos, tmp_path)
+    constant = lambda docs, visual: [docs[0]["answer"]] * len(docs)  # noqa: E731
+    blind = lambda docs, visual: ["no" if d["question"].startswith("Is") else "a cat" for d in docs]  # noqa: E731
+    for model in (constant, blind):
+        with pytest.raises(AssertionError):
+            check_answers_depend_on_the_video(model, docs, tiny_videos["video_folder"])
 
 
 def test_loglikelihood_is_the_training_loss_of_the_continuation(in_process, task):

@@ -20,15 +20,17 @@ from test_tiny_training import (  # noqa: F401  (workspace is a fixture)
     SAVE_STEPS,
     STAGE1_ITERS,
     STAGE1_OPTIONS,
-    TWO_PROCESS_ATOL,
     NO_SAMPLE_ANSWERS,
-    TWO_PROCESS_RTOL,
+    RESUME_TOLERANCES,
+    TWO_PROCESS_BOUNDS,
     _check,
+    assert_same_run,
     load_tool,
     scalars,
     workspace,
     xtuner_train,
 )
+from training_state import assert_same_state, deepspeed_state
 from mg_llava.model.checkpoint import DEEPSPEED_MODEL_FILE, ZERO3_WEIGHTS_FILE, load_trainable_state_dict
 
 TINY = osp.join(ROOT, "xtuner_configs", "tiny")
@@ -138,28 +140,40 @@ def test_killed_run_resumes_with_the_same_losses(workspace, zero, request):
 
     _, log = run(workspace, zero, "pretrain", f"zero{zero}_killed", *hooks, extra=["--resume", resume_from])
     _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), model_file))
+    # the same processes repeat the same operations on the same bits: no tolerance (RESUME_TOLERANCES)
     reference, resumed = scalars(reference_dir), scalars(work_dir)
     for it in range(SAVE_STEPS + 1, STAGE1_ITERS + 1):
-        assert resumed[it]["loss"] == pytest.approx(reference[it]["loss"], rel=1e-5, abs=1e-6), f"iteration {it}"
+        assert resumed[it]["loss"] == reference[it]["loss"], f"iteration {it}"
     final_ref, final = weights(reference_dir, STAGE1_ITERS), weights(work_dir, STAGE1_ITERS)
     assert final_ref.keys() == final.keys()
     for key in final_ref:
         torch.testing.assert_close(final[key], final_ref[key], rtol=0, atol=0, msg=key)
+    # the fp32 master weights and both AdamW moments of every shard
+    assert_same_state(deepspeed_state(checkpoint(reference_dir, STAGE1_ITERS)),
+                      deepspeed_state(checkpoint(work_dir, STAGE1_ITERS)), RESUME_TOLERANCES,
+                      f"ZeRO-{zero} resumed vs uninterrupted")
 
 
-def test_zero2_two_processes_match_one_in_fp32(workspace):
-    """ZeRO-2 with 2 processes x 2 samples updates the weights as one process with 4 samples (one without a
-    launcher: what plain `xtuner train` runs)."""
-    updates = {}
-    for nproc in (1, 2):
-        work_dir, log = run(workspace, 2, "pretrain", f"zero2_fp32_{nproc}p", *FP32, NO_SAMPLE_ANSWERS, nproc=nproc)
-        _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
-        start, end = weights(work_dir, SAVE_STEPS), weights(work_dir, STAGE1_ITERS)
-        assert {value.dtype for value in end.values()} == {torch.float32}
-        updates[nproc] = {key: end[key] - start[key] for key in end}
-    assert updates[1].keys() == updates[2].keys()
-    for key, single in updates[1].items():
-        torch.testing.assert_close(updates[2][key], single, rtol=TWO_PROCESS_RTOL, atol=TWO_PROCESS_ATOL, msg=key)
+@pytest.fixture(scope="module")
+def one_process_fp32(workspace):
+    """The fp32 reference of the two-process runs: ZeRO-2 on one process without a launcher (what plain `xtuner
+    train` runs). One process has nothing to partition, so it stands for ZeRO-3 as well (which does not start on one
+    process without a launcher: DeepSpeed's zero.Init then looks for MPI)."""
+    work_dir, log = run(workspace, 2, "pretrain", "zero2_fp32_1p", *FP32, NO_SAMPLE_ANSWERS, nproc=1)
+    _check(log, osp.join(checkpoint(work_dir, STAGE1_ITERS), DEEPSPEED_MODEL_FILE))
+    return work_dir
+
+
+@pytest.mark.parametrize("zero", [2, 3])
+def test_two_processes_match_one_in_fp32(workspace, one_process_fp32, zero):
+    """ZeRO-2 / ZeRO-3 with 2 processes x 2 samples of different lengths trains as one process with 4 samples: the
+    weights and both AdamW moments, put back together from every process's shard, within the bounds derived in
+    test_tiny_training.py (after 3 and 6 steps), and the same logged losses."""
+    hooks = [NO_SAMPLE_ANSWERS] if zero == 2 else []  # ZeRO-3's hook writes the gathered weights
+    work_dir, log = run(workspace, zero, "pretrain", f"zero{zero}_fp32_2p", *FP32, *hooks)
+    _check(log, checkpoint(work_dir, STAGE1_ITERS))
+    assert {value.dtype for value in weights(work_dir, STAGE1_ITERS).values()} == {torch.float32}
+    assert_same_run(one_process_fp32, work_dir, TWO_PROCESS_BOUNDS, f"ZeRO-{zero}, two processes vs one")
 
 
 def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2, capsys, monkeypatch):
@@ -199,16 +213,16 @@ def test_deepspeed_checkpoint_exports_and_chats(workspace, zero2_stage2, capsys,
     assert answer, f"no answer: {out[-1000:]}"
 
 
-def test_zero3_stage1_computes_what_zero2_computes(zero3_stage1, zero2_stage1):
-    """ZeRO-3 partitions every parameter, the frozen encoders included: each step sees the loss ZeRO-2 sees (the
-    first one before any update), and the gathered trainable weights keep exactly the released key names.
+def test_zero3_stage1_in_bf16_keeps_the_released_keys(zero3_stage1, zero2_stage1):
+    """ZeRO-3 partitions every parameter, the frozen encoders included; in bf16 it trains, and the gathered trainable
+    weights keep exactly ZeRO-2's (the released) key names.
 
-    After an update the two runs hold bf16 weights reduced in a different order, so a step's loss may differ by up
-    to one bf16 step (2^-8 relative; 1.03e-3 was seen at iteration 4); the first loss, before any update, to 1e-3."""
-    zero3, zero2 = scalars(zero3_stage1), scalars(zero2_stage1)
-    for it in range(1, STAGE1_ITERS + 1):
-        rel = 1e-3 if it == 1 else 2 ** -8
-        assert zero3[it]["loss"] == pytest.approx(zero2[it]["loss"], rel=rel), f"iteration {it}"
+    That ZeRO-3 computes what ZeRO-2 computes is test_two_processes_match_one_in_fp32[3]'s check (weights and AdamW
+    moments against the one-process run, within derived bounds). Their bf16 losses are not compared here: after an
+    update each run rounds its own fp32 master weights to bf16, and the only bound that follows is the worst case of
+    one bf16 step (2^-8) in every weight, which no partitioning error needs to exceed (measured: 1.3e-5 apart)."""
+    values = losses(zero3_stage1)
+    assert len(values) == STAGE1_ITERS and all(map(torch.isfinite, torch.tensor(values))), values
     final = weights(zero3_stage1, STAGE1_ITERS)
     assert final.keys() == weights(zero2_stage1, STAGE1_ITERS).keys()
     assert {value.dtype for value in final.values()} == {torch.bfloat16}

@@ -38,6 +38,7 @@ from ..anyres_tokens import is_tiled
 from ..checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, ROUTER_PREFIXES, VISION_PREFIXES
 from ..mg_llava_model import MGLLaVAModel, check_float_views
 from ..token_assembler import assemble, image_sequences, image_views
+from ..token_mean import tokens_per_process
 from .losses import RANK_FORMS, rglf_loss
 from .router import VisualGranularityRouter, select_instruction_tokens
 from .scaler import VisualGranularityScaler
@@ -211,10 +212,12 @@ class AVGLLaVAModel(MGLLaVAModel):
 
     def _multi_granularity_loss(self, data: dict) -> dict:
         encoded = self.encode_granularities(data)
-        losses = []
+        losses, tokens = [], None
         for k in range(len(encoded.grids)):
             llm_inputs = self._place(data, self.image_tokens(data, encoded, [k] * len(encoded.boxes)))
-            losses.append(self.llm(**llm_inputs).loss)
+            if tokens is None:  # the answer tokens are the same at every granularity
+                tokens = tokens_per_process(llm_inputs["labels"])
+            losses.append(self.llm(**llm_inputs, num_items_in_batch=tokens).loss)
         out = dict(loss=torch.stack(losses).mean())
         out.update({f"lm_{t}": loss.detach() for t, loss in zip(self.granularity_tokens, losses)})
         return out

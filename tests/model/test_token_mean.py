@@ -1,0 +1,66 @@
+"""token_mean.py: with the processes' gradients averaged (what DDP and ZeRO do), the loss is one mean over the global
+batch's answer tokens. Two processes are played in one: the all-reduce of the token count returns the two processes'
+sum. A float64 tiny Llama: transformers takes the cross-entropy in float32, the same per token in both, and the
+rest (sums over tokens, the backward) runs in float64, whose rounding (2^-53) stays far below the 1e-12 compared to."""
+import torch
+
+from mg_llava.model import token_mean
+from mg_llava.model.token_mean import mean_over_processes, tokens_per_process
+
+IGNORE = -100
+
+
+def _batch():
+    """4 samples of 6 tokens whose answers hold 5, 4, 1 and 2 target tokens (the first process 9, the second 3)."""
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, 32, (4, 6), generator=generator)
+    labels = input_ids.clone()
+    for row, prompt in enumerate((0, 1, 4, 3)):  # targets: labels[:, 1:] past the prompt, 5 - prompt
+        labels[row, :prompt + 1] = IGNORE
+    return input_ids, labels
+
+
+def _model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=16)
+    return LlamaForCausalLM(config).double()
+
+
+def _gradient(model, **inputs):
+    model.zero_grad()
+    loss = model(**inputs).loss
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()]), loss.detach()
+
+
+def test_two_processes_give_the_gradient_of_one_token_mean(monkeypatch):
+    input_ids, labels = _batch()
+    model = _model()
+    assert tokens_per_process(labels) == 5 + 4 + 1 + 2  # one process: the batch's own count
+    assert tokens_per_process(torch.full((2, 3), IGNORE)) == 1  # no targets: a zero loss, not 0 / 0
+    single, single_loss = _gradient(model, input_ids=input_ids, labels=labels)  # one process: one token mean
+
+    halves = [slice(0, 2), slice(2, 4)]
+    total = sum((labels[half][:, 1:] != IGNORE).sum() for half in halves)
+    monkeypatch.setattr(token_mean, "get_world_size", lambda: 2)
+    monkeypatch.setattr(token_mean, "all_reduce", lambda tensor, op: tensor.fill_(total))
+    token_means, per_process = [], []
+    for half in halves:
+        token_means.append(_gradient(model, input_ids=input_ids[half], labels=labels[half],
+                                     num_items_in_batch=tokens_per_process(labels[half])))
+        per_process.append(_gradient(model, input_ids=input_ids[half], labels=labels[half]))  # XTuner's
+    averaged = (token_means[0][0] + token_means[1][0]) / 2
+    torch.testing.assert_close(averaged, single, rtol=1e-12, atol=1e-12)
+    # the logged loss: the processes' losses averaged (their all-reduced sum over 2)
+    losses = [loss for _, loss in token_means]
+    monkeypatch.setattr(token_mean, "all_reduce", lambda tensor, op: tensor.fill_(float(sum(losses))))
+    logged = mean_over_processes({"loss": losses[0]})["loss"]
+    # float32: two per-process losses, their sum and its half, each rounded once (2^-24): within 2^-22
+    torch.testing.assert_close(logged, single_loss, rtol=2.0 ** -22, atol=0)
+    # XTuner's per-process mean weighs the second process's 3 tokens as the first's 9: another gradient
+    wrong = (per_process[0][0] + per_process[1][0]) / 2
+    gap = ((wrong - single).abs().max() / single.abs().max()).item()
+    assert gap > 1e-2, f"a per-process mean matched the token mean ({gap:.2g}): the batch cannot tell them apart"
