@@ -12,12 +12,12 @@ Pillow 4) is separable and fixed-point:
 2. the horizontal pass runs first, on every row: ``(2**21 + sum(pixel * weight)) >> 22``, clipped to 0..255 and
    stored as uint8; the vertical pass does the same on its result.
 
-Here the weights are computed with the same float64 operations in the same order (numpy, so the rounding to
-integers sees the identical doubles), and each pass adds its K taps in int32 as Pillow does: for a square image
-resized to a square, up or down, the result equals Pillow's (the tests compare against Pillow on photographs and
-random sizes). That is the only resize the views make (the padded square to S_high), and the only one accepted: for
-other shapes Pillow 13 no longer always runs the horizontal pass first (a narrower, shorter output was seen to match
-the vertical pass first, by a rule not reproduced here).
+Here the weights are computed with the same float64 operations in the same order (numpy, so the rounding to integers
+sees the identical doubles), and each pass adds its K taps in int32 as Pillow does: for a square image resized to a
+square, up or down, the result equals Pillow's (the tests compare against Pillow on photographs and random sizes).
+That is the only resize the views make (the padded square to S_high), and the only one accepted: for other shapes
+Pillow (13 when this was written; 11.3 pinned now) does not always run the horizontal pass first (a narrower, shorter
+output was seen to match the vertical pass first, by a rule not reproduced here).
 
 On a GPU this is a few small kernels per image; on a CPU it is slower than Pillow's C loop, so CPU training keeps
 Pillow in the data loader (see :class:`~mg_llava.dataset.ImageViews`).
