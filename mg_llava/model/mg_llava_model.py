@@ -18,6 +18,7 @@ from mg_llava.registry import MODELS, WHOLE_MODEL_EXPORT, build
 from .checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, VISION_PREFIXES, load_trainable_state_dict
 from .anyres_tokens import is_tiled
 from .token_assembler import ImageParts, assemble, image_sequences
+from .token_norms import token_norms
 from .video_tokens import run_in_chunks
 from .work_dir import resolve_checkpoint
 from .zero3 import is_partitioned, load_partitioned_state_dict
@@ -245,7 +246,15 @@ class MGLLaVAModel(LLaVAModel):
         if self.is_first_iter:
             self.to(data["input_ids"].device)  # as XTuner: puts QLoRA / ZeRO-3 buffers on the device once
             self.is_first_iter = False
-        return super().forward(self.prepare_llm_inputs(data), data_samples, mode)
+        llm_inputs = self.prepare_llm_inputs(data)
+        out = super().forward(llm_inputs, data_samples, mode)
+        if mode == "loss":  # logged next to the loss: the visual tokens' size against the text's (token_norms.py)
+            attention_mask = data.get("attention_mask")
+            if attention_mask is None:
+                attention_mask = torch.ones_like(data["input_ids"], dtype=torch.bool)
+            out.update(token_norms(self.llm.get_input_embeddings(), data["input_ids"], attention_mask,
+                                   llm_inputs["inputs_embeds"], llm_inputs["attention_mask"]))
+        return out
 
     def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs=None, save_format="xtuner", **kwargs):
         """What ``xtuner convert pth_to_hf <config> <pth> <dir>`` calls: the whole model, as ``tools/export.py``
