@@ -41,9 +41,11 @@ def _motion(rng: np.random.Generator) -> dict:
                 zoom=(1.0, float(rng.uniform(1.0, 1.6))))
 
 
-def make_video(path: str, first: str, second: str, rng: np.random.Generator, num_frames: int = NUM_FRAMES) -> dict:
-    """Write one two-shot video; returns its box entry (for the ``num_frames`` frames the dataset samples)."""
-    half = VIDEO_FRAMES // 2
+def make_video(path: str, first: str, second: str, rng: np.random.Generator, num_frames: int = NUM_FRAMES,
+               video_frames: int = VIDEO_FRAMES) -> dict:
+    """Write one two-shot video of ``video_frames`` frames; returns its box entry (for the ``num_frames`` frames the
+    dataset samples)."""
+    half = video_frames // 2
     frames, windows, shown = [], [], []
     for name in (first, second):
         shot, shot_windows = pan_zoom(load_skimage(name), half, FRAME_SIZE, **_motion(rng))
