@@ -2,7 +2,7 @@
 
 Each clip pans and zooms over one scikit-image photograph, then cuts to another (``tiny_video_dataset.make_video``);
 every ordered pair of ``PHOTOS`` occurs. A clip is asked one of two questions, "Which photograph comes first in the
-video?" or "... last ...", half the clips each way, and the answer is that photograph's short name ("a cat"). Both
+video?" or "... last ...", half the clips each way, and the answer is that photograph's name ("cat"). Both
 photographs are in every clip and each question names one of them, so a model that sees the frames but not their
 order answers half right at best (chance among the clip's two photographs); above that it must read the order.
 
@@ -10,7 +10,7 @@ order answers half right at best (chance among the clip's two photographs); abov
 
 - ``order_videos/<first>_<second>_<k>.mp4``: the clips (``VIDEO_FRAMES`` frames, 96x64 px, half of them each
   photograph);
-- ``order_pretrain.json``: one caption per training clip ("First a cat, then a clock."), for the video stage 1;
+- ``order_pretrain.json``: one caption per training clip ("First cat, then rocket."), for the video stage 1;
 - ``order_finetune.json``: one question per training clip, first or last (LLaVA format, ``"video"`` + ``<video>``);
 - ``order_boxes.json``: the released video box format for the frames the tiny configs sample;
 - ``order_qa.jsonl`` (+ ``order_qa_boxes.json``): held-out clips (new pans and zooms of every ordered pair), in the
@@ -29,11 +29,12 @@ import numpy as np
 
 from mg_llava.dataset.video import sample_frame_indices
 
-from .tiny_dataset import IMAGES
 from .tiny_video_dataset import make_video
-from .videos import write_video
 
-PHOTOS = ("chelsea", "clock", "astronaut", "coins")  # every ordered pair of these makes clips
+# photograph -> its answer. Every ordered pair makes clips. The tokenizer of the tiny LLM reads characters, so the
+# answers differ at their first character: the answer's first token alone carries the choice (answers that share a
+# start, "a cat" / "a clock", spread it over later tokens, after characters the model learns to copy).
+PHOTOS = {"chelsea": "cat", "astronaut": "astronaut", "rocket": "rocket", "coins": "money"}
 VIDEO_FRAMES = 4  # frames written per clip, two per photograph (the tiny configs sample the first and the last)
 QUESTIONS = {"first": "Which photograph comes first in the video?",
              "last": "Which photograph comes last in the video?"}
@@ -41,15 +42,6 @@ QUESTIONS = {"first": "Which photograph comes first in the video?",
 
 def _clip_name(first: str, second: str, k: int) -> str:
     return f"{first}_{second}_{k}"
-
-
-def _reverse_video(path: str, out_path: str) -> None:
-    """Write ``path``'s frames in reverse order to ``out_path``."""
-    import av
-
-    with av.open(path) as container:
-        frames = [frame.to_image() for frame in container.decode(video=0)]
-    write_video(out_path, frames[::-1])
 
 
 def build_frame_order_dataset(out_dir: str, train_clips: int = 300, held_out_per_pair: int = 2, seed: int = 0,
@@ -76,8 +68,8 @@ def build_frame_order_dataset(out_dir: str, train_clips: int = 300, held_out_per
         name = _clip_name(first, second, k)
         entry = make_video(osp.join(video_dir, name + ".mp4"), first, second, rng, num_frames, VIDEO_FRAMES)
         kind = ("first", "last")[(index // len(pairs) + index) % 2]  # each pair asked both ways
-        answer = IMAGES[first if kind == "first" else second][1]
-        caption = f"First {IMAGES[first][1]}, then {IMAGES[second][1]}."
+        answer = PHOTOS[first if kind == "first" else second]
+        caption = f"First {PHOTOS[first]}, then {PHOTOS[second]}."
         video = dict(id=name, video=name + ".mp4")
         parts["order_pretrain"].append(dict(video, conversations=[
             {"from": "human", "value": "<video>\nDescribe the video briefly."}, {"from": "gpt", "value": caption}]))
@@ -89,14 +81,14 @@ def build_frame_order_dataset(out_dir: str, train_clips: int = 300, held_out_per
         for j in range(held_out_per_pair):
             name = _clip_name(first, second, first_k + j)
             path = osp.join(video_dir, name + ".mp4")
-            entry = make_video(path, first, second, rng, num_frames, VIDEO_FRAMES)
-            _reverse_video(path, osp.join(video_dir, name + "_reversed.mp4"))
+            entry = make_video(path, first, second, rng, num_frames, VIDEO_FRAMES,
+                               reversed_path=osp.join(video_dir, name + "_reversed.mp4"))
             kind = ("first", "last")[j % 2]
             shown, other = (first, second) if kind == "first" else (second, first)
             qa.append(dict(question_id=name, video_name=name + ".mp4", question=QUESTIONS[kind],
-                           answer=IMAGES[shown][1]))
+                           answer=PHOTOS[shown]))
             qa_reversed.append(dict(question_id=name + "_reversed", video_name=name + "_reversed.mp4",
-                                    question=QUESTIONS[kind], answer=IMAGES[other][1]))
+                                    question=QUESTIONS[kind], answer=PHOTOS[other]))
             parts["order_qa_boxes"].append(dict(id=name, video=name + ".mp4", **entry))
             parts["order_qa_reversed_boxes"].append(dict(id=name + "_reversed", video=name + "_reversed.mp4",
                                                          frames=entry["frames"][::-1]))

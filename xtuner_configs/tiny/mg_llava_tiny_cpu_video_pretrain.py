@@ -1,6 +1,6 @@
 # MG-LLaVA video stage 1 (pretrain) on the tiny CPU default, the shape of the paper's video pretraining (image
 # captions + video captions; the fusion and both projectors train, the encoders and the LLM are frozen): the tiny
-# image captions plus captions of two-photograph clips, "First a cat, then a clock." (the frame-order clips of
+# image captions plus captions of two-photograph clips, "First cat, then rocket." (the frame-order clips of
 # mg_llava/testing/frame_order_dataset.py, written by tools/build_tiny_assets.py), batches of one modality.
 # Otherwise mg_llava_tiny_cpu_pretrain.py.
 #   xtuner train xtuner_configs/tiny/mg_llava_tiny_cpu_video_pretrain.py
