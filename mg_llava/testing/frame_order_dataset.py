@@ -12,7 +12,8 @@ order answers half right at best (chance among the clip's two photographs); abov
   photograph);
 - ``order_pretrain.json``: one caption per training clip ("First cat, then rocket."), for the video stage 1;
 - ``order_finetune.json``: one question per training clip, first or last (LLaVA format, ``"video"`` + ``<video>``);
-- ``order_boxes.json``: the released video box format for the frames the tiny configs sample;
+- ``order_boxes.json``: the released video box format for the frames the tiny configs sample, one box a frame
+  (its photograph's main object, or the whole frame where the pan left it out);
 - ``order_qa.jsonl`` (+ ``order_qa_boxes.json``): held-out clips (new pans and zooms of every ordered pair), in the
   MSVD-QA layout ``{question_id, video_name, question, answer}``, first and last questions mixed;
 - ``order_qa_reversed.jsonl`` (+ ``order_qa_reversed_boxes.json``): the same held-out clips with their frames in
@@ -29,7 +30,9 @@ import numpy as np
 
 from mg_llava.dataset.video import sample_frame_indices
 
+from .tiny_dataset import IMAGES
 from .tiny_video_dataset import make_video
+from .videos import FRAME_SIZE
 
 # photograph -> its answer. Every ordered pair makes clips. The tokenizer of the tiny LLM reads characters, so the
 # answers differ at their first character: the answer's first token alone carries the choice (answers that share a
@@ -42,6 +45,21 @@ QUESTIONS = {"first": "Which photograph comes first in the video?",
 
 def _clip_name(first: str, second: str, k: int) -> str:
     return f"{first}_{second}_{k}"
+
+
+def _one_box_per_frame(entry: dict, first: str, second: str, frame_size=FRAME_SIZE) -> dict:
+    """``entry`` (make_video's) with one box per sampled frame: its photograph's main object (the first box of
+    ``tiny_dataset.IMAGES``) where the pan left it in view, else the whole frame. Every frame is then the same number
+    of tokens, so where a frame sits in the LLM's sequence does not depend on how many boxes the other one has."""
+    names = {label: name for name in (first, second) for label in IMAGES[name][2]}
+    frames = []
+    for frame in entry["frames"]:
+        name = names[frame["labels"][0]] if frame["labels"] else None
+        main = next(iter(IMAGES[name][2])) if name else None
+        kept = [(b, l) for b, l in zip(frame["boxes"], frame["labels"]) if l == main][:1]
+        box, label = kept[0] if kept else ([0, 0, *frame_size], "photograph")
+        frames.append(dict(boxes=[box], scores=[0.9], labels=[label]))
+    return dict(frames=frames)
 
 
 def build_frame_order_dataset(out_dir: str, train_clips: int = 300, held_out_per_pair: int = 2, seed: int = 0,
@@ -67,6 +85,7 @@ def build_frame_order_dataset(out_dir: str, train_clips: int = 300, held_out_per
         k = index // len(pairs)
         name = _clip_name(first, second, k)
         entry = make_video(osp.join(video_dir, name + ".mp4"), first, second, rng, num_frames, VIDEO_FRAMES)
+        entry = _one_box_per_frame(entry, first, second)
         kind = ("first", "last")[(index // len(pairs) + index) % 2]  # each pair asked both ways
         answer = PHOTOS[first if kind == "first" else second]
         caption = f"First {PHOTOS[first]}, then {PHOTOS[second]}."
@@ -83,6 +102,7 @@ def build_frame_order_dataset(out_dir: str, train_clips: int = 300, held_out_per
             path = osp.join(video_dir, name + ".mp4")
             entry = make_video(path, first, second, rng, num_frames, VIDEO_FRAMES,
                                reversed_path=osp.join(video_dir, name + "_reversed.mp4"))
+            entry = _one_box_per_frame(entry, first, second)
             kind = ("first", "last")[j % 2]
             shown, other = (first, second) if kind == "first" else (second, first)
             qa.append(dict(question_id=name, video_name=name + ".mp4", question=QUESTIONS[kind],
