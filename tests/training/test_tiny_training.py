@@ -38,9 +38,10 @@ TWO_PROCESS_RTOL, TWO_PROCESS_ATOL = 1e-3, 1e-7
 NO_SAMPLE_ANSWERS = "custom_hooks=[]"
 TRAIN_PY = osp.join(importlib.util.find_spec("xtuner").submodule_search_locations[0], "tools", "train.py")
 # The visual tokens' mean norm over the text embeddings' (both logged at every iteration: mg_llava/model/
-# token_norms.py). Untrained, the tiny models start near 10 (visual ~1.2, text ~0.11); a run whose visual tokens blow
-# up passes 100 within a few dozen iterations (issue 26: 588 against 0.25 after the tiny video stage 1 at lr 1e-2).
-MAX_NORM_RATIO = 50.0
+# token_norms.py). Untrained, the tiny models start near 12 (visual ~1.3, text ~0.11); the tiny video stage 1 at lr
+# 2e-3 reached 58 in its 20 iterations (the frozen LLM's text embeddings do not move). A run whose visual tokens blow
+# up passes 1000 (issue 26: the tiny video pair at lr 1e-2, 588 against 0.25 after stage 1, 1.1e5 after stage 2).
+MAX_NORM_RATIO = 100.0
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,7 @@
 # short (the paper's stage also mixes image instructions). Otherwise mg_llava_tiny_cpu_finetune.py.
 # After the video stage 1:  xtuner train xtuner_configs/tiny/mg_llava_tiny_cpu_video_finetune.py
 from mmengine.config import read_base
-
-from mg_llava.dataset import ModalityLengthGroupedSampler
+from mmengine.dataset import DefaultSampler
 
 with read_base():
     from .mg_llava_tiny_cpu_finetune import *
@@ -23,15 +22,19 @@ model.update(encoder_chunk_size=encoder_chunk_size)
 video_dataset = dict(llava_dataset, data_path=video_data_path, video_folder=video_folder, num_frames=num_frames,
                      box_file=video_box_file)
 train_dataloader.dataset = video_dataset
-train_dataloader.sampler = dict(type=ModalityLengthGroupedSampler, length_property="modality_length",
-                                per_device_batch_size=None)  # derived
+# Shuffled batches: grouped by length, the clips whose answer is the same word would share batches (the answers
+# differ in length, the rest of each sample does not), and each step would pull towards one answer (measured: held-out
+# 0.42 after 152 iterations). Clips only, so no modality to group either.
+train_dataloader.sampler = dict(type=DefaultSampler, shuffle=True)
 
 batch_size = 8
-max_epochs = 2  # 300 clips, batch 8: 38 iterations an epoch
+max_epochs = 4  # 300 clips, batch 8: 38 iterations an epoch, 152 in all
 # The real recipes: 2e-5 (Llama-3: 1e-5); a random tiny LLM needs more, but at 1e-2 the visual tokens' norm blew up
-# to 1e5 (against ~0.25 for text) and the pair answered the held-out order questions at 0.75 (issue 26)
-lr = 2e-3
-warmup_ratio = 0.05
-save_steps = 76
+# to 1e5 (against ~0.25 for text) and the pair answered the held-out order questions at 0.75 (issue 26). At 3e-3 the
+# visual tokens stay near 2 and the order is learnt after ~140 iterations (held-out first-token accuracy, measured
+# in-process on this data: 0.42 at 80, 0.79 at 120, 0.96 at 140, 1.00 from 160 on, schedule over 200)
+lr = 3e-3
+warmup_ratio = 0.02  # 3 iterations
+save_steps = 152
 
 derive_settings(globals())  # every part that holds a setting above
