@@ -22,7 +22,7 @@ def test_video_pretrain_is_image_stage1_on_image_and_video_captions():
     images, videos = sources(video)
     assert images.data_path == image.llava_pretrain_data_path.replace(image.data_root, video.data_root)
     assert "video_folder" not in images and videos.video_folder and videos.num_frames == 8
-    assert videos.data_path.endswith("valley_703k_llavaformat.json")
+    assert videos.data_path.endswith("Video-LLaVA/valley_703k.json")
     # what trains: the fusion and both projectors (the LLM frozen, no LoRA, no starting weights), as image stage 1
     assert video.model.freeze_llm and "llm_lora" not in video.model and "pretrained_pth" not in video.model
     assert (video.lr, video.batch_size * video.num_gpus * video.accumulative_counts) == (image.lr, 256)

@@ -15,8 +15,8 @@ with read_base():
     from .._base_.derive import derive_settings
 
 pretrained_pth = "./work_dirs/mg_llava_vicuna_7b_v15_video_pretrain"  # video stage 1's work dir: its last checkpoint
-# VideoInstruct-100K in LLaVA format ("video" + "<video>"; data_prep/ has the converter for its question/answer
-# file, issue 24), boxes per frame from data_prep/generate_boxes.py --num-frames 8 on the same file
+# VideoInstruct-100K in LLaVA format ("video" + "<video>"; from its question/answer file by
+# data_prep/convert_videochatgpt.py, issue 24), boxes per frame from data_prep/generate_boxes.py --num-frames 8 on it
 video_data_path = data_root + "VideoInstruct-100K/videochatgpt_llavaformat_100k.json"
 video_folder = data_root + "VideoInstruct-100K/videos"
 video_box_file = data_root + "boxes/videochatgpt_100k_boxes.json"

@@ -12,9 +12,9 @@ with read_base():
     from .mg_llava_vicuna_7b_v15_pretrain import *
     from .._base_.derive import derive_settings
 
-# Video-LLaVA's video captions (Valley, 703K) in LLaVA format ("video" + "<video>"; data_prep/ has the converter for
-# Video-LLaVA's files, issue 24), boxes per frame from data_prep/generate_boxes.py --num-frames 8 on the same file
-video_caption_data_path = data_root + "Video-LLaVA/valley_703k_llavaformat.json"
+# Video-LLaVA's video captions (Valley, 703K) in LLaVA format ("video" + "<video>"; from its train_json/valley_.json by
+# data_prep/convert_video_llava.py, issue 24), boxes per frame from data_prep/generate_boxes.py --num-frames 8 on it
+video_caption_data_path = data_root + "Video-LLaVA/valley_703k.json"
 video_caption_folder = data_root + "Video-LLaVA/videos"
 video_caption_box_file = data_root + "boxes/valley_703k_boxes.json"
 num_frames = 8  # SPEC 1.8: linspace(0, n - 1, 8)
