@@ -51,6 +51,14 @@ def tiny_videos(tmp_path_factory):
     return build_tiny_video_dataset(str(tmp_path_factory.mktemp("tiny_videos")))
 
 
+@pytest.fixture(scope="session")
+def frame_order_clips(tmp_path_factory):
+    """The frame-order clips (mg_llava.testing.frame_order_dataset), written once per test session."""
+    from mg_llava.testing.frame_order_dataset import build_frame_order_dataset
+
+    return build_frame_order_dataset(str(tmp_path_factory.mktemp("frame_order")))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # No quiet skips: the run ends with one line naming what did not run, why, and what to install (the skip reasons
 # carry the install hint). A test may skip only for a missing machine capability (a GPU, root, a Debian package),

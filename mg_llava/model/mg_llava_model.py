@@ -19,6 +19,7 @@ from .checkpoint import ANYRES_PREFIXES, LLM_PREFIXES, VISION_PREFIXES, load_tra
 from .anyres_tokens import is_tiled
 from .token_assembler import ImageParts, assemble, image_sequences
 from .token_mean import mean_over_processes, tokens_per_process
+from .token_norms import token_norms
 from .video_tokens import run_in_chunks
 from .work_dir import resolve_checkpoint
 from .zero3 import is_partitioned, load_partitioned_state_dict
@@ -279,7 +280,15 @@ class MGLLaVAModel(LLaVAModel):
         if self.is_first_iter:
             self.to(data["input_ids"].device)  # as XTuner: puts QLoRA / ZeRO-3 buffers on the device once
             self.is_first_iter = False
-        return super().forward(self.prepare_llm_inputs(data), data_samples, mode)
+        llm_inputs = self.prepare_llm_inputs(data)
+        out = super().forward(llm_inputs, data_samples, mode)
+        if mode == "loss":  # logged next to the loss: the visual tokens' size against the text's (token_norms.py)
+            attention_mask = data.get("attention_mask")
+            if attention_mask is None:
+                attention_mask = torch.ones_like(data["input_ids"], dtype=torch.bool)
+            out.update(token_norms(self.llm.get_input_embeddings(), data["input_ids"], attention_mask,
+                                   llm_inputs["inputs_embeds"], llm_inputs["attention_mask"]))
+        return out
 
     def compute_loss(self, data, data_samples=None):
         """The global batch's answer-token mean, whatever each process holds (``token_mean.py``; XTuner's

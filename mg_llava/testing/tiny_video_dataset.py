@@ -20,6 +20,8 @@ import json
 import os
 import os.path as osp
 
+from typing import Optional
+
 import numpy as np
 
 from mg_llava.dataset.video import sample_frame_indices
@@ -41,9 +43,11 @@ def _motion(rng: np.random.Generator) -> dict:
                 zoom=(1.0, float(rng.uniform(1.0, 1.6))))
 
 
-def make_video(path: str, first: str, second: str, rng: np.random.Generator, num_frames: int = NUM_FRAMES) -> dict:
-    """Write one two-shot video; returns its box entry (for the ``num_frames`` frames the dataset samples)."""
-    half = VIDEO_FRAMES // 2
+def make_video(path: str, first: str, second: str, rng: np.random.Generator, num_frames: int = NUM_FRAMES,
+               video_frames: int = VIDEO_FRAMES, reversed_path: Optional[str] = None) -> dict:
+    """Write one two-shot video of ``video_frames`` frames (and the same frames in reverse order to
+    ``reversed_path``, if given); returns its box entry (for the ``num_frames`` frames the dataset samples)."""
+    half = video_frames // 2
     frames, windows, shown = [], [], []
     for name in (first, second):
         shot, shot_windows = pan_zoom(load_skimage(name), half, FRAME_SIZE, **_motion(rng))
@@ -51,6 +55,8 @@ def make_video(path: str, first: str, second: str, rng: np.random.Generator, num
         windows += shot_windows
         shown += [name] * half
     write_video(path, frames)
+    if reversed_path is not None:
+        write_video(reversed_path, frames[::-1])
     entry_frames = []
     for index in sample_frame_indices(len(frames), num_frames):
         objects = IMAGES[shown[index]][2]

@@ -1,11 +1,12 @@
-# MG-LLaVA video instruction tuning with Vicuna-7B v1.5 (the paper's video model: MSVD-QA 71.5, MSRVTT-QA 59.8).
-# Data as the paper: LLaVA-665K image instructions + VideoInstruct-100K (Video-ChatGPT) videos, 8 frames per video
-# (linspace), every frame with its own boxes, batches of one modality (image or video), length-grouped.
-# Recipe followed (the released video configs were deleted; these are the settings of the released QLoRA recipe it
-# derives from, XTuner's LLaVA QLoRA fine-tune): the LLM loaded in 4-bit NF4 (double quantisation, bf16 compute),
-# LoRA on it with r=512, alpha=256, dropout 0.05, lr 2e-4, global batch 128, 1 epoch, warm-up 3 %, cosine; the LLM's
-# own weights stay frozen; the fusion and both projectors train in full; CLIP and ConvNeXt frozen. Starts from the
-# stage-1 checkpoint (pretrained_pth; the paper's video stage 1 adds 703K video captions to the 558K image captions).
+# MG-LLaVA video instruction tuning with Vicuna-7B v1.5, QLoRA variant: a low-memory alternative to the paper's video
+# recipe (mg_llava_vicuna_7b_v15_video_finetune.py, which trains the LLM in full; the paper never mentions QLoRA, and
+# its MSVD-QA 71.5 / MSRVTT-QA 59.8 are the full recipe's). Data as the paper: LLaVA-665K image instructions +
+# VideoInstruct-100K (Video-ChatGPT) videos, 8 frames per video (linspace), every frame with its own boxes, batches
+# of one modality (image or video), length-grouped. Settings of XTuner's LLaVA QLoRA fine-tune: the LLM loaded in
+# 4-bit NF4 (double quantisation, bf16 compute), LoRA on it with r=512, alpha=256, dropout 0.05, lr 2e-4, global
+# batch 128, 1 epoch, warm-up 3 %, cosine; the LLM's own weights stay frozen; the fusion and both projectors train in
+# full; CLIP and ConvNeXt frozen. Starts from the image stage-1 checkpoint (pretrained_pth; point it at the video
+# stage 1, mg_llava_vicuna_7b_v15_video_pretrain.py, for the paper's data).
 # Otherwise mg_llava_vicuna_7b_v15_finetune_qlora.py.
 #   NPROC_PER_NODE=8 xtuner train xtuner_configs/vicuna_7b_v15/mg_llava_vicuna_7b_v15_video_finetune_qlora.py
 from mmengine.config import read_base
