@@ -26,9 +26,7 @@ def main(argv=None) -> int:
              for path in args.sources]
     samples, report = convert_allava((name, source, tqdm(items, desc=osp.basename(name)))
                                      for name, source, items in files)
-    write_llava(samples, args.out)
-    print(report.summary())
-    print(f"wrote {args.out}")
+    write_llava(samples, args.out, report)
     return 0
 
 

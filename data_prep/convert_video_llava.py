@@ -22,9 +22,7 @@ def main(argv=None) -> int:
     items = [item for path in args.sources for item in read_json_list(path, "Video-LLaVA training file")]
     samples, report = convert_video_llava(tqdm(items, desc="items"), source=", ".join(args.sources),
                                           video_prefix=args.video_prefix, image_prefix=args.image_prefix)
-    write_llava(samples, args.out)
-    print(report.summary())
-    print(f"wrote {args.out}")
+    write_llava(samples, args.out, report)
     return 0
 
 

@@ -26,9 +26,7 @@ def main(argv=None) -> int:
     pairs = read_json_list(args.source, "VideoInstruct-100K file")
     samples, report = convert_videochatgpt(tqdm(pairs, desc="pairs"), source=args.source,
                                            video_folder=args.video_folder, default_ext=args.ext, prefix=args.prefix)
-    write_llava(samples, args.out)
-    print(report.summary())
-    print(f"wrote {args.out}")
+    write_llava(samples, args.out, report)
     return 0
 
 

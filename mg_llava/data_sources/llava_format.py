@@ -89,9 +89,13 @@ def finish(sample: dict, report: ConversionReport, out: List[dict]) -> None:
     report.written += 1
 
 
-def write_llava(samples: List[dict], path: str) -> None:
-    """A LLaVA JSON list, written through a temporary file (a killed run leaves no half file)."""
+def write_llava(samples: List[dict], path: str, report=None) -> None:
+    """A LLaVA JSON list, written through a temporary file (a killed run leaves no half file); with a conversion
+    ``report``, its summary and the file written are printed."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path + ".tmp", "w") as f:
         json.dump(samples, f, ensure_ascii=False)
     os.replace(path + ".tmp", path)
+    if report is not None:
+        print(report.summary())
+        print(f"wrote {path}")
