@@ -174,15 +174,16 @@ def test_videos_in_a_mixture(tmp_path, tiny_models, tiny_videos):
     data.mkdir(parents=True)
     os.symlink(osp.dirname(tiny_models["clip"]), data.parent / "models")
     build_tiny_dataset(str(data))
-    (data / "videos").mkdir()
+    # under the names the tiny video config reads (its own data are the frame-order clips)
+    (data / "order_videos").mkdir()
     for name in os.listdir(tiny_videos["video_folder"]):
-        os.symlink(osp.join(tiny_videos["video_folder"], name), data / "videos" / name)
-    (data / "videos" / "broken.mp4").write_text("not a video\n")
+        os.symlink(osp.join(tiny_videos["video_folder"], name), data / "order_videos" / name)
+    (data / "order_videos" / "broken.mp4").write_text("not a video\n")
     with open(tiny_videos["video_pretrain"]) as f:
         samples = json.load(f)
     samples[0]["video"], samples[1]["video"] = "gone.mp4", "broken.mp4"
-    (data / "video_pretrain.json").write_text(json.dumps(samples))
-    os.symlink(tiny_videos["video_boxes"], data / "video_boxes.json")
+    (data / "order_pretrain.json").write_text(json.dumps(samples))
+    os.symlink(tiny_videos["video_boxes"], data / "order_boxes.json")
 
     config = osp.join(ROOT, "xtuner_configs", "tiny", "mg_llava_tiny_cpu_video_pretrain.py")
     with working_directory(tmp_path):

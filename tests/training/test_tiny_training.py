@@ -52,10 +52,11 @@ RESUME_TOLERANCES = {"weight": 0.0, "exp_avg": 0.0, "exp_avg_sq": 0.0}
 NO_SAMPLE_ANSWERS = "custom_hooks=[]"
 TRAIN_PY = osp.join(importlib.util.find_spec("xtuner").submodule_search_locations[0], "tools", "train.py")
 # The visual tokens' mean norm over the text embeddings' (both logged at every iteration: mg_llava/model/
-# token_norms.py). Untrained, the tiny models start near 12 (visual ~1.3, text ~0.11); the tiny video stage 1 at lr
-# 2e-3 reached 58 in its 20 iterations (the frozen LLM's text embeddings do not move). A run whose visual tokens blow
-# up passes 1000 (issue 26: the tiny video pair at lr 1e-2, 588 against 0.25 after stage 1, 1.1e5 after stage 2).
-MAX_NORM_RATIO = 100.0
+# token_norms.py). Untrained, the tiny models start near 12 (visual ~1.3, text ~0.11). With the recipes' AdamW (eps
+# 1e-8) the tiny image pair reached 53 after its 6 stage-1 iterations at lr 1e-2 and 154 in stage 2 (lr 3e-3); the
+# tiny video stage 1 at lr 2e-3 reached 58 in its 20 iterations. A run whose visual tokens blow up passes 2000 (issue
+# 26: the tiny video pair at lr 1e-2, 588 against 0.25 = 2352 after stage 1, 1.1e5 after stage 2).
+MAX_NORM_RATIO = 300.0
 
 
 @pytest.fixture(scope="module")
