@@ -12,7 +12,7 @@ and DeepSpeed scale each micro-batch's loss by 1 / accumulative_counts; the reci
 below 8 keeps the global batch.
 """
 import torch
-from mmengine.dist import all_reduce, get_world_size
+from mmengine.dist import all_gather_object, all_reduce, get_world_size
 from xtuner.utils import IGNORE_INDEX
 
 
@@ -28,11 +28,21 @@ def tokens_per_process(labels: torch.Tensor) -> torch.Tensor:
 
 
 def mean_over_processes(log_vars: dict) -> dict:
-    """The logged values averaged over the processes (one all-reduce), so that the log shows the global batch's
-    token-mean loss rather than the first process's share of it. Logging only: the tensors are detached copies."""
+    """The logged values averaged over the processes, so that the log shows the global batch's token-mean loss
+    rather than the first process's share of it. Logging only: the tensors are detached copies.
+
+    Processes may log different names in one step (a text-only batch has no ``visual_norm``, an RGLF batch without
+    images no ``router_acc``): the names are gathered first, and each value is averaged over the processes that
+    logged it. Reducing the values in each process's own order would pair different names, or hang on unequal
+    lengths."""
     world = get_world_size()
     if world == 1:
         return log_vars
-    values = torch.stack([value.detach().float() for value in log_vars.values()])
+    names = sorted(set().union(*all_gather_object(list(log_vars))))
+    device = next(iter(log_vars.values())).device
+    values = torch.zeros(2, len(names), dtype=torch.float32, device=device)  # sums, and how many processes logged
+    for i, name in enumerate(names):
+        if name in log_vars:
+            values[0, i], values[1, i] = log_vars[name].detach().float(), 1
     all_reduce(values, op="sum")
-    return type(log_vars)((name, value / world) for name, value in zip(log_vars, values))
+    return type(log_vars)((name, values[0, i] / values[1, i]) for i, name in enumerate(names))

@@ -56,7 +56,13 @@ def test_two_processes_give_the_gradient_of_one_token_mean(monkeypatch):
     torch.testing.assert_close(averaged, single, rtol=1e-12, atol=1e-12)
     # the logged loss: the processes' losses averaged (their all-reduced sum over 2)
     losses = [loss for _, loss in token_means]
-    monkeypatch.setattr(token_mean, "all_reduce", lambda tensor, op: tensor.fill_(float(sum(losses))))
+    monkeypatch.setattr(token_mean, "all_gather_object", lambda names: [names, names])
+
+    def add_the_other_process(tensor, op):  # (sums, counts): both processes logged the loss
+        tensor[0].fill_(float(sum(losses)))
+        tensor[1].fill_(2)
+
+    monkeypatch.setattr(token_mean, "all_reduce", add_the_other_process)
     logged = mean_over_processes({"loss": losses[0]})["loss"]
     # float32: two per-process losses, their sum and its half, each rounded once (2^-24): within 2^-22
     torch.testing.assert_close(logged, single_loss, rtol=2.0 ** -22, atol=0)
@@ -64,3 +70,33 @@ def test_two_processes_give_the_gradient_of_one_token_mean(monkeypatch):
     wrong = (per_process[0][0] + per_process[1][0]) / 2
     gap = ((wrong - single).abs().max() / single.abs().max()).item()
     assert gap > 1e-2, f"a per-process mean matched the token mean ({gap:.2g}): the batch cannot tell them apart"
+
+
+def _log_in_two_processes(rank, port, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        # a text-only batch logs no visual_norm; names in another order on each process
+        mine = ({"loss": torch.tensor(1.0), "visual_norm": torch.tensor(8.0), "text_norm": torch.tensor(0.5)}
+                if rank == 0 else {"text_norm": torch.tensor(0.25), "loss": torch.tensor(3.0)})
+        out[rank] = {k: float(v) for k, v in mean_over_processes(mine).items()}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_processes_logging_different_names_average_each_over_those_that_logged_it():
+    """Two real (gloo) processes whose log names differ in one step (a text-only batch has no visual_norm): every
+    name is averaged over the processes that logged it, the same on both. Reducing each process's values in its own
+    order paired different names (or hung on unequal lengths)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_log_in_two_processes, args=(port, out), nprocs=2, join=True)
+    expected = {"loss": 2.0, "text_norm": 0.375, "visual_norm": 8.0}
+    assert dict(out[0]) == expected and dict(out[1]) == expected
