@@ -11,6 +11,7 @@ job steps as their user). ``missing_requirements()`` says what is missing, in on
 """
 import os
 import os.path as osp
+import random
 import shutil
 import signal
 import socket
@@ -38,10 +39,18 @@ def _which(name):
 
 
 def free_port():
-    """A TCP port nobody listens on right now (for the daemons, or a job's MASTER_PORT)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on right now (for the daemons, or a job's MASTER_PORT), below the kernel's ephemeral
+    range (32768 and up on Linux): a port from ``bind(0)`` is one the kernel also hands out to outgoing connections
+    and other ``bind(0)`` calls, and the port is only bound seconds later (a slurm job's rendezvous once failed with
+    EADDRINUSE so)."""
+    for port in random.Random().sample(range(20000, 32768), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port in 20000-32767")
 
 
 def node_hardware():

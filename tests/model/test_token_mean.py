@@ -89,13 +89,10 @@ def test_processes_logging_different_names_average_each_over_those_that_logged_i
     """Two real (gloo) processes whose log names differ in one step (a text-only batch has no visual_norm): every
     name is averaged over the processes that logged it, the same on both. Reducing each process's values in its own
     order paired different names (or hung on unequal lengths)."""
-    import socket
-
     import torch.multiprocessing as mp
+    from local_slurm import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = mp.Manager().dict()
     mp.spawn(_log_in_two_processes, args=(port, out), nprocs=2, join=True)
     expected = {"loss": 2.0, "text_norm": 0.375, "visual_norm": 8.0}
